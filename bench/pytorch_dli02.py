@@ -1,0 +1,209 @@
+#!/usr/bin/env python3
+"""PyTorch eager side of `npm run bench` for the `dli02` preset (seed 001's notebook model).
+
+Times the same workloads the TypeScript benchmarks run, on the same libtorch kernels, so the
+numbers compare engine overhead and nothing else. Model, schedule, loss and reverse step come
+from tools/reference/dli02.py. Data is random, shaped like Fashion-MNIST at 16x16 in [-1, 1]:
+speed does not depend on pixel values.
+
+  --what train   the notebook's training step (model.train(), t ~ U{0..T-1}, get_loss, zero_grad,
+                 backward, Adam lr 1e-3); a repeat times --steps steps; unit img/s
+  --what sample  model.eval() + no_grad, the full 150-step reverse_q loop at --batch; a repeat is one
+                 full loop (--steps shortens it for quick checks); unit img/s
+  --what stack   the U-Net's down-path convolutions as a plain Conv-BN-ReLU stack with a mean-square
+                 loss; forward + backward + Adam step; unit img/s
+  --what opcall  one torch.add on 1-element tensors; a repeat is --steps calls; unit us per call
+
+Run (from the repo root; OpenBLAS's threading matters, see DESIGN.md):
+    OPENBLAS_NUM_THREADS=1 /usr/bin/python3 bench/pytorch_dli02.py --what train --threads 2
+    /usr/bin/python3 bench/pytorch_dli02.py --what sample --threads 2
+    /usr/bin/python3 bench/pytorch_dli02.py --what stack
+    /usr/bin/python3 bench/pytorch_dli02.py --what opcall
+Options: --threads N (torch.set_num_threads), --batch, --steps, --repeats, --warmup, --seed.
+Prints one JSON line on stdout; the median is over repeats (a 2-core machine is noisy).
+"""
+import argparse
+import json
+import os
+import re
+import statistics
+import sys
+import time
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tools", "reference"))
+import dli02  # noqa: E402
+
+# Per-workload defaults, chosen so each default run stays under about 60 s on the 2-core machine.
+DEFAULTS = {
+    "train": {"batch": 128, "steps": 20, "repeats": 7, "warmup": 3},
+    "sample": {"batch": 500, "steps": dli02.T, "repeats": 5, "warmup": 3},
+    "stack": {"batch": 128, "steps": 20, "repeats": 7, "warmup": 3},
+    "opcall": {"batch": 1, "steps": 100_000, "repeats": 7, "warmup": 1000},
+}
+
+
+def blas_info():
+    """The build's BLAS_INFO and the BLAS library actually mapped (Debian links the system BLAS)."""
+    m = re.search(r"\bBLAS_INFO=[^,\s]*", torch.__config__.show())
+    cfg = m.group(0) if m else None
+    mapped = None
+    try:
+        with open("/proc/self/maps") as f:
+            libs = {line.split()[-1] for line in f if "blas" in line.lower() and "/" in line}
+        mapped = sorted(libs)
+    except OSError:
+        pass
+    return cfg, mapped
+
+
+def fake_images(n, gen):
+    return torch.rand((n, dli02.IMG_CH, dli02.IMG_SIZE, dli02.IMG_SIZE), generator=gen) * 2 - 1  # (B, 1, 16, 16)
+
+
+def bench_train(args, gen):
+    model = dli02.UNet()
+    optimizer = torch.optim.Adam(model.parameters(), lr=0.001)
+    model.train()
+    x = fake_images(args.batch, gen)
+
+    def step():
+        t = torch.randint(0, dli02.T, (args.batch,))
+        optimizer.zero_grad()
+        loss = dli02.get_loss(model, x, t)
+        loss.backward()
+        optimizer.step()
+
+    for _ in range(args.warmup):
+        step()
+    per_repeat = []
+    for _ in range(args.repeats):
+        start = time.perf_counter()
+        for _ in range(args.steps):
+            step()
+        per_repeat.append(args.batch * args.steps / (time.perf_counter() - start))
+    return per_repeat, "img/s"
+
+
+@torch.no_grad()
+def reverse_loop(model, n, steps):
+    x_t = torch.randn((n, dli02.IMG_CH, dli02.IMG_SIZE, dli02.IMG_SIZE))
+    for i in range(0, dli02.T)[::-1][:steps]:
+        t = torch.full((n,), i)
+        e_t = model(x_t, t)
+        x_t = dli02.reverse_q(x_t, t, e_t)
+    return x_t
+
+
+def bench_sample(args, gen):
+    model = dli02.UNet()
+    model.eval()
+    with torch.no_grad():
+        for _ in range(args.warmup):  # warm-up counts model calls, not full loops
+            model(torch.randn(args.batch, dli02.IMG_CH, dli02.IMG_SIZE, dli02.IMG_SIZE), torch.full((args.batch,), 1))
+    per_repeat = []
+    for _ in range(args.repeats):
+        start = time.perf_counter()
+        reverse_loop(model, args.batch, args.steps)
+        per_repeat.append(args.batch / (time.perf_counter() - start))
+    return per_repeat, "img/s"
+
+
+def conv_bn_relu(cin, cout):
+    return [nn.Conv2d(cin, cout, 3, 1, 1), nn.BatchNorm2d(cout), nn.ReLU()]
+
+
+def bench_stack(args, gen):
+    # The dli02 down path's convolution shapes at 16x16 -> 8x8, without the U-Net's wiring.
+    model = nn.Sequential(
+        *conv_bn_relu(1, 16),
+        *conv_bn_relu(16, 32),
+        *conv_bn_relu(32, 32),
+        nn.MaxPool2d(2),
+        *conv_bn_relu(32, 64),
+        *conv_bn_relu(64, 64),
+    )
+    optimizer = torch.optim.Adam(model.parameters(), lr=0.001)
+    model.train()
+    x = fake_images(args.batch, gen)
+
+    def step():
+        optimizer.zero_grad()
+        loss = model(x).pow(2).mean()
+        loss.backward()
+        optimizer.step()
+
+    for _ in range(args.warmup):
+        step()
+    per_repeat = []
+    for _ in range(args.repeats):
+        start = time.perf_counter()
+        for _ in range(args.steps):
+            step()
+        per_repeat.append(args.batch * args.steps / (time.perf_counter() - start))
+    return per_repeat, "img/s"
+
+
+def bench_opcall(args, gen):
+    a = torch.ones(1)
+    b = torch.ones(1)
+    add = torch.add
+    for _ in range(args.warmup):
+        add(a, b)
+    per_repeat = []
+    for _ in range(args.repeats):
+        start = time.perf_counter()
+        for _ in range(args.steps):
+            add(a, b)
+        per_repeat.append((time.perf_counter() - start) / args.steps * 1e6)
+    return per_repeat, "us"
+
+
+BENCHES = {"train": bench_train, "sample": bench_sample, "stack": bench_stack, "opcall": bench_opcall}
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--what", choices=sorted(BENCHES), default="train")
+    p.add_argument("--threads", type=int, default=2, help="torch.set_num_threads (default 2)")
+    p.add_argument("--batch", type=int, help="images per step (train/stack 128, sample 500)")
+    p.add_argument("--steps", type=int, help="train/stack: steps per repeat (20); sample: reverse steps per loop (150); opcall: calls per repeat (100000)")
+    p.add_argument("--repeats", type=int, help="timed repeats; the median is reported (train/stack/opcall 7, sample 5)")
+    p.add_argument("--warmup", type=int, help="untimed steps first (train/stack/sample 3 model calls, opcall 1000)")
+    p.add_argument("--seed", type=int, default=0)
+    args = p.parse_args()
+    for k, v in DEFAULTS[args.what].items():
+        if getattr(args, k) is None:
+            setattr(args, k, v)
+    if args.what == "sample" and not 1 <= args.steps <= dli02.T:
+        p.error(f"--steps for sample is the number of reverse steps, 1..{dli02.T}; got {args.steps}")
+
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(args.seed)
+    gen = torch.Generator().manual_seed(args.seed)
+    per_repeat, unit = BENCHES[args.what](args, gen)
+    blas, blas_lib = blas_info()
+    result = {
+        "engine": "pytorch",
+        "torch": torch.__version__,
+        "what": args.what,
+        "threads": args.threads,
+        "batch": args.batch,
+        "steps": args.steps,
+        "repeats": args.repeats,
+        "warmup": args.warmup,
+        "openblas_threads": os.environ.get("OPENBLAS_NUM_THREADS"),
+        "blas": blas,
+        "blas_lib": blas_lib,
+        "per_repeat": [round(v, 3) for v in per_repeat],
+        "median": round(statistics.median(per_repeat), 3),
+        "unit": unit,
+    }
+    sys.stdout.write(json.dumps(result) + "\n")
+
+
+if __name__ == "__main__":
+    main()
