@@ -40,7 +40,7 @@ import dli02  # noqa: E402
 # Per-workload defaults, chosen so each default run stays under about 60 s on the 2-core machine.
 DEFAULTS = {
     "train": {"batch": 128, "steps": 20, "repeats": 7, "warmup": 3},
-    "sample": {"batch": 500, "steps": dli02.T, "repeats": 5, "warmup": 3},
+    "sample": {"batch": 500, "steps": dli02.T, "repeats": 3, "warmup": 2},
     "stack": {"batch": 128, "steps": 20, "repeats": 7, "warmup": 3},
     "opcall": {"batch": 1, "steps": 100_000, "repeats": 7, "warmup": 1000},
 }
@@ -171,8 +171,8 @@ def main():
     p.add_argument("--threads", type=int, default=2, help="torch.set_num_threads (default 2)")
     p.add_argument("--batch", type=int, help="images per step (train/stack 128, sample 500)")
     p.add_argument("--steps", type=int, help="train/stack: steps per repeat (20); sample: reverse steps per loop (150); opcall: calls per repeat (100000)")
-    p.add_argument("--repeats", type=int, help="timed repeats; the median is reported (train/stack/opcall 7, sample 5)")
-    p.add_argument("--warmup", type=int, help="untimed steps first (train/stack/sample 3 model calls, opcall 1000)")
+    p.add_argument("--repeats", type=int, help="timed repeats; the median is reported (train/stack/opcall 7, sample 3: a full loop is ~15 s here)")
+    p.add_argument("--warmup", type=int, help="untimed steps first (train/stack 3 steps, sample 2 model calls, opcall 1000 calls)")
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args()
     for k, v in DEFAULTS[args.what].items():
@@ -181,6 +181,7 @@ def main():
     if args.what == "sample" and not 1 <= args.steps <= dli02.T:
         p.error(f"--steps for sample is the number of reverse steps, 1..{dli02.T}; got {args.steps}")
 
+    load_before = os.getloadavg()[0]
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
     gen = torch.Generator().manual_seed(args.seed)
@@ -201,6 +202,8 @@ def main():
         "per_repeat": [round(v, 3) for v in per_repeat],
         "median": round(statistics.median(per_repeat), 3),
         "unit": unit,
+        # 1-minute load average before and after: other work on a 2-core machine skews the numbers
+        "loadavg": [round(load_before, 2), round(os.getloadavg()[0], 2)],
     }
     sys.stdout.write(json.dumps(result) + "\n")
 

@@ -47,7 +47,7 @@ const fakeRoutes = (): Map<string, Route> => new Map(NAMES.map((n, i) => [`/${n}
 const rejects = async (p: Promise<unknown>, re: RegExp): Promise<void> => {
   await assert.rejects(p, (e: unknown) => e instanceof DownloadError && re.test(e.message) ? true : assert.fail(`${e}`));
 };
-const leftovers = (dir: string): string[] => readdirSync(dir).filter((f) => f.endsWith('.tmp'));
+const leftovers = (dir: string): string[] => readdirSync(dir).filter((f) => f.includes('.tmp'));
 
 test('downloads the four files, then skips them when present', async (t) => {
   const { base, hits } = await serve(t, fakeRoutes());
@@ -86,6 +86,16 @@ test('follows redirects', async (t) => {
   assert.equal(r.files.filter((f) => f.status === 'downloaded').length, 4);
 });
 
+test('uses an injected fetchImpl instead of the global fetch', async (t) => {
+  const asked: string[] = [];
+  const fetchImpl = (async (url: string | URL | Request) => {
+    asked.push(String(url));
+    return new Response(fakeGz[NAMES.findIndex((n) => String(url).endsWith(`/${n}.gz`))]!);
+  }) as typeof fetch;
+  await downloadFashionMnist({ dir: tempDir(t), baseUrl: 'https://mirror.invalid/fm', pins: fakePins, fetchImpl });
+  assert.deepEqual(asked, NAMES.map((n) => `https://mirror.invalid/fm/${n}.gz`));
+});
+
 test('a corrupted download is refused with both digests, and the previous good file is untouched', async (t) => {
   const routes = fakeRoutes();
   const { base } = await serve(t, routes);
@@ -102,6 +112,15 @@ test('a corrupted download is refused with both digests, and the previous good f
     `found MD5 ${got.md5} SHA-256 ${got.sha256} .*The existing ${join(dir, name)} was left untouched`));
   assert.deepEqual(readFileSync(join(dir, name)), fakeGz[0]);
   assert.deepEqual(leftovers(dir), []);
+});
+
+test('both digests must match: a right MD5 with a wrong SHA-256 is refused, and the reverse', async (t) => {
+  const { base } = await serve(t, fakeRoutes());
+  const flip = (h: string): string => (h[0] === '0' ? '1' : '0') + h.slice(1);
+  for (const which of ['md5', 'sha256'] as const) {
+    const pins = fakePins.map((p) => ({ ...p, gz: { ...p.gz, [which]: flip(p.gz[which]) } }));
+    await rejects(downloadFashionMnist({ dir: tempDir(t), baseUrl: base, pins }), /checksum mismatch/);
+  }
 });
 
 test('a stale bad file is kept when the fresh download is also bad', async (t) => {

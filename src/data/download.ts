@@ -1,9 +1,10 @@
 // Fetches the four official Fashion-MNIST files and checks each against pinned digests. This is the
 // only networked code in data/ (CONVENTIONS: network only in explicit download commands).
-import { createHash, randomBytes } from 'node:crypto';
-import { mkdir, open, readFile, rename, unlink } from 'node:fs/promises';
-import { basename, dirname, join, resolve } from 'node:path';
+import { createHash } from 'node:crypto';
+import { mkdir, readFile } from 'node:fs/promises';
+import { join, resolve } from 'node:path';
 import { gunzipSync } from 'node:zlib';
+import { writeFileAtomic } from '../io/atomic.js';
 
 /** The mirror torchvision's FashionMNIST downloads from. */
 export const OFFICIAL_FASHION_MNIST_URL = 'http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/';
@@ -109,28 +110,6 @@ async function readIfExists(path: string): Promise<Uint8Array | undefined> {
   }
 }
 
-// TODO: use writeFileAtomic from src/io/atomic.ts once it exists (it did not when this was written).
-// Temp file in the same folder so rename is atomic; fsync before rename so a crash leaves the old
-// file or the complete new one, never a torn one.
-async function writeFileAtomic(path: string, data: Uint8Array): Promise<void> {
-  const tmp = join(dirname(path), `.${basename(path)}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`);
-  try {
-    const fh = await open(tmp, 'wx');
-    try {
-      await fh.writeFile(data);
-      await fh.sync();
-    } finally {
-      await fh.close();
-    }
-    await rename(tmp, path);
-  } catch (e) {
-    await unlink(tmp).catch(() => undefined);
-    throw e;
-  }
-  const dh = await open(dirname(path), 'r');
-  try { await dh.sync(); } finally { await dh.close(); }
-}
-
 async function fetchBytes(
   url: string, file: string, limit: number, timeoutMs: number, fetchImpl: typeof fetch,
   progress: (received: number, total: number | undefined) => void, untouched: string,
@@ -140,6 +119,7 @@ async function fetchBytes(
   try {
     const res = await fetchImpl(url, { redirect: 'follow', signal: ctl.signal });
     if (!res.ok || res.body === null) {
+      await res.body?.cancel().catch(() => undefined); // free the connection; the body is not needed
       throw new DownloadError(file, url,
         `${file}: HTTP ${res.status} ${res.statusText} from ${url}; expected 200 with the file. ${untouched} ` +
         `Hint: check the base URL (official: ${OFFICIAL_FASHION_MNIST_URL}) or use \`apt install dataset-fashion-mnist\``);
@@ -210,7 +190,8 @@ export async function downloadFashionMnist(opts: DownloadOptions): Promise<Downl
         `${file}: checksum mismatch for ${url}; expected ${show(pin.gz)}, found ${show(found)}. ${untouched} ` +
         `Hint: retry; if it persists the mirror is serving other bytes, so try another base URL or \`apt install dataset-fashion-mnist\``);
     }
-    await writeFileAtomic(path, bytes);
+    // Temp sibling + fsync + rename: a crash leaves the old file or the verified new one.
+    writeFileAtomic(path, bytes);
     opts.onProgress?.({ file, state: 'done', received: bytes.length, total: bytes.length });
     result.files.push({ name: pin.name, path, status: 'downloaded' });
   }

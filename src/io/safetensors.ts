@@ -183,10 +183,11 @@ export function parseSafetensors(bytes: Uint8Array, source = '<buffer>'): Parsed
       `tensor data needs ${dataEnd} bytes but only ${dataLen} follow the header; the file is truncated (${dataEnd - dataLen} bytes short)`);
   }
 
-  const base = 8 + headerLen;
+  const base = bytes.byteOffset + 8 + headerLen;
   const tensors = new Map<string, RawTensor>();
   for (const e of entries) {
-    tensors.set(e.name, { dtype: e.dtype, shape: e.shape, data: bytes.subarray(base + e.begin, base + e.end) });
+    // A plain Uint8Array view even when `bytes` is a Buffer: Buffer#slice is a view, not the copy callers expect.
+    tensors.set(e.name, { dtype: e.dtype, shape: e.shape, data: new Uint8Array(bytes.buffer, base + e.begin, e.end - e.begin) });
   }
   return { tensors, metadata };
 }

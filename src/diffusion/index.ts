@@ -1,0 +1,3 @@
+export * from './schedule.js';
+export * from './process.js';
+export * from './loss.js';

@@ -1,0 +1,125 @@
+// The `dli02` preset: the U-Net of the course notebook 02_Diffusion_Models.ipynb (seeds/001 and
+// 000 quote its code), module for module, so its state dict has the notebook's names
+// (`down1.model.0.weight`, ...) and, after manualSeed(s), the same initial weights as the
+// notebook's model after torch.manual_seed(s).
+import type { Tensor } from '../tensor/index.js';
+import {
+  Module, Layer, Sequential, Conv2d, ConvTranspose2d, BatchNorm2d, ReLU, MaxPool2d, Linear, Flatten, Unflatten,
+} from '../nn/index.js';
+import { cat, ArgumentError } from '../tensor/index.js';
+
+export interface Dli02Config {
+  /** Image channels: Fashion-MNIST is grey. */
+  imageChannels: number;
+  /** Side of the square images; the notebook resizes Fashion-MNIST to 16 so it trains fast on a CPU. */
+  imageSize: number;
+  /** Channels at each resolution, as the notebook's `down_chs = (16, 32, 64)`. */
+  downChannels: [number, number, number];
+  /** Number of diffusion timesteps: the time input is t / T, normalised to [0, 1) (seeds/000 Q13). */
+  T: number;
+}
+
+export const DLI02_DEFAULTS: Dli02Config = { imageChannels: 1, imageSize: 16, downChannels: [16, 32, 64], T: 150 };
+
+/** Conv-BN-ReLU twice, then a 2x max-pool: the notebook's DownBlock. */
+class DownBlock extends Layer {
+  readonly model: Sequential;
+  constructor(inCh: number, outCh: number) {
+    super();
+    this.model = this.registerModule('model', new Sequential(
+      new Conv2d(inCh, outCh, 3, { stride: 1, padding: 1 }), new BatchNorm2d(outCh), new ReLU(),
+      new Conv2d(outCh, outCh, 3, { stride: 1, padding: 1 }), new BatchNorm2d(outCh), new ReLU(),
+      new MaxPool2d(2),
+    ));
+  }
+  forward(x: Tensor): Tensor { return this.model.forward(x); }
+}
+
+/** Concatenate the skip, then a stride-2 transposed conv (kernel 3, padding 1, output padding 1) and Conv-BN-ReLU. */
+export class UpBlock extends Module {
+  readonly model: Sequential;
+  constructor(inCh: number, outCh: number) {
+    super();
+    this.model = this.registerModule('model', new Sequential(
+      new ConvTranspose2d(2 * inCh, outCh, 3, { stride: 2, padding: 1, outputPadding: 1 }), new BatchNorm2d(outCh), new ReLU(),
+      new Conv2d(outCh, outCh, 3, { stride: 1, padding: 1 }), new BatchNorm2d(outCh), new ReLU(),
+    ));
+  }
+  forward(x: Tensor, skip: Tensor): Tensor {
+    return this.model.forward(cat([x, skip], 1)); // (B, 2 inCh, H, W) -> (B, outCh, 2H, 2W)
+  }
+}
+
+/** t / T through Linear-ReLU-Linear, unflattened to (B, emb, 1, 1) to add to feature maps. */
+export class EmbedBlock extends Layer {
+  readonly model: Sequential;
+  constructor(readonly inputDim: number, embDim: number) {
+    super();
+    this.model = this.registerModule('model', new Sequential(
+      new Linear(inputDim, embDim), new ReLU(), new Linear(embDim, embDim), new Unflatten(1, [embDim, 1, 1]),
+    ));
+  }
+  forward(input: Tensor): Tensor { return this.model.forward(input.reshape([-1, this.inputDim])); }
+}
+
+export class Dli02UNet extends Module {
+  readonly down0: Sequential;
+  readonly down1: DownBlock;
+  readonly down2: DownBlock;
+  readonly toVec: Sequential;
+  readonly denseEmb: Sequential;
+  readonly temb1: EmbedBlock;
+  readonly temb2: EmbedBlock;
+  readonly up0: Sequential;
+  readonly up1: UpBlock;
+  readonly up2: UpBlock;
+  readonly out: Sequential;
+
+  constructor(readonly config: Dli02Config = DLI02_DEFAULTS) {
+    super();
+    const { imageChannels: c, imageSize, downChannels: down, T } = config;
+    if (imageSize % 4 !== 0 || imageSize < 4) {
+      throw new ArgumentError(`dli02: image size ${imageSize} cannot be halved twice by the U-Net's two max-pools; use a multiple of 4 (the notebook uses 16)`);
+    }
+    if (!Number.isInteger(T) || T < 1) throw new ArgumentError(`dli02: T must be an integer >= 1, got ${T}`);
+    const up = [down[2], down[1], down[0]] as const;
+    const latent = imageSize / 4;
+    // Registration order is the notebook's __init__ order, so initial weights match PyTorch's draw order.
+    this.down0 = this.registerModule('down0', new Sequential(new Conv2d(c, down[0], 3, { padding: 1 }), new BatchNorm2d(down[0]), new ReLU()));
+    this.down1 = this.registerModule('down1', new DownBlock(down[0], down[1]));
+    this.down2 = this.registerModule('down2', new DownBlock(down[1], down[2]));
+    this.toVec = this.registerModule('to_vec', new Sequential(new Flatten(), new ReLU()));
+    this.denseEmb = this.registerModule('dense_emb', new Sequential(
+      new Linear(down[2] * latent * latent, down[1]), new ReLU(),
+      new Linear(down[1], down[1]), new ReLU(),
+      new Linear(down[1], down[2] * latent * latent), new ReLU(),
+    ));
+    this.temb1 = this.registerModule('temb_1', new EmbedBlock(1, up[0]));
+    this.temb2 = this.registerModule('temb_2', new EmbedBlock(1, up[1]));
+    this.up0 = this.registerModule('up0', new Sequential(
+      new Unflatten(1, [up[0], latent, latent]), new Conv2d(up[0], up[0], 3, { padding: 1 }), new BatchNorm2d(up[0]), new ReLU(),
+    ));
+    this.up1 = this.registerModule('up1', new UpBlock(up[0], up[1]));
+    this.up2 = this.registerModule('up2', new UpBlock(up[1], up[2]));
+    this.out = this.registerModule('out', new Sequential(
+      new Conv2d(up[2], up[2], 3, { stride: 1, padding: 1 }), new BatchNorm2d(up[2]), new ReLU(),
+      new Conv2d(up[2], c, 3, { stride: 1, padding: 1 }),
+    ));
+  }
+
+  /** eps_theta(x_t, t): x (B, C, S, S) float32, t (B,) int64 in [0, T). */
+  forward(x: Tensor, t: Tensor): Tensor {
+    const down0 = this.down0.forward(x); // (B, 16, S, S)
+    const down1 = this.down1.forward(down0); // (B, 32, S/2, S/2)
+    const down2 = this.down2.forward(down1); // (B, 64, S/4, S/4)
+    let latentVec = this.toVec.forward(down2); // (B, 64 S^2/16)
+    const tn = t.float().div(this.config.T); // (B,) in [0, 1)
+    latentVec = this.denseEmb.forward(latentVec);
+    const temb1 = this.temb1.forward(tn); // (B, 64, 1, 1)
+    const temb2 = this.temb2.forward(tn); // (B, 32, 1, 1)
+    const up0 = this.up0.forward(latentVec); // (B, 64, S/4, S/4)
+    const up1 = this.up1.forward(up0.add(temb1), down2); // (B, 32, S/2, S/2)
+    const up2 = this.up2.forward(up1.add(temb2), down1); // (B, 16, S, S)
+    return this.out.forward(up2); // (B, C, S, S)
+  }
+}

@@ -1,0 +1,4 @@
+export { Module, Layer, Parameter } from './module.js';
+export * from './layers.js';
+export { Adam, AdamW, clipGradNorm, type AdamOptions } from './optim.js';
+export * as init from './init.js';

@@ -1,0 +1,141 @@
+// Memory discipline: tidy() scopes keep a long training loop flat (no handle or RSS growth),
+// free what they should and keep what they return; disposal is idempotent and use-after-dispose
+// fails loudly.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import v8 from 'node:v8';
+import vm from 'node:vm';
+import { Tensor, keep, liveTensors, ones, randn, tidy, manualSeed } from '../src/tensor/index.js';
+import { mseLoss } from '../src/tensor/functional.js';
+import { Adam, BatchNorm2d, Conv2d, ReLU, Sequential } from '../src/nn/index.js';
+
+// A full collection before each RSS reading, so V8's garbage does not pass for a native leak.
+v8.setFlagsFromString('--expose-gc');
+const gc = vm.runInNewContext('gc') as () => void;
+function rssAfterGc(): number {
+  gc();
+  return process.memoryUsage().rss;
+}
+
+test('2,000 Adam steps of a conv/BatchNorm/ReLU net in tidy: live tensors and RSS stay flat', () => {
+  manualSeed(0);
+  const net = new Sequential(
+    new Conv2d(1, 8, 3, { padding: 1 }), new BatchNorm2d(8), new ReLU(),
+    new Conv2d(8, 8, 3, { padding: 1 }), new BatchNorm2d(8), new ReLU(),
+    new Conv2d(8, 1, 3, { padding: 1 }),
+  );
+  const opt = new Adam(net.namedParameters(), { lr: 1e-3 });
+  const x = keep(randn([4, 1, 8, 8])); // (B, C, H, W)
+  const target = keep(x.mul(0.5).add(0.1));
+  const step = (): number => tidy(() => {
+    opt.zeroGrad();
+    const loss = mseLoss(net.forward(x), target);
+    loss.backward();
+    opt.step();
+    return loss.item();
+  });
+
+  const STEPS = 2000;
+  const WARMUP = 200; // Adam's moments exist after step 1; allocator and V8 heap settle by here
+  const losses: number[] = [];
+  let liveAfterWarmup = 0;
+  let rssAfterWarmup = 0;
+  for (let s = 1; s <= STEPS; s++) {
+    losses.push(step());
+    if (s === WARMUP) {
+      liveAfterWarmup = liveTensors();
+      rssAfterWarmup = rssAfterGc();
+    }
+  }
+  const liveEnd = liveTensors();
+  const rssEnd = rssAfterGc();
+  try {
+    assert.equal(liveEnd, liveAfterWarmup, `live tensors grew from ${liveAfterWarmup} after ${WARMUP} steps to ${liveEnd} after ${STEPS}`);
+    const growth = (rssEnd - rssAfterWarmup) / rssAfterWarmup;
+    assert.ok(growth <= 0.1, `RSS grew ${(growth * 100).toFixed(1)}% (from ${(rssAfterWarmup / 2 ** 20).toFixed(1)} MiB after ${WARMUP} steps to ${(rssEnd / 2 ** 20).toFixed(1)} MiB after ${STEPS}); limit 10%`);
+    assert.ok(losses.every(Number.isFinite), 'losses stay finite');
+    assert.ok(losses[STEPS - 1]! < losses[0]!, `loss fell (${losses[0]} -> ${losses[STEPS - 1]})`);
+  } finally {
+    for (const t of opt.stateDict().tensors.values()) t.dispose();
+    net.dispose();
+    x.dispose();
+    target.dispose();
+  }
+});
+
+test('tidy frees intermediates and keeps a returned tensor', () => {
+  const before = liveTensors();
+  let inner: Tensor | undefined;
+  const out = tidy(() => {
+    inner = ones([2, 2]);
+    return inner.add(1).mul(2); // (2, 2): ones, add's result freed; mul's kept
+  });
+  assert.equal(liveTensors(), before + 1);
+  assert.ok(inner!.isDisposed);
+  assert.deepEqual(out.toArray(), [4, 4, 4, 4]);
+  out.dispose();
+  assert.equal(liveTensors(), before);
+});
+
+test('tidy keeps tensors reachable from returned arrays, plain objects and maps', () => {
+  const before = liveTensors();
+  const out = tidy(() => {
+    const a = ones([1]);
+    const b = a.add(1);
+    const c = b.add(1);
+    const d = c.add(1);
+    a.add(100); // dropped: freed
+    return { first: a, list: [b, { deep: c }], byName: new Map([['d', d]]) };
+  });
+  assert.equal(liveTensors(), before + 4);
+  const kept = [out.first, out.list[0] as Tensor, (out.list[1] as { deep: Tensor }).deep, out.byName.get('d')!];
+  assert.deepEqual(kept.map((t) => t.item()), [1, 2, 3, 4]);
+  for (const t of kept) t.dispose();
+  assert.equal(liveTensors(), before);
+});
+
+test('nested tidy: the inner result joins the outer scope and is freed there unless returned', () => {
+  const before = liveTensors();
+  let fromInner: Tensor | undefined;
+  const out = tidy(() => {
+    fromInner = tidy(() => ones([3]).mul(3));
+    assert.ok(!fromInner.isDisposed);
+    return fromInner.sum();
+  });
+  assert.ok(fromInner!.isDisposed);
+  assert.equal(out.item(), 9);
+  out.dispose();
+  assert.equal(liveTensors(), before);
+});
+
+test('keep() takes a tensor out of tidy; a throwing fn still frees its tensors', () => {
+  const before = liveTensors();
+  let kept: Tensor | undefined;
+  tidy(() => { kept = keep(ones([2])); ones([2]); });
+  assert.ok(kept && !kept.isDisposed);
+  kept.dispose();
+  assert.throws(() => tidy(() => { ones([5]); throw new Error('boom'); }), /boom/);
+  assert.equal(liveTensors(), before);
+});
+
+test('dispose twice is safe and releases the handle once', () => {
+  const before = liveTensors();
+  const t = ones([4]);
+  assert.equal(liveTensors(), before + 1);
+  t.dispose();
+  t.dispose();
+  assert.ok(t.isDisposed);
+  assert.equal(liveTensors(), before);
+});
+
+test('using a disposed tensor throws a clear error', () => {
+  const t = ones([2, 3]);
+  const other = ones([2, 3]);
+  t.dispose();
+  const disposed = /disposed and cannot be used/;
+  assert.throws(() => t.add(1), disposed);
+  assert.throws(() => t.shape, disposed);
+  assert.throws(() => t.dataSync(), disposed);
+  assert.throws(() => other.add(t), disposed); // as an argument, too
+  other.dispose();
+});
