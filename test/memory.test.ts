@@ -17,51 +17,70 @@ function rssAfterGc(): number {
   return process.memoryUsage().rss;
 }
 
-test('2,000 Adam steps of a conv/BatchNorm/ReLU net in tidy: live tensors and RSS stay flat', () => {
-  manualSeed(0);
-  const net = new Sequential(
-    new Conv2d(1, 8, 3, { padding: 1 }), new BatchNorm2d(8), new ReLU(),
-    new Conv2d(8, 8, 3, { padding: 1 }), new BatchNorm2d(8), new ReLU(),
-    new Conv2d(8, 1, 3, { padding: 1 }),
-  );
-  const opt = new Adam(net.namedParameters(), { lr: 1e-3 });
-  const x = keep(randn([4, 1, 8, 8])); // (B, C, H, W)
-  const target = keep(x.mul(0.5).add(0.1));
-  const step = (): number => tidy(() => {
-    opt.zeroGrad();
-    const loss = mseLoss(net.forward(x), target);
-    loss.backward();
-    opt.step();
-    return loss.item();
-  });
+// Node-API runs the finalizers of our tensor handles (napi Externals) from a SetImmediate, not
+// during GC, so a loop that never yields to the event loop piles up ~100-300 bytes of handle
+// bookkeeping per op (the tensors' own memory is freed by dispose). The trainer yields every 4
+// steps (src/train/trainer.ts); the first test does the same. The second runs the loop fully
+// synchronously, which stays flat only once the addon's finalizers are basic (synchronous).
+const SYNC_TODO = 'addon: Externals use deferred (non-basic) Node-API finalizers; see test comment';
 
-  const STEPS = 2000;
-  const WARMUP = 200; // Adam's moments exist after step 1; allocator and V8 heap settle by here
-  const losses: number[] = [];
-  let liveAfterWarmup = 0;
-  let rssAfterWarmup = 0;
-  for (let s = 1; s <= STEPS; s++) {
-    losses.push(step());
-    if (s === WARMUP) {
-      liveAfterWarmup = liveTensors();
-      rssAfterWarmup = rssAfterGc();
+function trainingLoop(yieldEvery: number) {
+  return async () => {
+    manualSeed(0);
+    const net = new Sequential(
+      new Conv2d(1, 8, 3, { padding: 1 }), new BatchNorm2d(8), new ReLU(),
+      new Conv2d(8, 8, 3, { padding: 1 }), new BatchNorm2d(8), new ReLU(),
+      new Conv2d(8, 1, 3, { padding: 1 }),
+    );
+    const opt = new Adam(net.namedParameters(), { lr: 1e-3 });
+    const x = keep(randn([4, 1, 8, 8])); // (B, C, H, W)
+    const target = tidy(() => x.mul(0.5).add(0.1));
+    keep(target);
+    const step = (): number => tidy(() => {
+      opt.zeroGrad();
+      const loss = mseLoss(net.forward(x), target);
+      loss.backward();
+      opt.step();
+      return loss.item();
+    });
+
+    const STEPS = 2000;
+    const WARMUP = 200; // Adam's moments exist after step 1; allocator and V8 heap settle by here
+    const losses: number[] = [];
+    let liveAfterWarmup = 0;
+    let rssAfterWarmup = 0;
+    for (let s = 1; s <= STEPS; s++) {
+      losses.push(step());
+      if (s === WARMUP) {
+        liveAfterWarmup = liveTensors();
+        rssAfterWarmup = rssAfterGc();
+      }
+      if (yieldEvery > 0 && s % yieldEvery === 0) await new Promise((r) => setImmediate(r));
     }
-  }
-  const liveEnd = liveTensors();
-  const rssEnd = rssAfterGc();
-  try {
-    assert.equal(liveEnd, liveAfterWarmup, `live tensors grew from ${liveAfterWarmup} after ${WARMUP} steps to ${liveEnd} after ${STEPS}`);
-    const growth = (rssEnd - rssAfterWarmup) / rssAfterWarmup;
-    assert.ok(growth <= 0.1, `RSS grew ${(growth * 100).toFixed(1)}% (from ${(rssAfterWarmup / 2 ** 20).toFixed(1)} MiB after ${WARMUP} steps to ${(rssEnd / 2 ** 20).toFixed(1)} MiB after ${STEPS}); limit 10%`);
-    assert.ok(losses.every(Number.isFinite), 'losses stay finite');
-    assert.ok(losses[STEPS - 1]! < losses[0]!, `loss fell (${losses[0]} -> ${losses[STEPS - 1]})`);
-  } finally {
-    for (const t of opt.stateDict().tensors.values()) t.dispose();
-    net.dispose();
-    x.dispose();
-    target.dispose();
-  }
-});
+    const liveEnd = liveTensors();
+    const rssEnd = rssAfterGc();
+    try {
+      assert.equal(liveEnd, liveAfterWarmup, `live tensors grew from ${liveAfterWarmup} after ${WARMUP} steps to ${liveEnd} after ${STEPS}`);
+      // libtorch alone makes RSS ~220 MiB, so 10% would let ~12 KiB/step leak by: also bound the
+      // absolute growth (measured here: +3 to +4.5 MiB of allocator warm-up when yielding, ~+21 MiB when not).
+      const growth = rssEnd - rssAfterWarmup;
+      const where = `from ${(rssAfterWarmup / 2 ** 20).toFixed(1)} MiB after ${WARMUP} steps to ${(rssEnd / 2 ** 20).toFixed(1)} MiB after ${STEPS}`;
+      assert.ok(growth <= 0.1 * rssAfterWarmup, `RSS grew ${((100 * growth) / rssAfterWarmup).toFixed(1)}% (${where}); limit 10%`);
+      assert.ok(growth <= 10 * 2 ** 20, `RSS grew ${(growth / 2 ** 20).toFixed(1)} MiB (${where}); limit 10 MiB`);
+      assert.ok(losses.every(Number.isFinite), 'losses stay finite');
+      assert.ok(losses[STEPS - 1]! < losses[0]!, `loss fell (${losses[0]} -> ${losses[STEPS - 1]})`);
+    } finally {
+      for (const t of opt.stateDict().tensors.values()) t.dispose();
+      net.dispose();
+      x.dispose();
+      target.dispose();
+    }
+  };
+}
+
+test('2,000 Adam steps of a conv/BatchNorm/ReLU net in tidy, yielding as the trainer does: live tensors and RSS flat', trainingLoop(4));
+
+test('the same 2,000 steps without ever yielding: live tensors and RSS flat', { todo: SYNC_TODO }, trainingLoop(0));
 
 test('tidy frees intermediates and keeps a returned tensor', () => {
   const before = liveTensors();

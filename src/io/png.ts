@@ -57,6 +57,7 @@ export function decodePng(bytes: Uint8Array, source: string): Image8 {
     throw new Error(
       `decodePng: ${source} is not a readable PNG (${(e as Error).message}); ` +
         `hint: check the file is a complete .png`,
+      { cause: e },
     );
   }
   // pngjs always hands back RGBA; a tRNS chunk (transColor or palette alpha) makes alpha meaningful.
@@ -86,6 +87,6 @@ export function writePng(path: string, img: Image8): void {
     } catch {
       // tmp was never created or already renamed; the original error is the one to report
     }
-    throw new Error(`writePng: could not write ${path} (${(e as Error).message})`);
+    throw new Error(`writePng: could not write ${path} (${(e as Error).message})`, { cause: e });
   }
 }

@@ -34,7 +34,7 @@ export class RunFolder {
     try {
       return JSON.parse(readFileSync(this.configPath, 'utf8')) as T;
     } catch (e) {
-      throw new Error(`${this.configPath} is not valid JSON: ${(e as Error).message}`);
+      throw new Error(`${this.configPath} is not valid JSON: ${(e as Error).message}`, { cause: e });
     }
   }
 

@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# Installs what ddpm-ts needs and builds it. Safe to run again: each step is skipped when done.
+#   - Debian packages (as root): libtorch-dev, libopenblas0-pthread (without OpenBLAS, Debian's libtorch
+#     multiplies matrices ~30x slower; DESIGN.md), dataset-fashion-mnist, plus any given as arguments
+#   - npm ci, the libtorch addon (node-gyp), the TypeScript build
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+want=(libtorch-dev libopenblas0-pthread dataset-fashion-mnist "$@")
+missing=()
+for p in "${want[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    echo "setup: installing Debian packages: ${missing[*]}" >&2
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/null 2>&1 \
+      || { apt-get update -q >/dev/null && apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/null; }
+  else
+    echo "setup: missing Debian packages: ${missing[*]}" >&2
+    echo "setup: install them with: sudo apt-get install ${missing[*]}   (or set LIBTORCH to a libtorch folder)" >&2
+  fi
+fi
+
+if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
+  echo "setup: npm ci" >&2
+  npm ci --no-audit --no-fund --loglevel=error
+fi
+
+addon=build/Release/ddpm_torch.node
+if [ ! -f "$addon" ] || [ native/addon.cc -nt "$addon" ] || [ binding.gyp -nt "$addon" ]; then
+  echo "setup: building the libtorch addon (node-gyp)" >&2
+  rm -f build/libtorch.json
+  npx --no-install node-gyp rebuild -j 2 --loglevel=error >build-native.log 2>&1 || { cat build-native.log >&2; exit 1; }
+  grep -h "building against" build-native.log >&2 || node native/find-libtorch.cjs --describe >&2
+fi
+
+echo "setup: compiling TypeScript" >&2
+npx --no-install tsc -p tsconfig.json
