@@ -48,7 +48,9 @@ void release(Holder* h) {
 Napi::Value wrap(Napi::Env env, at::Tensor t) {
   auto* h = new Holder{std::move(t)};
   g_live++;
-  return Napi::External<Holder>::New(env, h, [](Napi::Env, Holder* p) {
+  // A basic (GC-time) finalizer: it touches no JS, so Node runs it during garbage collection
+  // instead of deferring it to a later event-loop turn (which let handles pile up in tight loops).
+  return Napi::External<Holder>::New(env, h, [](Napi::BasicEnv, Holder* p) {
     release(p);
     delete p;
   });
@@ -210,7 +212,7 @@ OP(randperm) { return W(at::randperm(a.I(0), a.G(1), a.opts(2, 3))); }
 
 // ---------------------------------------------------------------- generators and threads
 Napi::Value wrapGen(Napi::Env env, at::Generator g) {
-  return Napi::External<GenHolder>::New(env, new GenHolder{std::move(g)}, [](Napi::Env, GenHolder* p) { delete p; });
+  return Napi::External<GenHolder>::New(env, new GenHolder{std::move(g)}, [](Napi::BasicEnv, GenHolder* p) { delete p; });
 }
 at::Generator& gen(const Args& a, size_t i) { return a.info[i].As<Napi::External<GenHolder>>().Data()->g; }
 OP(newGenerator) {

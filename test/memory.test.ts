@@ -7,7 +7,7 @@ import v8 from 'node:v8';
 import vm from 'node:vm';
 import { Tensor, keep, liveTensors, ones, randn, tidy, manualSeed } from '../src/tensor/index.js';
 import { mseLoss } from '../src/tensor/functional.js';
-import { Adam, BatchNorm2d, Conv2d, ReLU, Sequential } from '../src/nn/index.js';
+import { Adam, AdamW, BatchNorm2d, Conv2d, ReLU, Sequential } from '../src/nn/index.js';
 
 // A full collection before each RSS reading, so V8's garbage does not pass for a native leak.
 v8.setFlagsFromString('--expose-gc');
@@ -17,12 +17,8 @@ function rssAfterGc(): number {
   return process.memoryUsage().rss;
 }
 
-// Node-API runs the finalizers of our tensor handles (napi Externals) from a SetImmediate, not
-// during GC, so a loop that never yields to the event loop piles up ~100-300 bytes of handle
-// bookkeeping per op (the tensors' own memory is freed by dispose). The trainer yields every 4
-// steps (src/train/trainer.ts); the first test does the same. The second runs the loop fully
-// synchronously, which stays flat only once the addon's finalizers are basic (synchronous).
-const SYNC_TODO = 'addon: Externals use deferred (non-basic) Node-API finalizers; see test comment';
+// The addon's tensor handles have basic Node-API finalizers (run during GC), so handles do not
+// pile up even in a loop that never yields to the event loop; both variants below check that.
 
 function trainingLoop(yieldEvery: number) {
   return async () => {
@@ -34,8 +30,7 @@ function trainingLoop(yieldEvery: number) {
     );
     const opt = new Adam(net.namedParameters(), { lr: 1e-3 });
     const x = keep(randn([4, 1, 8, 8])); // (B, C, H, W)
-    const target = tidy(() => x.mul(0.5).add(0.1));
-    keep(target);
+    const target = keep(tidy(() => x.mul(0.5).add(0.1)));
     const step = (): number => tidy(() => {
       opt.zeroGrad();
       const loss = mseLoss(net.forward(x), target);
@@ -80,7 +75,24 @@ function trainingLoop(yieldEvery: number) {
 
 test('2,000 Adam steps of a conv/BatchNorm/ReLU net in tidy, yielding as the trainer does: live tensors and RSS flat', trainingLoop(4));
 
-test('the same 2,000 steps without ever yielding: live tensors and RSS flat', { todo: SYNC_TODO }, trainingLoop(0));
+test('the same 2,000 steps without ever yielding: live tensors and RSS flat', trainingLoop(0));
+
+test('optimizer steps outside tidy leave no handles behind (Adam, Adam with weight decay, AdamW)', () => {
+  const p = ones([3]).requiresGrad_(true);
+  const grad = ones([3]);
+  for (const [name, opt] of [
+    ['Adam', new Adam([['p', p]])], ['Adam with weightDecay', new Adam([['p', p]], { weightDecay: 0.1 })], ['AdamW', new AdamW([['p', p]])],
+  ] as const) {
+    p.grad = grad;
+    opt.step(); // creates the moments
+    const before = liveTensors();
+    for (let i = 0; i < 10; i++) opt.step();
+    assert.equal(liveTensors(), before, `${name}: 10 steps left ${liveTensors() - before} handles`);
+    for (const t of opt.stateDict().tensors.values()) t.dispose();
+  }
+  p.dispose();
+  grad.dispose();
+});
 
 test('tidy frees intermediates and keeps a returned tensor', () => {
   const before = liveTensors();

@@ -45,7 +45,12 @@ export class Adam {
         const s = this.#stateFor(name, p);
         if (this.weightDecay !== 0) {
           if (this.decoupled) p.mul_(1 - this.lr * this.weightDecay);
-          else { const gd = g.add(p.mul(this.weightDecay)); g.dispose(); g = gd; }
+          else {
+            // grad.add(param, alpha=wd) as torch: one fused kernel, and no temporary to free.
+            const gd = g.clone().add_(p, this.weightDecay);
+            g.dispose();
+            g = gd;
+          }
         }
         s.expAvg.mul_(b1).add_(g, 1 - b1);
         s.expAvgSq.mul_(b2).addcmul_(g, g, 1 - b2);
