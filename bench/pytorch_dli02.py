@@ -9,7 +9,8 @@ speed does not depend on pixel values.
   --what train   the notebook's training step (model.train(), t ~ U{0..T-1}, get_loss, zero_grad,
                  backward, Adam lr 1e-3); a repeat times --steps steps; unit img/s
   --what sample  model.eval() + no_grad, the full 150-step reverse_q loop at --batch; a repeat is one
-                 full loop (--steps shortens it for quick checks); unit img/s
+                 full loop (--steps shortens it for quick checks, scaled to the full loop's rate);
+                 unit img/s
   --what stack   the U-Net's down-path convolutions as a plain Conv-BN-ReLU stack with a mean-square
                  loss; forward + backward + Adam step; unit img/s
   --what opcall  one torch.add on 1-element tensors; a repeat is --steps calls; unit us per call
@@ -60,6 +61,36 @@ def blas_info():
     return cfg, mapped
 
 
+def busy_jiffies():
+    """Busy CPU time of the whole machine in clock ticks (Linux /proc/stat), or None elsewhere."""
+    try:
+        with open("/proc/stat") as f:
+            v = [int(x) for x in f.readline().split()[1:]]
+    except (OSError, ValueError):
+        return None
+    return sum(v) - v[3] - v[4]  # all but idle and iowait
+
+
+def time_repeats(fn, repeats):
+    """Seconds per call of fn, and the share of the machine's CPUs that other processes used meanwhile."""
+    hz = os.sysconf("SC_CLK_TCK")
+    ncpu = os.cpu_count() or 1
+    seconds, other = [], []
+    for _ in range(repeats):
+        b0, c0 = busy_jiffies(), os.times()
+        start = time.perf_counter()
+        fn()
+        wall = time.perf_counter() - start
+        b1, c1 = busy_jiffies(), os.times()
+        seconds.append(wall)
+        if b0 is None or b1 is None:
+            other.append(None)
+        else:
+            own = (c1.user + c1.system) - (c0.user + c0.system)
+            other.append(round(max(0.0, ((b1 - b0) / hz - own) / (wall * ncpu)), 3))
+    return seconds, other
+
+
 def fake_images(n, gen):
     return torch.rand((n, dli02.IMG_CH, dli02.IMG_SIZE, dli02.IMG_SIZE), generator=gen) * 2 - 1  # (B, 1, 16, 16)
 
@@ -79,13 +110,13 @@ def bench_train(args, gen):
 
     for _ in range(args.warmup):
         step()
-    per_repeat = []
-    for _ in range(args.repeats):
-        start = time.perf_counter()
+
+    def repeat():
         for _ in range(args.steps):
             step()
-        per_repeat.append(args.batch * args.steps / (time.perf_counter() - start))
-    return per_repeat, "img/s"
+
+    seconds, other = time_repeats(repeat, args.repeats)
+    return [args.batch * args.steps / s for s in seconds], other, "img/s"
 
 
 @torch.no_grad()
@@ -104,12 +135,9 @@ def bench_sample(args, gen):
     with torch.no_grad():
         for _ in range(args.warmup):  # warm-up counts model calls, not full loops
             model(torch.randn(args.batch, dli02.IMG_CH, dli02.IMG_SIZE, dli02.IMG_SIZE), torch.full((args.batch,), 1))
-    per_repeat = []
-    for _ in range(args.repeats):
-        start = time.perf_counter()
-        reverse_loop(model, args.batch, args.steps)
-        per_repeat.append(args.batch / (time.perf_counter() - start))
-    return per_repeat, "img/s"
+    seconds, other = time_repeats(lambda: reverse_loop(model, args.batch, args.steps), args.repeats)
+    # a shortened loop (--steps < 150) is scaled to the full loop's rate
+    return [args.batch * args.steps / dli02.T / s for s in seconds], other, "img/s"
 
 
 def conv_bn_relu(cin, cout):
@@ -138,13 +166,13 @@ def bench_stack(args, gen):
 
     for _ in range(args.warmup):
         step()
-    per_repeat = []
-    for _ in range(args.repeats):
-        start = time.perf_counter()
+
+    def repeat():
         for _ in range(args.steps):
             step()
-        per_repeat.append(args.batch * args.steps / (time.perf_counter() - start))
-    return per_repeat, "img/s"
+
+    seconds, other = time_repeats(repeat, args.repeats)
+    return [args.batch * args.steps / s for s in seconds], other, "img/s"
 
 
 def bench_opcall(args, gen):
@@ -153,13 +181,12 @@ def bench_opcall(args, gen):
     add = torch.add
     for _ in range(args.warmup):
         add(a, b)
-    per_repeat = []
-    for _ in range(args.repeats):
-        start = time.perf_counter()
+    def repeat():
         for _ in range(args.steps):
             add(a, b)
-        per_repeat.append((time.perf_counter() - start) / args.steps * 1e6)
-    return per_repeat, "us"
+
+    seconds, other = time_repeats(repeat, args.repeats)
+    return [s / args.steps * 1e6 for s in seconds], other, "us"
 
 
 BENCHES = {"train": bench_train, "sample": bench_sample, "stack": bench_stack, "opcall": bench_opcall}
@@ -185,7 +212,7 @@ def main():
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
     gen = torch.Generator().manual_seed(args.seed)
-    per_repeat, unit = BENCHES[args.what](args, gen)
+    per_repeat, other_cpu, unit = BENCHES[args.what](args, gen)
     blas, blas_lib = blas_info()
     result = {
         "engine": "pytorch",
@@ -202,6 +229,8 @@ def main():
         "per_repeat": [round(v, 3) for v in per_repeat],
         "median": round(statistics.median(per_repeat), 3),
         "unit": unit,
+        # share of all CPUs used by other processes during each repeat (from /proc/stat)
+        "other_cpu": other_cpu,
         # 1-minute load average before and after: other work on a 2-core machine skews the numbers
         "loadavg": [round(load_before, 2), round(os.getloadavg()[0], 2)],
     }

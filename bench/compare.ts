@@ -1,0 +1,73 @@
+// `npm run bench`: ddpm-ts against PyTorch eager on the same machine, the same libtorch and BLAS,
+// workload by workload, alternating engines so that machine noise hits both. Prints medians and
+// their ratio (above 1: ddpm-ts is faster). Each engine gets its best OpenBLAS threading per
+// workload (DESIGN.md): both are run with 1 and with 2 OpenBLAS threads where that matters.
+//   node dist/bench/compare.js [--rounds 3] [--only train,sample,stack,opcall] [--quick]
+import { spawnSync } from 'node:child_process';
+import { parseArgs } from 'node:util';
+import { fileURLToPath } from 'node:url';
+import path from 'node:path';
+import os from 'node:os';
+
+const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
+const { values: a } = parseArgs({ options: { rounds: { type: 'string', default: '3' }, only: { type: 'string' }, quick: { type: 'boolean', default: false } } });
+const rounds = Number(a.rounds);
+
+interface Result { median: number; per_repeat: number[]; unit: string; blas?: string; torch?: string; libtorch?: string }
+interface Workload { what: string; label: string; args: string[]; blasThreads: string[] }
+
+const quick = a.quick === true;
+const WORKLOADS: Workload[] = [
+  { what: 'opcall', label: 'one tiny op call (us, lower is better)', args: ['--repeats', '5'], blasThreads: ['1'] },
+  { what: 'stack', label: 'conv/BN/ReLU stack train step, batch 128, 16x16 (img/s)', args: ['--repeats', quick ? '3' : '5', '--steps', quick ? '5' : '20'], blasThreads: ['1'] },
+  { what: 'train', label: 'dli02 train step, batch 128, 16x16 (img/s)', args: ['--repeats', quick ? '3' : '5', '--steps', quick ? '5' : '20'], blasThreads: ['1'] },
+  { what: 'sample', label: 'dli02 sampling, 150 steps, batch 500 (img/s)', args: ['--repeats', quick ? '1' : '3', '--warmup', '1'], blasThreads: ['1', '2'] },
+];
+
+function runOne(engine: 'ddpm-ts' | 'pytorch', w: Workload, blas: string): Result {
+  const cmd = engine === 'ddpm-ts'
+    ? [process.execPath, [path.join(ROOT, 'dist', 'bench', 'workloads.js'), '--what', w.what, '--threads', '2', ...w.args]]
+    : ['/usr/bin/python3', [path.join(ROOT, 'bench', 'pytorch_dli02.py'), '--what', w.what, '--threads', '2', ...w.args]];
+  const r = spawnSync(cmd[0] as string, cmd[1] as string[], { encoding: 'utf8', env: { ...process.env, OPENBLAS_NUM_THREADS: blas }, cwd: ROOT });
+  if (r.status !== 0) throw new Error(`${engine} ${w.what} failed:\n${r.stderr}`);
+  return JSON.parse(r.stdout.trim().split('\n').pop()!) as Result;
+}
+
+const median = (xs: number[]): number => { const s = [...xs].sort((x, y) => x - y); const m = s.length >> 1; return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2; };
+
+const only = a.only?.split(',');
+const rows: string[] = [];
+let blasLine = '';
+for (const w of WORKLOADS.filter((x) => !only || only.includes(x.what))) {
+  const best: Record<string, { median: number; blas: string; all: number[] }> = {};
+  for (const engine of ['ddpm-ts', 'pytorch'] as const) best[engine] = { median: NaN, blas: '', all: [] };
+  for (const blas of w.blasThreads) {
+    const per: Record<string, number[]> = { 'ddpm-ts': [], pytorch: [] };
+    for (let r = 0; r < rounds; r++) {
+      for (const engine of (r % 2 ? ['pytorch', 'ddpm-ts'] : ['ddpm-ts', 'pytorch']) as ('ddpm-ts' | 'pytorch')[]) {
+        const res = runOne(engine, w, blas);
+        per[engine]!.push(...res.per_repeat);
+        if (res.blas && !blasLine) blasLine = res.blas;
+        process.stderr.write(`  ${w.what} ${engine} OPENBLAS_NUM_THREADS=${blas} round ${r + 1}: median ${res.median} ${res.unit}\n`);
+      }
+    }
+    for (const engine of ['ddpm-ts', 'pytorch'] as const) {
+      const m = median(per[engine]!);
+      const lowerBetter = w.what === 'opcall';
+      const b = best[engine]!;
+      if (Number.isNaN(b.median) || (lowerBetter ? m < b.median : m > b.median)) Object.assign(b, { median: m, blas, all: per[engine] });
+    }
+  }
+  const ours = best['ddpm-ts']!;
+  const theirs = best.pytorch!;
+  const ratio = w.what === 'opcall' ? theirs.median / ours.median : ours.median / theirs.median;
+  rows.push(`| ${w.label} | ${fmt(ours.median)} (BLAS ${ours.blas}) | ${fmt(theirs.median)} (BLAS ${theirs.blas}) | ${ratio.toFixed(2)} |`);
+}
+
+function fmt(x: number): string { return x >= 100 ? x.toFixed(0) : x.toFixed(2); }
+
+console.log(`\nddpm-ts vs PyTorch eager: ${os.cpus().length} cores (${os.cpus()[0]?.model ?? '?'}), 2 libtorch threads, ${rounds} alternating rounds, medians of all repeats`);
+console.log(`BLAS: ${blasLine}\n`);
+console.log('| workload | ddpm-ts | PyTorch | ratio (ddpm-ts speed / PyTorch speed) |');
+console.log('| --- | --- | --- | --- |');
+for (const r of rows) console.log(r);
