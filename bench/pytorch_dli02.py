@@ -21,7 +21,10 @@ Run (from the repo root; OpenBLAS's threading matters, see DESIGN.md):
     /usr/bin/python3 bench/pytorch_dli02.py --what stack
     /usr/bin/python3 bench/pytorch_dli02.py --what opcall
 Options: --threads N (torch.set_num_threads), --batch, --steps, --repeats, --warmup, --seed.
-Prints one JSON line on stdout; the median is over repeats (a 2-core machine is noisy).
+Prints one JSON line on stdout; the median is over repeats (a 2-core machine is noisy: `other_cpu`
+gives, per repeat, the share of the CPUs other processes used, so contaminated repeats show).
+Defaults keep each run under about 60 s; `sample` then does a single full loop, so pass
+`--repeats 5` (about 3-5 minutes) when the number matters.
 """
 import argparse
 import json
@@ -41,7 +44,7 @@ import dli02  # noqa: E402
 # Per-workload defaults, chosen so each default run stays under about 60 s on the 2-core machine.
 DEFAULTS = {
     "train": {"batch": 128, "steps": 20, "repeats": 7, "warmup": 3},
-    "sample": {"batch": 500, "steps": dli02.T, "repeats": 3, "warmup": 2},
+    "sample": {"batch": 500, "steps": dli02.T, "repeats": 1, "warmup": 2},  # one full loop is 35-60 s here
     "stack": {"batch": 128, "steps": 20, "repeats": 7, "warmup": 3},
     "opcall": {"batch": 1, "steps": 100_000, "repeats": 7, "warmup": 1000},
 }
@@ -198,7 +201,7 @@ def main():
     p.add_argument("--threads", type=int, default=2, help="torch.set_num_threads (default 2)")
     p.add_argument("--batch", type=int, help="images per step (train/stack 128, sample 500)")
     p.add_argument("--steps", type=int, help="train/stack: steps per repeat (20); sample: reverse steps per loop (150); opcall: calls per repeat (100000)")
-    p.add_argument("--repeats", type=int, help="timed repeats; the median is reported (train/stack/opcall 7, sample 3: a full loop is ~15 s here)")
+    p.add_argument("--repeats", type=int, help="timed repeats; the median is reported (train/stack/opcall 7, sample 1: a full loop at batch 500 takes 35-60 s here)")
     p.add_argument("--warmup", type=int, help="untimed steps first (train/stack 3 steps, sample 2 model calls, opcall 1000 calls)")
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args()

@@ -11,10 +11,10 @@ if [ -e "$OUT/config.json" ]; then
   echo "demo: $OUT already holds a run; moving it to $OUT.prev-$(date +%s)" >&2
   mv "$OUT" "$OUT.prev-$(date +%s)"
 fi
-node bin/ddpm.js viz forward --index 0 --out "$OUT-forward.png"
+mkdir -p "$OUT"
+node bin/ddpm.js viz forward --index 0 --out "$OUT/forward.png"
 node bin/ddpm.js train --preset dli02 --epochs "$EPOCHS" --out "$OUT"
 node bin/ddpm.js sample --run "$OUT" -n 64 --seed 0 --grid "$OUT/samples.png" --trajectory "$OUT/trajectory.png"
-mv "$OUT-forward.png" "$OUT/forward.png"
 cat >&2 <<MSG
 
 demo: done. Pictures in $OUT/:

@@ -22,7 +22,12 @@ export class RunFolder {
     }
     mkdirSync(this.checkpointsDir, { recursive: true });
     mkdirSync(this.samplesDir, { recursive: true });
-    cleanStaleTempFiles(this.checkpointsDir);
+    this.cleanTemps();
+  }
+
+  /** Removes temp files and folders that a killed process left behind; returns their names. */
+  cleanTemps(): string[] {
+    return existsSync(this.checkpointsDir) ? cleanStaleTempFiles(this.checkpointsDir) : [];
   }
 
   writeConfig(config: unknown): void { writeFileAtomic(this.configPath, `${JSON.stringify(config, null, 2)}\n`); }

@@ -1,11 +1,85 @@
-// Loading a trained model back from a run folder: config.json + a checkpoint's model.safetensors.
+// Checkpoints: writing a training session's full state, continuing it exactly, and loading a
+// trained model back for sampling. Weights and optimizer moments are safetensors; the rest JSON.
 import path from 'node:path';
-import { existsSync, statSync } from 'node:fs';
+import { existsSync, readFileSync, statSync } from 'node:fs';
+import { tidy } from '../tensor/index.js';
 import { RunFolder } from '../io/run.js';
-import { loadTensors } from '../io/tensors.js';
+import { loadTensors, serializeTensors } from '../io/tensors.js';
 import { createModel, type DiffusionUNet } from '../models/index.js';
 import { Diffusion, makeSchedule } from '../diffusion/index.js';
+import type { LoaderPosition } from '../data/loader.js';
 import type { RunConfig } from './config.js';
+import type { TrainingSession } from './trainer.js';
+
+/** What a checkpoint's state.json holds beside the safetensors files. */
+export interface TrainState {
+  step: number;
+  epoch: number;
+  loader: LoaderPosition;
+  /** The generator drawing t and eps, base64 of its state bytes. */
+  noiseGenerator: string;
+  optimizer: { step: number; lr: number };
+  loss: number;
+}
+
+/** The files of a checkpoint folder; refuses to produce one from non-finite weights. */
+export function checkpointFiles(s: TrainingSession, loss: number): Record<string, Uint8Array | string> {
+  const weights = s.model.stateDict();
+  for (const [k, t] of weights) {
+    if (t.dtype.startsWith('float') && !tidy(() => t.isfinite().all().item())) {
+      throw new Error(`refusing to write checkpoint step-${s.step}: ${k} has non-finite values (training diverged; try a lower --lr)`);
+    }
+  }
+  const opt = s.optimizer.stateDict();
+  const state: TrainState = {
+    step: s.step,
+    epoch: s.loader.epoch,
+    loader: s.loader.position(),
+    noiseGenerator: Buffer.from(s.noiseGen.getState()).toString('base64'),
+    optimizer: { step: opt.step, lr: opt.lr },
+    loss,
+  };
+  return {
+    'model.safetensors': serializeTensors(weights, { format: 'pt', producer: 'ddpm-ts' }),
+    'optimizer.safetensors': serializeTensors(opt.tensors, { step: String(opt.step) }),
+    'state.json': `${JSON.stringify(state, null, 2)}\n`,
+  };
+}
+
+function readState(file: string): TrainState {
+  let state: TrainState;
+  try {
+    state = JSON.parse(readFileSync(file, 'utf8')) as TrainState;
+  } catch (e) {
+    throw new Error(`${file} is not valid JSON: ${(e as Error).message}`, { cause: e });
+  }
+  const ok = Number.isInteger(state.step) && state.step >= 0 && Number.isInteger(state.epoch) && state.loader && Array.isArray(state.loader.epochState)
+    && typeof state.noiseGenerator === 'string' && state.optimizer && Number.isInteger(state.optimizer.step);
+  if (!ok) throw new Error(`${file} is not a ddpm-ts training state (step, epoch, loader, noiseGenerator, optimizer expected)`);
+  return state;
+}
+
+/**
+ * Loads a checkpoint folder into a freshly built session so training continues exactly where it
+ * stopped. Everything is read and checked before anything changes.
+ */
+export function restoreTraining(s: TrainingSession, dir: string): void {
+  for (const f of ['model.safetensors', 'optimizer.safetensors', 'state.json']) {
+    if (!existsSync(path.join(dir, f))) throw new Error(`checkpoint ${dir} is incomplete: ${f} is missing`);
+  }
+  const state = readState(path.join(dir, 'state.json'));
+  const weights = loadTensors(path.join(dir, 'model.safetensors')).tensors;
+  const moments = loadTensors(path.join(dir, 'optimizer.safetensors')).tensors;
+  try {
+    s.model.loadStateDict(weights, path.join(dir, 'model.safetensors'));
+    s.optimizer.loadStateDict({ tensors: moments, step: state.optimizer.step, lr: state.optimizer.lr }, path.join(dir, 'optimizer.safetensors'));
+  } finally {
+    for (const t of [...weights.values(), ...moments.values()]) t.dispose();
+  }
+  s.loader.restore(state.loader);
+  s.noiseGen.setState(new Uint8Array(Buffer.from(state.noiseGenerator, 'base64')));
+  s.step = state.step;
+}
 
 export interface LoadedRun { config: RunConfig; model: DiffusionUNet; diffusion: Diffusion; checkpoint: string; step: number | null }
 
@@ -20,6 +94,28 @@ export function resolveCheckpoint(run: RunFolder, checkpoint?: string): string {
   const file = statSync(checkpoint).isDirectory() ? path.join(checkpoint, 'model.safetensors') : checkpoint;
   if (!existsSync(file)) throw new Error(`checkpoint folder ${checkpoint} has no model.safetensors`);
   return file;
+}
+
+/** The run folder and checkpoint folder that `--resume X` names: a checkpoint folder, a run folder, or "latest" of `out`. */
+export function resolveResume(resume: string, out?: string): { run: RunFolder; checkpoint: string } {
+  if (resume === 'latest') {
+    if (!out) throw new Error('--resume latest needs --out RUN to say which run to continue');
+    const run = new RunFolder(out);
+    run.readConfig();
+    const latest = run.latestCheckpoint();
+    if (!latest) throw new Error(`--resume latest: ${out} has no complete checkpoint to continue from`);
+    return { run, checkpoint: latest.dir };
+  }
+  if (!existsSync(resume)) throw new Error(`--resume ${resume}: no such run or checkpoint folder (a resume never starts a fresh run)`);
+  if (existsSync(path.join(resume, 'config.json'))) return resolveResume('latest', resume);
+  if (existsSync(path.join(resume, 'state.json'))) {
+    const root = path.dirname(path.dirname(path.resolve(resume)));
+    const run = new RunFolder(root);
+    run.readConfig();
+    if (out && path.resolve(out) !== root) throw new Error(`--resume ${resume} belongs to run ${root}, not --out ${out}`);
+    return { run, checkpoint: resume };
+  }
+  throw new Error(`--resume ${resume}: neither a run folder (config.json) nor a checkpoint folder (state.json)`);
 }
 
 export function loadRun(runDir: string, checkpoint?: string): LoadedRun {

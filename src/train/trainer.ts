@@ -1,7 +1,9 @@
 // The training loop of the course notebook (seeds/001, "Complete training loop"): for each batch,
 // t ~ U{0..T-1}, x_t ~ q(x_t | x_0), loss = MSE(eps, eps_theta(x_t, t)), Adam step. After each
-// epoch: a sample grid and a checkpoint in the run folder.
+// epoch: a sample grid and a checkpoint in the run folder. A checkpoint holds everything needed to
+// continue as if never stopped (weights, optimizer moments, data position, generator states).
 import path from 'node:path';
+import { existsSync, rmSync } from 'node:fs';
 import {
   Generator, tidy, noGrad, manualSeed, setNumThreads, setBlasThreads, type Tensor,
 } from '../tensor/index.js';
@@ -11,12 +13,12 @@ import { createModel, type DiffusionUNet } from '../models/index.js';
 import { ddpmSample, assertFinite } from '../samplers/index.js';
 import { loadFashionMnist, type LocateOptions } from '../data/fashion-mnist.js';
 import { prepareImages } from '../data/transforms.js';
-import { BatchLoader, type LoaderPosition } from '../data/loader.js';
+import { BatchLoader } from '../data/loader.js';
 import { RunFolder } from '../io/run.js';
-import { serializeTensors } from '../io/tensors.js';
 import { writePng } from '../io/png.js';
 import { tensorGrid } from '../viz/tensor-grid.js';
 import type { RunConfig } from './config.js';
+import { checkpointFiles, restoreTraining } from './checkpoint.js';
 
 export interface StepInfo {
   epoch: number;
@@ -34,9 +36,12 @@ export interface StepInfo {
 export interface EpochInfo { epoch: number; step: number; meanLoss: number; grid: string; checkpoint: string }
 
 export interface TrainHooks {
-  onStart?(info: { images: number; stepsPerEpoch: number; totalSteps: number; dataDir: string }): void;
+  onStart?(info: { images: number; stepsPerEpoch: number; totalSteps: number; dataDir: string; resumedAt: number }): void;
   onStep?(info: StepInfo): void;
   onEpoch?(info: EpochInfo): void;
+  /** A step skipped because its loss or gradient norm was not finite. */
+  onSkip?(info: { step: number; reason: string; inARow: number }): void;
+  onCheckpoint?(dir: string): void;
 }
 
 export interface TrainOptions {
@@ -46,20 +51,21 @@ export interface TrainOptions {
   hooks?: TrainHooks;
   /** Stops after the current step when aborted (a checkpoint is still written). */
   signal?: AbortSignal;
+  /** Continue from this checkpoint folder (checkpoints/step-N) of `run`. */
+  resumeFrom?: string;
+  /** Also checkpoint every N steps (0: only at the end of each epoch). */
+  checkpointEvery?: number;
+  /** Keep only the newest N checkpoints (0: keep all). */
+  keep?: number;
+  /** Stop after this many steps in a row were skipped for non-finite values. */
+  maxBadSteps?: number;
+  /** Write the per-epoch sample grids. */
+  sampleGrids?: boolean;
+  /** Stop (with a checkpoint) once this many steps are done, mid-epoch if need be. */
+  maxSteps?: number;
 }
 
-export interface TrainSummary { steps: number; epochs: number; finalLoss: number; seconds: number; imagesPerSecond: number; checkpoint: string }
-
-/** The training state that a checkpoint's state.json holds beside the safetensors files. */
-export interface TrainState {
-  step: number;
-  epoch: number;
-  loader: LoaderPosition;
-  /** The generator drawing t and eps, base64 of its state bytes. */
-  noiseGenerator: string;
-  optimizer: { step: number; lr: number };
-  loss: number;
-}
+export interface TrainSummary { steps: number; epochs: number; finalLoss: number; seconds: number; imagesPerSecond: number; checkpoint: string; skipped: number }
 
 export function loadTrainingImages(config: RunConfig, data: LocateOptions = {}): { images: Tensor; dataDir: string } {
   const ds = loadFashionMnist('train', data);
@@ -68,86 +74,162 @@ export function loadTrainingImages(config: RunConfig, data: LocateOptions = {}):
   return { images, dataDir: ds.dir };
 }
 
+export function buildModel(config: RunConfig): DiffusionUNet {
+  // Seeding torch's default generator first gives the notebook's initial weights for this seed.
+  manualSeed(config.train.seed);
+  return createModel(config.model);
+}
+
+/** The parts of a training run that a checkpoint captures. */
+export interface TrainingSession {
+  model: DiffusionUNet;
+  optimizer: Adam;
+  loader: BatchLoader;
+  /** Draws t and eps for the loss. */
+  noiseGen: Generator;
+  /** Steps taken (batches consumed, skipped ones included). */
+  step: number;
+}
+
 export async function train(config: RunConfig, run: RunFolder, o: TrainOptions): Promise<TrainSummary> {
   setNumThreads(o.threads);
   // DESIGN.md: OpenBLAS's own threads fight libtorch's when training; one BLAS thread is fastest here.
   setBlasThreads(1);
   const { images, dataDir } = loadTrainingImages(config, o.data);
-  const trainCfg = config.train;
-  run.writeConfig({ ...config, train: { ...trainCfg, data: dataDir } });
+  const tc = config.train;
+  if (!o.resumeFrom) run.writeConfig({ ...config, train: { ...tc, data: dataDir } });
 
   const diffusion = new Diffusion(makeSchedule(config.schedule));
   const model = buildModel(config);
-  const optimizer = new Adam(model.namedParameters(), { lr: trainCfg.lr });
-  const loader = new BatchLoader(images, null, { batchSize: trainCfg.batchSize, seed: trainCfg.seed + 1, flip: trainCfg.flip });
-  const noiseGen = new Generator(trainCfg.seed + 2);
-  const totalSteps = loader.batchesPerEpoch * trainCfg.epochs;
-  o.hooks?.onStart?.({ images: images.shape[0]!, stepsPerEpoch: loader.batchesPerEpoch, totalSteps, dataDir });
+  const s: TrainingSession = {
+    model,
+    optimizer: new Adam(model.namedParameters(), { lr: tc.lr }),
+    loader: new BatchLoader(images, null, { batchSize: tc.batchSize, seed: tc.seed + 1, flip: tc.flip }),
+    noiseGen: new Generator(tc.seed + 2),
+    step: 0,
+  };
+  if (o.resumeFrom) restoreTraining(s, o.resumeFrom);
+  const resumedAt = s.step;
+  const totalSteps = s.loader.batchesPerEpoch * tc.epochs;
+  o.hooks?.onStart?.({ images: images.shape[0]!, stepsPerEpoch: s.loader.batchesPerEpoch, totalSteps, dataDir, resumedAt });
 
+  const maxBad = o.maxBadSteps ?? 20;
   const start = performance.now();
-  let step = 0;
   let smoothed = NaN;
   let lastLoss = NaN;
   let logLosses: number[] = [];
   let logStart = performance.now();
   let checkpoint = '';
+  let badInRow = 0;
+  let skipped = 0;
+  let epochLossSum = 0;
+  let epochSteps = 0;
+  const save = (): void => {
+    // A stop or a --checkpoint-every that lands on an epoch's last step has already saved this step.
+    if (existsSync(run.checkpointDir(s.step))) return;
+    checkpoint = saveCheckpoint(run, s, lastLoss, o.keep ?? 0);
+    o.hooks?.onCheckpoint?.(checkpoint);
+  };
   model.train();
-  for (let epoch = 0; epoch < trainCfg.epochs && !o.signal?.aborted; epoch++) {
-    let epochLossSum = 0;
-    let epochSteps = 0;
-    for (;;) {
-      const loss = tidy(() => {
-        const batch = loader.next();
-        if (batch === null) return null;
-        const l = simpleLoss(diffusion, (xt, t) => model.forward(xt, t), batch.x, noiseGen);
-        optimizer.zeroGrad();
-        l.backward();
-        optimizer.step();
-        return l.item();
-      });
-      if (loss === null) break;
-      step += 1;
+  const stopEarly = (): boolean => (o.signal?.aborted ?? false) || (o.maxSteps !== undefined && s.step >= o.maxSteps);
+  while (s.loader.epoch < tc.epochs && !stopEarly()) {
+    const epoch = s.loader.epoch;
+    const r = trainStep(s, diffusion);
+    if (r === 'end-of-epoch') {
+      const grid = path.join(run.samplesDir, `epoch-${String(epoch + 1).padStart(3, '0')}.png`);
+      if (o.sampleGrids ?? true) writeSampleGrid(model, diffusion, config, grid, o.threads);
+      save();
+      o.hooks?.onEpoch?.({ epoch, step: s.step, meanLoss: epochLossSum / Math.max(epochSteps, 1), grid, checkpoint });
+      epochLossSum = 0;
+      epochSteps = 0;
+      continue;
+    }
+    s.step += 1;
+    if (typeof r === 'string') {
+      badInRow += 1;
+      skipped += 1;
+      o.hooks?.onSkip?.({ step: s.step, reason: r, inARow: badInRow });
+      if (badInRow >= maxBad) {
+        throw new Error(`stopping at step ${s.step}: ${badInRow} steps in a row were skipped (${r}). ` +
+          `The last good checkpoint is kept${checkpoint ? ` (${checkpoint})` : ''}; check the data for NaN or infinite values, or lower --lr`);
+      }
+    } else {
+      badInRow = 0;
+      const loss = r.loss;
       epochSteps += 1;
       epochLossSum += loss;
       lastLoss = loss;
       smoothed = Number.isNaN(smoothed) ? loss : 0.98 * smoothed + 0.02 * loss;
       logLosses.push(loss);
-      const elapsed = (performance.now() - start) / 1000;
-      const ips = (step * trainCfg.batchSize) / elapsed;
-      o.hooks?.onStep?.({
-        epoch, step, stepInEpoch: loader.batchIndex, stepsPerEpoch: loader.batchesPerEpoch, totalSteps,
-        loss, smoothedLoss: smoothed, imagesPerSecond: ips, elapsedSeconds: elapsed,
-      });
-      if (step % trainCfg.logEvery === 0 || loader.batchIndex === loader.batchesPerEpoch) {
-        const now = performance.now();
-        run.appendLog({
-          step, epoch, loss: mean(logLosses), lr: optimizer.lr,
-          imagesPerSecond: (logLosses.length * trainCfg.batchSize) / ((now - logStart) / 1000),
-          time: new Date().toISOString(),
-        });
-        logLosses = [];
-        logStart = now;
-      }
-      if (o.signal?.aborted) break;
-      // Let timers (progress bar, a server's requests) run between steps.
-      if (step % 4 === 0) await new Promise((r) => setImmediate(r));
     }
-    // A stop mid-epoch leaves the loader where it is, so the checkpoint records that position.
-    if (loader.batchIndex === 0 && loader.epoch === epoch) loader.next();
-    const grid = path.join(run.samplesDir, `epoch-${String(epoch + 1).padStart(3, '0')}.png`);
-    writeSampleGrid(model, diffusion, config, grid, o.threads);
-    checkpoint = saveCheckpoint(run, model, optimizer, loader, noiseGen, step, loader.epoch, lastLoss);
-    o.hooks?.onEpoch?.({ epoch, step, meanLoss: epochLossSum / Math.max(epochSteps, 1), grid, checkpoint });
+    const elapsed = (performance.now() - start) / 1000;
+    o.hooks?.onStep?.({
+      epoch, step: s.step, stepInEpoch: s.loader.batchIndex, stepsPerEpoch: s.loader.batchesPerEpoch, totalSteps,
+      loss: lastLoss, smoothedLoss: smoothed, imagesPerSecond: ((s.step - resumedAt) * tc.batchSize) / elapsed, elapsedSeconds: elapsed,
+    });
+    if (logLosses.length > 0 && (s.step % tc.logEvery === 0 || s.loader.batchIndex === s.loader.batchesPerEpoch)) {
+      const now = performance.now();
+      run.appendLog({
+        step: s.step, epoch, loss: mean(logLosses), lr: s.optimizer.lr,
+        imagesPerSecond: (logLosses.length * tc.batchSize) / ((now - logStart) / 1000),
+        time: new Date().toISOString(),
+      });
+      logLosses = [];
+      logStart = now;
+    }
+    // The last step of an epoch is saved by the epoch's end, with the epoch boundary as its position.
+    const epochDone = s.loader.batchIndex === s.loader.batchesPerEpoch;
+    if (o.checkpointEvery && s.step % o.checkpointEvery === 0 && !epochDone) save();
+    // Let timers (progress bar, a server's requests) run between steps.
+    if (s.step % 4 === 0) await new Promise((resolve) => setImmediate(resolve));
   }
+  // A stop mid-epoch is saved where it is, so --resume continues from that very batch.
+  if (stopEarly() && s.step > resumedAt) save();
   const seconds = (performance.now() - start) / 1000;
   images.dispose();
-  return { steps: step, epochs: trainCfg.epochs, finalLoss: lastLoss, seconds, imagesPerSecond: (step * trainCfg.batchSize) / seconds, checkpoint };
+  return {
+    steps: s.step, epochs: tc.epochs, finalLoss: lastLoss, seconds, skipped,
+    imagesPerSecond: ((s.step - resumedAt) * tc.batchSize) / seconds, checkpoint,
+  };
 }
 
-export function buildModel(config: RunConfig): DiffusionUNet {
-  // Seeding torch's default generator first gives the notebook's initial weights for this seed.
-  manualSeed(config.train.seed);
-  return createModel(config.model);
+/**
+ * One optimisation step. Returns the loss, 'end-of-epoch' when the data is exhausted, or why the
+ * step was skipped: a non-finite loss or gradient never reaches the weights, and a skipped step
+ * leaves the model's buffers as they were (a train-mode forward of a NaN batch would otherwise
+ * write NaN into every BatchNorm's running statistics).
+ */
+export function trainStep(s: TrainingSession, diffusion: Diffusion): { loss: number } | 'end-of-epoch' | string {
+  return tidy(() => {
+    const batch = s.loader.next();
+    if (batch === null) return 'end-of-epoch';
+    const buffers = s.model.namedBuffers().map(([, b]) => b);
+    const saved = noGrad(() => buffers.map((b) => b.clone()));
+    const skip = (reason: string): string => {
+      s.optimizer.zeroGrad();
+      noGrad(() => { buffers.forEach((b, i) => b.copy_(saved[i]!)); });
+      return reason;
+    };
+    const l = simpleLoss(diffusion, (xt, t) => s.model.forward(xt, t), batch.x, s.noiseGen);
+    const loss = l.item();
+    s.optimizer.zeroGrad();
+    if (!Number.isFinite(loss)) return skip(`loss is ${loss}`);
+    l.backward();
+    const bad = firstNonFiniteGrad(s);
+    if (bad) return skip(`gradient of ${bad} is not finite`);
+    s.optimizer.step();
+    return { loss };
+  });
+}
+
+function firstNonFiniteGrad(s: TrainingSession): string | null {
+  return noGrad(() => tidy(() => {
+    for (const [name, p] of s.model.namedParameters()) {
+      const g = p.grad;
+      if (g && !g.isfinite().all().item()) return name;
+    }
+    return null;
+  }));
 }
 
 function mean(xs: number[]): number { return xs.reduce((a, b) => a + b, 0) / Math.max(xs.length, 1); }
@@ -155,39 +237,27 @@ function mean(xs: number[]): number { return xs.reduce((a, b) => a + b, 0) / Mat
 function writeSampleGrid(model: DiffusionUNet, diffusion: Diffusion, config: RunConfig, file: string, threads: number): void {
   model.eval();
   setBlasThreads(Math.min(2, threads));
-  noGrad(() => tidy(() => {
-    const { count, seed, variance } = config.samples;
-    const c = config.model.imageChannels;
-    const s = config.model.imageSize;
-    const x = ddpmSample((xt, t) => model.forward(xt, t), diffusion, { shape: [count, c, s, s], variance, generator: new Generator(seed) });
-    assertFinite(x, 'sample grid');
-    writePng(file, tensorGrid(x, { nrow: Math.ceil(Math.sqrt(count)), scale: 4 }));
-  }));
-  setBlasThreads(1);
-  model.train();
-}
-
-function saveCheckpoint(run: RunFolder, model: DiffusionUNet, optimizer: Adam, loader: BatchLoader, noiseGen: Generator, step: number, epoch: number, loss: number): string {
-  const opt = optimizer.stateDict();
-  const state: TrainState = {
-    step, epoch, loader: loader.position(),
-    noiseGenerator: Buffer.from(noiseGen.getState()).toString('base64'),
-    optimizer: { step: opt.step, lr: opt.lr }, loss,
-  };
-  for (const [k, t] of model.stateDict()) {
-    if (t.dtype.startsWith('float')) {
-      const ok = tidy(() => t.isfinite().all().item());
-      if (!ok) throw new Error(`refusing to write checkpoint step-${step}: parameter ${k} has non-finite values (training diverged; try a lower --lr)`);
-    }
+  try {
+    noGrad(() => tidy(() => {
+      const { count, seed, variance } = config.samples;
+      const c = config.model.imageChannels;
+      const size = config.model.imageSize;
+      const x = ddpmSample((xt, t) => model.forward(xt, t), diffusion, { shape: [count, c, size, size], variance, generator: new Generator(seed) });
+      assertFinite(x, 'sample grid');
+      writePng(file, tensorGrid(x, { nrow: Math.ceil(Math.sqrt(count)), scale: 4 }));
+    }));
+  } finally {
+    setBlasThreads(1);
+    model.train();
   }
-  return run.writeCheckpoint(step, {
-    'model.safetensors': serializeTensors(model.stateDict(), { format: 'pt', preset: 'ddpm-ts' }),
-    'optimizer.safetensors': serializeTensors(opt.tensors, { step: String(opt.step) }),
-    'state.json': `${JSON.stringify(state, null, 2)}\n`,
-  });
 }
 
-/** A uint8 tensor of the generator state decoded from base64 (for resume). */
-export function decodeGeneratorState(b64: string): Uint8Array {
-  return new Uint8Array(Buffer.from(b64, 'base64'));
+function saveCheckpoint(run: RunFolder, s: TrainingSession, loss: number, keep: number): string {
+  const dir = run.writeCheckpoint(s.step, checkpointFiles(s, loss));
+  if (keep > 0) {
+    // Only after the new checkpoint is complete are old ones removed.
+    const all = run.listCheckpoints();
+    for (const old of all.slice(0, Math.max(0, all.length - keep))) rmSync(old.dir, { recursive: true, force: true });
+  }
+  return dir;
 }

@@ -1,0 +1,92 @@
+// Exact resume (issue: trust): K steps straight equal K/2 steps, a separate process that loads the
+// checkpoint, and K/2 more, bit for bit: weights, optimizer moments, data position and generators.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawnSync, spawn } from 'node:child_process';
+import { mkdtempSync, readFileSync, readdirSync, existsSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { ROOT } from './helpers.js';
+import { readSafetensorsFile } from '../src/io/safetensors.js';
+
+const BIN = path.join(ROOT, 'bin', 'ddpm.js');
+const hasData = existsSync('/usr/share/datasets/fashion-mnist') || process.env.FASHION_MNIST_DIR !== undefined;
+const work = mkdtempSync(path.join(tmpdir(), 'ddpm-resume-'));
+const COMMON = ['--limit', '512', '--batch-size', '32', '--epochs', '2', '--checkpoint-every', '8', '--threads', '2', '--no-sample-grids'];
+
+function ddpm(...args: string[]): { code: number; err: string } {
+  const r = spawnSync(process.execPath, [BIN, ...args], { encoding: 'utf8', env: { ...process.env, OPENBLAS_NUM_THREADS: '1' } });
+  return { code: r.status ?? -1, err: r.stderr };
+}
+
+test('K steps straight equal K/2 steps + resume in a new process + K/2 steps, bit for bit', { skip: !hasData && 'Fashion-MNIST not installed' }, () => {
+  const a = path.join(work, 'straight');
+  const b = path.join(work, 'stopped');
+  assert.equal(ddpm('train', ...COMMON, '--out', a).code, 0);
+  // 512 / 32 = 16 steps per epoch; stop mid-epoch 2 at step 20.
+  const first = ddpm('train', ...COMMON, '--out', b, '--max-steps', '20');
+  assert.equal(first.code, 0, first.err);
+  assert.ok(existsSync(path.join(b, 'checkpoints', 'step-20', 'state.json')));
+  assert.ok(!existsSync(path.join(b, 'checkpoints', 'step-24')));
+  const resumed = ddpm('train', '--resume', b, '--threads', '2', '--checkpoint-every', '8', '--no-sample-grids');
+  assert.equal(resumed.code, 0, resumed.err);
+  assert.match(resumed.err, /resuming at step 20/);
+  for (const step of [24, 32]) {
+    for (const f of ['model.safetensors', 'optimizer.safetensors', 'state.json']) {
+      const x = readFileSync(path.join(a, 'checkpoints', `step-${step}`, f));
+      const y = readFileSync(path.join(b, 'checkpoints', `step-${step}`, f));
+      assert.ok(x.equals(y), `step-${step}/${f} differs between the straight and the resumed run`);
+    }
+  }
+  // The state includes the generators, so the next random draws are equal too.
+  const sa = JSON.parse(readFileSync(path.join(a, 'checkpoints', 'step-32', 'state.json'), 'utf8')) as { noiseGenerator: string; loader: { epochState: number[] } };
+  assert.ok(sa.noiseGenerator.length > 1000 && sa.loader.epochState.length > 1000);
+});
+
+test('--resume of a path that does not exist is an error, never a fresh run', () => {
+  const r = ddpm('train', '--resume', path.join(work, 'no-such-run'));
+  assert.notEqual(r.code, 0);
+  assert.match(r.err, /no-such-run: no such run or checkpoint folder \(a resume never starts a fresh run\)/);
+  assert.ok(!existsSync(path.join(work, 'no-such-run')));
+});
+
+test('a resumed run refuses changed hyper-parameters', { skip: !hasData && 'Fashion-MNIST not installed' }, () => {
+  const r = ddpm('train', '--resume', path.join(work, 'stopped'), '--lr', '0.5');
+  assert.notEqual(r.code, 0);
+  assert.match(r.err, /--lr 0.5 differs from the resumed run's 0.001/);
+});
+
+test('SIGKILL during checkpointing leaves only complete checkpoints, and --resume latest continues', { skip: !hasData && 'Fashion-MNIST not installed' }, async () => {
+  const run = path.join(work, 'killed');
+  const steps = (): number[] => (existsSync(path.join(run, 'checkpoints')) ? readdirSync(path.join(run, 'checkpoints')) : [])
+    .map((d) => /^step-(\d+)$/.exec(d)).filter((m) => m !== null).map((m) => Number(m[1]));
+  // Checkpoint every step, so a kill a few milliseconds after a new checkpoint appears lands while
+  // the next one is being written.
+  for (const delayMs of [5, 40, 90]) {
+    const args = existsSync(path.join(run, 'config.json'))
+      ? ['train', '--resume', 'latest', '--out', run, '--checkpoint-every', '1', '--keep', '3', '--no-sample-grids']
+      : ['train', '--limit', '512', '--batch-size', '32', '--epochs', '2', '--threads', '2', '--no-sample-grids', '--checkpoint-every', '1', '--keep', '3', '--out', run];
+    const before = Math.max(0, ...steps());
+    const child = spawn(process.execPath, [BIN, ...args], { stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, OPENBLAS_NUM_THREADS: '1' } });
+    let err = '';
+    child.stderr.on('data', (d: Buffer) => { err += d.toString(); });
+    const exited = new Promise<number | null>((r) => child.once('exit', (code) => r(code)));
+    let alive = true;
+    void exited.then(() => { alive = false; });
+    const deadline = Date.now() + 120_000;
+    while (alive && Math.max(0, ...steps()) < before + 2 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 5));
+    assert.ok(alive, `training exited before it was killed:\n${err}`);
+    await new Promise((r) => setTimeout(r, delayMs));
+    child.kill('SIGKILL');
+    await exited;
+    for (const d of steps()) {
+      // Every folder with a final name is complete and parses; temp folders are the only partial ones.
+      for (const f of ['model.safetensors', 'optimizer.safetensors']) readSafetensorsFile(path.join(run, 'checkpoints', `step-${d}`, f));
+      JSON.parse(readFileSync(path.join(run, 'checkpoints', `step-${d}`, 'state.json'), 'utf8'));
+    }
+  }
+  const r = ddpm('train', '--resume', 'latest', '--out', run, '--no-sample-grids');
+  assert.equal(r.code, 0, r.err);
+  assert.ok(existsSync(path.join(run, 'checkpoints', 'step-32')), 'the resumed run reaches the end');
+  assert.ok(!readdirSync(path.join(run, 'checkpoints')).some((d) => d.includes('.tmp-')), 'stale temp folders are cleaned on resume');
+});
