@@ -51,6 +51,8 @@ export interface FuzzSummary {
   /** Refusals by the kind of message (numbers, names and paths blanked): which checks the inputs reached. */
   refusals: Record<string, number>;
   maxMs: number;
+  /** The iteration that took maxMs (replay it with --replay). */
+  slowest: number;
   peakRss: number;
   peakArrayBuffersOverBaseline: number;
   seconds: number;
@@ -505,14 +507,11 @@ type Outcome = { ok: true; problem: string | null } | { ok: false; error: unknow
 
 /** Scratch folder for the via-file inputs: tmpfs when there is one (a disk write per input is ~10x slower). */
 function workDir(): string {
-  for (const root of ['/dev/shm', tmpdir()]) {
-    try {
-      return mkdtempSync(path.join(root, 'ddpm-fuzz-'));
-    } catch {
-      // not there or not writable: next
-    }
+  try {
+    return mkdtempSync(path.join('/dev/shm', 'ddpm-fuzz-'));
+  } catch {
+    return mkdtempSync(path.join(tmpdir(), 'ddpm-fuzz-'));
   }
-  return mkdtempSync(path.join(tmpdir(), 'ddpm-fuzz-'));
 }
 
 function getGc(): (() => void) | null {
@@ -528,7 +527,7 @@ function getGc(): (() => void) | null {
   }
 }
 
-export function runFuzz(o: FuzzOptions = {}): FuzzSummary {
+export async function runFuzz(o: FuzzOptions = {}): Promise<FuzzSummary> {
   const seed = (o.seed ?? 1) >>> 0;
   const iterations = o.iterations ?? DEFAULT_ITERATIONS;
   const timeLimit = o.timeLimitMs ?? 200;
@@ -563,6 +562,7 @@ export function runFuzz(o: FuzzOptions = {}): FuzzSummary {
   let accepted = 0;
   let refused = 0;
   let maxMs = 0;
+  let slowest = -1;
   let saved = 0;
 
   const fail = (iteration: number, target: FuzzTarget, kind: FuzzFailure['kind'], message: string, input: Uint8Array, ext: string): void => {
@@ -640,7 +640,7 @@ export function runFuzz(o: FuzzOptions = {}): FuzzSummary {
         ms = Math.min(ms, performance.now() - t0);
         if (ms > timeLimit) fail(i, target, 'slow', `took ${ms.toFixed(1)} ms (limit ${timeLimit} ms)`, input, ext);
       }
-      maxMs = Math.max(maxMs, ms);
+      if (ms > maxMs) { maxMs = ms; slowest = i; }
 
       if (outcome.ok) {
         accepted++;
@@ -665,8 +665,13 @@ export function runFuzz(o: FuzzOptions = {}): FuzzSummary {
         gc?.();
         baseline = Math.max(baseline, process.memoryUsage().arrayBuffers);
       }
-      // Collected garbage keeps the next sample about this input, not the last few hundred.
-      if (i % 256 === 255) gc?.();
+      if (i % 256 === 255) {
+        // A failed zlib *Sync call closes its handle (and frees its 16 KB output buffer) on a later
+        // tick: let the event loop turn, or a long run of corrupt gzips reads as a leak. Then a
+        // collection, so the next samples are about the next inputs, not the last few hundred.
+        await new Promise((resolve) => setImmediate(resolve));
+        gc?.();
+      }
     }
   } finally {
     rmSync(work, { recursive: true, force: true });
@@ -675,7 +680,7 @@ export function runFuzz(o: FuzzOptions = {}): FuzzSummary {
   const same = (a: Uint8Array[], b: Uint8Array[]): boolean => a.every((x, k) => Buffer.from(x).equals(Buffer.from(b[k]!)));
   if (!same(stSeeds, safetensorsSeeds()) || !same(idx, idxSeeds())) throw new Error('fuzz: a mutation changed a seed in place (fuzzer bug)');
   return {
-    seed, inputs: last - first, accepted, refused, byTarget, failures, refusals, maxMs, peakRss,
+    seed, inputs: last - first, accepted, refused, byTarget, failures, refusals, maxMs, slowest, peakRss,
     peakArrayBuffersOverBaseline: peakAb, seconds: (performance.now() - started) / 1000,
   };
 }
@@ -705,7 +710,7 @@ function failureKinds(fs: FuzzFailure[]): string {
 export function formatSummary(s: FuzzSummary): string {
   const t = s.byTarget;
   return `fuzz: ${s.inputs} inputs (safetensors ${t.safetensors} + ${t['safetensors-file']} via file, idx ${t.idx} + ${t['idx-file']} via file), `
-    + `${s.accepted} accepted, ${s.refused} refused, ${s.failures.length} failures${failureKinds(s.failures)}, max ${s.maxMs.toFixed(2)} ms/input, `
+    + `${s.accepted} accepted, ${s.refused} refused, ${s.failures.length} failures${failureKinds(s.failures)}, max ${s.maxMs.toFixed(2)} ms/input (#${s.slowest}), `
     + `peak rss ${(s.peakRss / MB).toFixed(0)} MB, arrayBuffers peak +${(s.peakArrayBuffersOverBaseline / MB).toFixed(1)} MB over baseline, `
     + `seed ${s.seed}, ${s.seconds.toFixed(1)} s`;
 }
@@ -731,7 +736,7 @@ function parseArgs(argv: string[]): FuzzOptions {
 
 if (process.argv[1] !== undefined && import.meta.url === pathToFileURL(process.argv[1]).href) {
   try {
-    const s = runFuzz(parseArgs(process.argv.slice(2)));
+    const s = await runFuzz(parseArgs(process.argv.slice(2)));
     console.log(formatSummary(s));
     process.exitCode = s.failures.length > 0 ? 1 : 0;
   } catch (e) {

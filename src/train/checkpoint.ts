@@ -2,7 +2,7 @@
 // trained model back for sampling. Weights and optimizer moments are safetensors; the rest JSON.
 import path from 'node:path';
 import { existsSync, readFileSync, statSync } from 'node:fs';
-import { tidy } from '../tensor/index.js';
+import { keep, noGrad, tidy } from '../tensor/index.js';
 import { RunFolder } from '../io/run.js';
 import { loadTensors, serializeTensors } from '../io/tensors.js';
 import { createModel, type DiffusionUNet } from '../models/index.js';
@@ -70,14 +70,27 @@ export function restoreTraining(s: TrainingSession, dir: string): void {
   const state = readState(path.join(dir, 'state.json'));
   const weights = loadTensors(path.join(dir, 'model.safetensors')).tensors;
   const moments = loadTensors(path.join(dir, 'optimizer.safetensors')).tensors;
+  // Each part checks itself whole, but a later part can still refuse (a damaged optimizer file, a
+  // generator state of the wrong size): undo the earlier ones then. The optimizer goes last, as
+  // the one part that is not undone (its own load changes nothing when it refuses).
+  const undo = {
+    loader: s.loader.position(),
+    noise: s.noiseGen.getState(),
+    weights: noGrad(() => new Map([...s.model.stateDict()].map(([k, t]) => [k, keep(t.clone())]))),
+  };
   try {
+    s.loader.restore(state.loader);
+    s.noiseGen.setState(new Uint8Array(Buffer.from(state.noiseGenerator, 'base64')));
     s.model.loadStateDict(weights, path.join(dir, 'model.safetensors'));
     s.optimizer.loadStateDict({ tensors: moments, step: state.optimizer.step, lr: state.optimizer.lr }, path.join(dir, 'optimizer.safetensors'));
+  } catch (e) {
+    s.model.loadStateDict(undo.weights);
+    s.noiseGen.setState(undo.noise);
+    s.loader.restore(undo.loader);
+    throw e;
   } finally {
-    for (const t of [...weights.values(), ...moments.values()]) t.dispose();
+    for (const t of [...weights.values(), ...moments.values(), ...undo.weights.values()]) t.dispose();
   }
-  s.loader.restore(state.loader);
-  s.noiseGen.setState(new Uint8Array(Buffer.from(state.noiseGenerator, 'base64')));
   s.step = state.step;
 }
 
