@@ -20,8 +20,6 @@
 
 #include <dlfcn.h>
 
-#include "caching_allocator.h"
-
 #include <atomic>
 #include <cstring>
 #include <string>
@@ -271,19 +269,6 @@ OP(blasInfo) {
   auto fn = reinterpret_cast<Fn>(blasSymbol("openblas_get_config"));
   return Napi::String::New(a.env(), fn ? std::string(fn()) : std::string("not OpenBLAS (reference BLAS or MKL)"));
 }
-// The caching allocator (native/caching_allocator.h): installed once per process, on request.
-ddpm::CachingCPUAllocator* g_cache = nullptr;
-std::mutex g_cache_mu;
-OP(useCachingAllocator) {
-  std::lock_guard<std::mutex> lock(g_cache_mu);
-  if (!g_cache) {
-    g_cache = new ddpm::CachingCPUAllocator(static_cast<size_t>(a.I(0)));
-    c10::SetCPUAllocator(g_cache, /*priority=*/100);
-  }
-  return a.env().Undefined();
-}
-OP(cachedBytes) { return Napi::Number::New(a.env(), g_cache ? static_cast<double>(g_cache->cachedBytes()) : 0.0); }
-OP(emptyCache) { if (g_cache) g_cache->emptyCache(); return a.env().Undefined(); }
 OP(libtorchVersion) { return Napi::String::New(a.env(), TORCH_VERSION); }
 OP(cudaAvailable) { return Napi::Boolean::New(a.env(), at::hasCUDA()); }
 OP(parallelInfo) { return Napi::String::New(a.env(), at::get_parallel_info()); }

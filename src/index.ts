@@ -1,0 +1,18 @@
+// ddpm-ts: Denoising Diffusion Probabilistic Models from TypeScript, on libtorch.
+export * from './tensor/index.js';
+export * as nn from './nn/index.js';
+export * from './diffusion/index.js';
+export * from './models/index.js';
+export * from './samplers/index.js';
+export { presetDefaults, type RunConfig, type TrainSettings } from './train/config.js';
+export { train, trainStep, buildModel, type TrainOptions, type TrainHooks, type TrainSummary } from './train/trainer.js';
+export { loadRun, resolveResume, type LoadedRun } from './train/checkpoint.js';
+export { RunFolder } from './io/run.js';
+export { loadTensors, serializeTensors } from './io/tensors.js';
+export { readSafetensorsFile, writeSafetensorsFile, parseSafetensors, serializeSafetensors, SafetensorsError } from './io/safetensors.js';
+export { encodePng, decodePng, writePng, type Image8 } from './io/png.js';
+export { makeGrid, toUint8Image } from './viz/grid.js';
+export { tensorGrid, tensorTrajectoryGrid } from './viz/tensor-grid.js';
+export { loadFashionMnist, locateFashionMnist } from './data/fashion-mnist.js';
+export { prepareImages, randomHorizontalFlip } from './data/transforms.js';
+export { BatchLoader } from './data/loader.js';
