@@ -16,7 +16,7 @@ const { values: a } = parseArgs({
   options: {
     what: { type: 'string', default: 'train' }, threads: { type: 'string', default: '2' }, batch: { type: 'string' },
     steps: { type: 'string' }, repeats: { type: 'string', default: '5' }, warmup: { type: 'string', default: '3' },
-    blas: { type: 'string' }, fused: { type: 'boolean', default: false },
+    blas: { type: 'string' },
   },
 });
 const what = a.what!;
