@@ -1,7 +1,9 @@
 // `npm run bench`: ddpm-ts against PyTorch eager on the same machine, the same libtorch and BLAS,
 // workload by workload, alternating engines so that machine noise hits both. Prints medians and
 // their ratio (above 1: ddpm-ts is faster). Each engine gets its best OpenBLAS threading per
-// workload (DESIGN.md): both are run with 1 and with 2 OpenBLAS threads where that matters.
+// workload (DESIGN.md): both are run with 1 and with 2 OpenBLAS threads where that matters, and
+// PyTorch both with glibc's default malloc thresholds and with the raised ones that ddpm-ts sets for
+// itself (src/tensor/native.ts), through glibc's MALLOC_*_THRESHOLD_ variables.
 //   node dist/bench/compare.js [--rounds 3] [--only train,sample,stack,opcall] [--quick]
 import { spawnSync } from 'node:child_process';
 import { parseArgs } from 'node:util';
@@ -24,11 +26,18 @@ const WORKLOADS: Workload[] = [
   { what: 'sample', label: 'dli02 sampling, 150 steps, batch 500 (img/s)', args: ['--repeats', '1', '--warmup', '1'], blasThreads: ['1', '2'] },
 ];
 
-function runOne(engine: 'ddpm-ts' | 'pytorch', w: Workload, blas: string): Result {
+const MALLOC_ENV = { MALLOC_MMAP_THRESHOLD_: String(32 * 1024 * 1024), MALLOC_TRIM_THRESHOLD_: String(1024 * 1024 * 1024) };
+interface Config { label: string; env: Record<string, string> }
+function configs(engine: 'ddpm-ts' | 'pytorch', blas: string): Config[] {
+  const base = { label: `BLAS ${blas}`, env: { OPENBLAS_NUM_THREADS: blas } };
+  return engine === 'ddpm-ts' ? [base] : [base, { label: `BLAS ${blas}, malloc tuned`, env: { OPENBLAS_NUM_THREADS: blas, ...MALLOC_ENV } }];
+}
+
+function runOne(engine: 'ddpm-ts' | 'pytorch', w: Workload, cfg: Config): Result {
   const cmd = engine === 'ddpm-ts'
     ? [process.execPath, [path.join(ROOT, 'dist', 'bench', 'workloads.js'), '--what', w.what, '--threads', '2', ...w.args]]
     : ['/usr/bin/python3', [path.join(ROOT, 'bench', 'pytorch_dli02.py'), '--what', w.what, '--threads', '2', ...w.args]];
-  const r = spawnSync(cmd[0] as string, cmd[1] as string[], { encoding: 'utf8', env: { ...process.env, OPENBLAS_NUM_THREADS: blas }, cwd: ROOT });
+  const r = spawnSync(cmd[0] as string, cmd[1] as string[], { encoding: 'utf8', env: { ...process.env, ...cfg.env }, cwd: ROOT });
   if (r.status !== 0) throw new Error(`${engine} ${w.what} failed:\n${r.stderr}`);
   return JSON.parse(r.stdout.trim().split('\n').pop()!) as Result;
 }
@@ -41,27 +50,27 @@ let blasLine = '';
 for (const w of WORKLOADS.filter((x) => !only || only.includes(x.what))) {
   const best: Record<string, { median: number; blas: string; all: number[] }> = {};
   for (const engine of ['ddpm-ts', 'pytorch'] as const) best[engine] = { median: NaN, blas: '', all: [] };
-  for (const blas of w.blasThreads) {
-    const per: Record<string, number[]> = { 'ddpm-ts': [], pytorch: [] };
-    for (let r = 0; r < rounds; r++) {
-      for (const engine of (r % 2 ? ['pytorch', 'ddpm-ts'] : ['ddpm-ts', 'pytorch']) as ('ddpm-ts' | 'pytorch')[]) {
-        const res = runOne(engine, w, blas);
-        per[engine]!.push(...res.per_repeat);
-        if (res.blas && !blasLine) blasLine = res.blas;
-        process.stderr.write(`  ${w.what} ${engine} OPENBLAS_NUM_THREADS=${blas} round ${r + 1}: median ${res.median} ${res.unit}\n`);
-      }
+  const all: { engine: 'ddpm-ts' | 'pytorch'; cfg: Config }[] = w.blasThreads.flatMap((b) => (['ddpm-ts', 'pytorch'] as const).flatMap((engine) => configs(engine, b).map((cfg) => ({ engine, cfg }))));
+  const per = new Map<(typeof all)[number], number[]>(all.map((x) => [x, []]));
+  for (let r = 0; r < rounds; r++) {
+    // Alternate the order each round so that slow phases of the machine hit every configuration.
+    for (const x of r % 2 ? [...all].reverse() : all) {
+      const res = runOne(x.engine, w, x.cfg);
+      per.get(x)!.push(...res.per_repeat);
+      if (res.blas && !blasLine) blasLine = res.blas;
+      process.stderr.write(`  ${w.what} ${x.engine} ${x.cfg.label} round ${r + 1}: median ${res.median} ${res.unit}\n`);
     }
-    for (const engine of ['ddpm-ts', 'pytorch'] as const) {
-      const m = median(per[engine]!);
-      const lowerBetter = w.what === 'opcall';
-      const b = best[engine]!;
-      if (Number.isNaN(b.median) || (lowerBetter ? m < b.median : m > b.median)) Object.assign(b, { median: m, blas, all: per[engine] });
-    }
+  }
+  for (const x of all) {
+    const m = median(per.get(x)!);
+    const lowerBetter = w.what === 'opcall';
+    const b = best[x.engine]!;
+    if (Number.isNaN(b.median) || (lowerBetter ? m < b.median : m > b.median)) Object.assign(b, { median: m, blas: x.cfg.label, all: per.get(x) });
   }
   const ours = best['ddpm-ts']!;
   const theirs = best.pytorch!;
   const ratio = w.what === 'opcall' ? theirs.median / ours.median : ours.median / theirs.median;
-  rows.push(`| ${w.label} | ${fmt(ours.median)} (BLAS ${ours.blas}) | ${fmt(theirs.median)} (BLAS ${theirs.blas}) | ${ratio.toFixed(2)} |`);
+  rows.push(`| ${w.label} | ${fmt(ours.median)} (${ours.blas}) | ${fmt(theirs.median)} (${theirs.blas}) | ${ratio.toFixed(2)} |`);
 }
 
 function fmt(x: number): string { return x >= 100 ? x.toFixed(0) : x.toFixed(2); }

@@ -19,6 +19,9 @@
 #include <torch/version.h>
 
 #include <dlfcn.h>
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
 
 #include <atomic>
 #include <cstring>
@@ -268,6 +271,17 @@ OP(blasInfo) {
   using Fn = char* (*)();
   auto fn = reinterpret_cast<Fn>(blasSymbol("openblas_get_config"));
   return Napi::String::New(a.env(), fn ? std::string(fn()) : std::string("not OpenBLAS (reference BLAS or MKL)"));
+}
+// glibc hands blocks above its mmap threshold back to the kernel on free, so each new activation
+// tensor page-faults all its pages again; on this project's machines that doubled the time of a
+// backward pass. Raising the thresholds keeps freed blocks in the heap for reuse.
+OP(setMallocThresholds) {
+#ifdef __GLIBC__
+  bool ok = mallopt(M_MMAP_THRESHOLD, static_cast<int>(a.I(0))) == 1 && mallopt(M_TRIM_THRESHOLD, static_cast<int>(a.I(1))) == 1;
+  return Napi::Boolean::New(a.env(), ok);
+#else
+  return Napi::Boolean::New(a.env(), false);
+#endif
 }
 OP(libtorchVersion) { return Napi::String::New(a.env(), TORCH_VERSION); }
 OP(cudaAvailable) { return Napi::Boolean::New(a.env(), at::hasCUDA()); }

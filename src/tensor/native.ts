@@ -31,3 +31,8 @@ const require = createRequire(import.meta.url);
 if (process.env.OPENBLAS_NUM_THREADS === undefined) process.env.OPENBLAS_NUM_THREADS = '1';
 
 export const native: Record<string, NativeFn> = require(findAddon());
+
+// Keep freed tensor memory in the heap instead of returning it to the kernel after every op
+// (native/addon.cc, setMallocThresholds): 32 MiB is glibc's largest mmap threshold, and up to
+// 1 GiB of free heap top is kept. DDPM_MALLOC=default leaves glibc's own dynamic thresholds.
+if (process.env.DDPM_MALLOC !== 'default') native.setMallocThresholds!(32 * 1024 * 1024, 1024 * 1024 * 1024);
