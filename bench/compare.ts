@@ -1,7 +1,8 @@
 // `npm run bench`: ddpm-ts against PyTorch eager on the same machine, the same libtorch and BLAS,
 // workload by workload, alternating engines so that machine noise hits both. Prints medians and
 // their ratio (above 1: ddpm-ts is faster). Each engine gets its best OpenBLAS threading per
-// workload (DESIGN.md): both are run with 1 and with 2 OpenBLAS threads where that matters, and
+// workload (DESIGN.md): both run with one OpenBLAS thread (two were slower for both engines here,
+// for training and for sampling; pass a workload more blasThreads to check again), and
 // PyTorch both with glibc's default malloc thresholds and with the raised ones that ddpm-ts sets for
 // itself (src/tensor/native.ts), through glibc's MALLOC_*_THRESHOLD_ variables.
 //   node dist/bench/compare.js [--rounds 3] [--only train,sample,stack,opcall] [--quick]
@@ -23,7 +24,7 @@ const WORKLOADS: Workload[] = [
   { what: 'opcall', label: 'one tiny op call (us, lower is better)', args: ['--repeats', '5'], blasThreads: ['1'] },
   { what: 'stack', label: 'conv/BN/ReLU stack train step, batch 128, 16x16 (img/s)', args: ['--repeats', quick ? '3' : '5', '--steps', quick ? '5' : '20'], blasThreads: ['1'] },
   { what: 'train', label: 'dli02 train step, batch 128, 16x16 (img/s)', args: ['--repeats', quick ? '3' : '5', '--steps', quick ? '5' : '20'], blasThreads: ['1'] },
-  { what: 'sample', label: 'dli02 sampling, 150 steps, batch 500 (img/s)', args: ['--repeats', '1', '--warmup', '1'], blasThreads: ['1', '2'] },
+  { what: 'sample', label: 'dli02 sampling, 150 steps, batch 500 (img/s)', args: ['--repeats', '1', '--warmup', '1'], blasThreads: ['1'] },
 ];
 
 const MALLOC_ENV = { MALLOC_MMAP_THRESHOLD_: String(32 * 1024 * 1024), MALLOC_TRIM_THRESHOLD_: String(1024 * 1024 * 1024) };

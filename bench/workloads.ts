@@ -7,7 +7,7 @@ import {
   Generator, ones, rand, randint, tidy, noGrad, setNumThreads, setBlasThreads, blasInfo, libtorchVersion, manualSeed, type Tensor,
 } from '../src/tensor/index.js';
 import { Adam, Sequential, Conv2d, BatchNorm2d, ReLU, MaxPool2d, type Layer } from '../src/nn/index.js';
-import { Dli02UNet } from '../src/models/index.js';
+import { Dli02UNet, inferencePredictor } from '../src/models/index.js';
 import { Diffusion, makeSchedule, simpleLoss } from '../src/diffusion/index.js';
 import { ddpmSample } from '../src/samplers/index.js';
 import { native } from '../src/tensor/native.js';
@@ -68,7 +68,9 @@ function bench(): { perRepeat: number[]; unit: string } {
     }
     case 'sample': {
       const model = new Dli02UNet().eval();
-      const eps = (xt: Tensor, t: Tensor): Tensor => model.forward(xt, t);
+      // What `ddpm sample` runs: the eval-mode model with BatchNorm folded into its convolutions.
+      const predictor = inferencePredictor(model);
+      const eps = (xt: Tensor, t: Tensor): Tensor => predictor.forward(xt, t);
       noGrad(() => { for (let i = 0; i < warmup; i++) tidy(() => eps(fakeImages(batch), randint(1, 2, [batch]))); });
       // One repeat is the full 150-step reverse loop, as the PyTorch script's default.
       const seconds = timeRepeats(() => tidy(() => { ddpmSample(eps, diffusion, { shape: [batch, 1, 16, 16], generator: gen }); }));

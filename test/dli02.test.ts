@@ -1,8 +1,8 @@
 // The dli02 U-Net against the notebook's PyTorch model (fixture: tools/reference/dli02_golden.py).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { manualSeed, noGrad, tidy, mseLoss, zerosLike } from '../src/tensor/index.js';
-import { Dli02UNet } from '../src/models/index.js';
+import { manualSeed, noGrad, tidy, mseLoss, zerosLike, liveTensors } from '../src/tensor/index.js';
+import { Dli02UNet, inferencePredictor } from '../src/models/index.js';
 import { fixtureTensors, assertClose } from './helpers.js';
 
 const ref = fixtureTensors('dli02_golden.safetensors');
@@ -57,3 +57,20 @@ test('train forward, BatchNorm running statistics and every gradient equal PyTor
 test('an image size the U-Net cannot halve twice is refused', () => {
   assert.throws(() => new Dli02UNet({ imageChannels: 1, imageSize: 18, downChannels: [16, 32, 64], T: 150 }), /image size 18 cannot be halved twice.*multiple of 4/);
 });
+
+test('BatchNorm folded into the convolutions gives the eval-mode outputs (atol 2e-5) and frees its own tensors', () => noGrad(() => {
+  const m = loadedModel().eval();
+  const before = liveTensors();
+  const folded = m.foldedForInference();
+  assert.equal(liveTensors(), before + 2 * 11, 'a weight and a bias per folded (conv, BatchNorm) pair');
+  tidy(() => {
+    const x = ref.get('x')!;
+    const t = ref.get('t')!;
+    assertClose('folded vs plain eval forward', folded.forward(x, t), m.forward(x, t), 2e-5, 1e-5);
+    assertClose('folded vs PyTorch eval output', folded.forward(x, t), ref.get('out_eval')!, 2e-5, 1e-5);
+  });
+  folded.dispose();
+  assert.equal(liveTensors(), before, 'dispose() releases the folded weights');
+  assert.throws(() => inferencePredictor(m.train()), /eval mode first/);
+  m.dispose();
+}));

@@ -4,6 +4,7 @@ import { mkdirSync } from 'node:fs';
 import path from 'node:path';
 import { Generator, setNumThreads, setBlasThreads, tidy, keep, type Tensor } from '../tensor/index.js';
 import { loadRun } from '../train/checkpoint.js';
+import { inferencePredictor } from '../models/index.js';
 import { ddpmSample, assertFinite, VARIANCES, type Variance } from '../samplers/index.js';
 import { writePng } from '../io/png.js';
 import { tensorGrid, tensorTrajectoryGrid } from '../viz/tensor-grid.js';
@@ -45,12 +46,14 @@ function runSample(f: SampleFlags): void {
   const keepAt = new Set(trajectorySteps(diffusion.T, 10));
   const snapshots: Tensor[] = [];
   const t0 = performance.now();
-  const x = ddpmSample((xt, t) => model.forward(xt, t), diffusion, {
+  const predictor = inferencePredictor(model);
+  const x = ddpmSample((xt, t) => predictor.forward(xt, t), diffusion, {
     shape: [f.n, c, s, s], variance: f.variance, generator: new Generator(f.seed), batchSize: f.batchSize ?? Math.min(f.n, 500),
     ...(f.trajectory ? {
       onStep: (st, offset) => { if (offset === 0 && keepAt.has(st.t)) snapshots.push(keep(tidy(() => st.x.narrow(0, 0, rows).clone()))); },
     } : {}),
   });
+  predictor.dispose();
   const seconds = (performance.now() - t0) / 1000;
   assertFinite(x, `samples of ${checkpoint}`);
   process.stderr.write(`sampled ${f.n} images in ${seconds.toFixed(1)} s (${(f.n / seconds).toFixed(1)} img/s) from ${checkpoint}\n`);

@@ -11,6 +11,16 @@ export type PresetName = (typeof PRESETS)[number];
 
 export interface DiffusionUNet extends Module {
   forward(x: Tensor, t: Tensor): Tensor;
+  /** An eval-only predictor with BatchNorm folded into the convolutions, where the preset has one. */
+  foldedForInference?(): InferencePredictor;
+}
+
+export interface InferencePredictor { forward(x: Tensor, t: Tensor): Tensor; dispose(): void }
+
+/** The fastest eval-mode noise predictor for a model: BatchNorm-folded when possible (same outputs). */
+export function inferencePredictor(model: DiffusionUNet): InferencePredictor {
+  if (model.training) throw new ArgumentError('inferencePredictor: put the model in eval mode first (model.eval())');
+  return model.foldedForInference?.() ?? { forward: (x, t) => model.forward(x, t), dispose: () => {} };
 }
 
 export interface ModelConfig { preset: PresetName; imageChannels: number; imageSize: number; T: number }

@@ -2,3 +2,4 @@ export { Module, Layer, Parameter } from './module.js';
 export * from './layers.js';
 export { Adam, AdamW, clipGradNorm, type AdamOptions } from './optim.js';
 export * as init from './init.js';
+export { foldBatchNorm, foldConvBatchNorm, FoldedConv } from './fold.js';

@@ -9,7 +9,7 @@ import {
 } from '../tensor/index.js';
 import { Adam } from '../nn/index.js';
 import { Diffusion, makeSchedule, simpleLoss } from '../diffusion/index.js';
-import { createModel, type DiffusionUNet } from '../models/index.js';
+import { createModel, inferencePredictor, type DiffusionUNet } from '../models/index.js';
 import { ddpmSample, assertFinite } from '../samplers/index.js';
 import { loadFashionMnist, type LocateOptions } from '../data/fashion-mnist.js';
 import { prepareImages } from '../data/transforms.js';
@@ -242,7 +242,9 @@ function writeSampleGrid(model: DiffusionUNet, diffusion: Diffusion, config: Run
       const { count, seed, variance } = config.samples;
       const c = config.model.imageChannels;
       const size = config.model.imageSize;
-      const x = ddpmSample((xt, t) => model.forward(xt, t), diffusion, { shape: [count, c, size, size], variance, generator: new Generator(seed) });
+      const predictor = inferencePredictor(model);
+      const x = ddpmSample((xt, t) => predictor.forward(xt, t), diffusion, { shape: [count, c, size, size], variance, generator: new Generator(seed) });
+      predictor.dispose();
       assertFinite(x, 'sample grid');
       writePng(file, tensorGrid(x, { nrow: Math.ceil(Math.sqrt(count)), scale: 4 }));
     }));
