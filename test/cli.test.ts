@@ -1,9 +1,9 @@
 // The `ddpm` command end to end: a short real training run, sampling, the forward strip, --help and
 // refusals of bad input. This is the one real training run of `npm test`.
-import { test, before } from 'node:test';
+import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, readdirSync, existsSync, writeFileSync, statSync } from 'node:fs';
+import { mkdtempSync, rmSync, readFileSync, readdirSync, existsSync, writeFileSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { decodePng } from '../src/io/png.js';
@@ -11,6 +11,7 @@ import { ROOT } from './helpers.js';
 
 const BIN = path.join(ROOT, 'bin', 'ddpm.js');
 const work = mkdtempSync(path.join(tmpdir(), 'ddpm-cli-'));
+after(() => rmSync(work, { recursive: true, force: true }));
 const run = path.join(work, 'run');
 const hasData = existsSync('/usr/share/datasets/fashion-mnist') || process.env.FASHION_MNIST_DIR !== undefined;
 

@@ -1,9 +1,9 @@
 // Exact resume (issue: trust): K steps straight equal K/2 steps, a separate process that loads the
 // checkpoint, and K/2 more, bit for bit: weights, optimizer moments, data position and generators.
-import { test } from 'node:test';
+import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync, spawn } from 'node:child_process';
-import { mkdtempSync, readFileSync, readdirSync, existsSync } from 'node:fs';
+import { mkdtempSync, rmSync, readFileSync, readdirSync, existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { ROOT } from './helpers.js';
@@ -12,6 +12,7 @@ import { readSafetensorsFile } from '../src/io/safetensors.js';
 const BIN = path.join(ROOT, 'bin', 'ddpm.js');
 const hasData = existsSync('/usr/share/datasets/fashion-mnist') || process.env.FASHION_MNIST_DIR !== undefined;
 const work = mkdtempSync(path.join(tmpdir(), 'ddpm-resume-'));
+after(() => rmSync(work, { recursive: true, force: true }));
 const COMMON = ['--limit', '512', '--batch-size', '32', '--epochs', '2', '--checkpoint-every', '8', '--threads', '2', '--no-sample-grids'];
 
 function ddpm(...args: string[]): { code: number; err: string } {
