@@ -23,8 +23,13 @@ Run (from the repo root; OpenBLAS's threading matters, see DESIGN.md):
 Options: --threads N (torch.set_num_threads), --batch, --steps, --repeats, --warmup, --seed.
 Prints one JSON line on stdout; the median is over repeats (a 2-core machine is noisy: `other_cpu`
 gives, per repeat, the share of the CPUs other processes used, so contaminated repeats show).
-Defaults keep each run under about 60 s; `sample` then does a single full loop, so pass
-`--repeats 5` (about 3-5 minutes) when the number matters.
+Defaults keep train, stack and opcall under about 60 s; `sample` does a single full loop (12-90 s
+here at batch 500), so pass `--repeats 5` when the number matters.
+Two settings dominate the numbers here (measured, 2 cores): OPENBLAS_NUM_THREADS=1 (2-3x faster
+training, 1.1-1.8x faster sampling than OpenBLAS's default 2 threads) and glibc's malloc thresholds
+(MALLOC_MMAP_THRESHOLD_=33554432 MALLOC_TRIM_THRESHOLD_=1073741824: about 1.6-2x training, 2.5x stack
+and 1.6-7x sampling, and much steadier; with the defaults glibc's adaptive mmap threshold makes
+sampling swing between about 6 and 24 img/s from run to run). Compare engines under the same ones.
 """
 import argparse
 import json
@@ -44,7 +49,7 @@ import dli02  # noqa: E402
 # Per-workload defaults, chosen so each default run stays under about 60 s on the 2-core machine.
 DEFAULTS = {
     "train": {"batch": 128, "steps": 20, "repeats": 7, "warmup": 3},
-    "sample": {"batch": 500, "steps": dli02.T, "repeats": 1, "warmup": 2},  # one full loop is 35-60 s here
+    "sample": {"batch": 500, "steps": dli02.T, "repeats": 1, "warmup": 2},  # one full loop took 12-90 s here
     "stack": {"batch": 128, "steps": 20, "repeats": 7, "warmup": 3},
     "opcall": {"batch": 1, "steps": 100_000, "repeats": 7, "warmup": 1000},
 }
@@ -201,7 +206,7 @@ def main():
     p.add_argument("--threads", type=int, default=2, help="torch.set_num_threads (default 2)")
     p.add_argument("--batch", type=int, help="images per step (train/stack 128, sample 500)")
     p.add_argument("--steps", type=int, help="train/stack: steps per repeat (20); sample: reverse steps per loop (150); opcall: calls per repeat (100000)")
-    p.add_argument("--repeats", type=int, help="timed repeats; the median is reported (train/stack/opcall 7, sample 1: a full loop at batch 500 takes 35-60 s here)")
+    p.add_argument("--repeats", type=int, help="timed repeats; the median is reported (train/stack/opcall 7, sample 1: a full loop at batch 500 took 12-90 s here)")
     p.add_argument("--warmup", type=int, help="untimed steps first (train/stack 3 steps, sample 2 model calls, opcall 1000 calls)")
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args()
@@ -229,6 +234,9 @@ def main():
         "openblas_threads": os.environ.get("OPENBLAS_NUM_THREADS"),
         "blas": blas,
         "blas_lib": blas_lib,
+        # glibc returns large freed blocks to the OS below these thresholds: PyTorch ran 2-6x slower
+        # here with the defaults (mmap/munmap and page faults for every big activation)
+        "malloc": {k: os.environ.get(k) for k in ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_")},
         "per_repeat": [round(v, 3) for v in per_repeat],
         "median": round(statistics.median(per_repeat), 3),
         "unit": unit,
