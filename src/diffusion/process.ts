@@ -16,11 +16,10 @@ export class Diffusion {
 
   /** term[t] shaped to broadcast over x: (B,) -> (B, 1, 1, 1) for 4-d x. */
   extract(name: TermName, t: Tensor, rank = 4): Tensor {
-    const key = `${name}`;
-    let table = this.#cache.get(key);
+    let table = this.#cache.get(name);
     if (!table) {
       table = keep(tensor(Float32Array.from(this.terms[name])));
-      this.#cache.set(key, table);
+      this.#cache.set(name, table);
     }
     return table.indexSelect(0, t).reshape([t.shape[0]!, ...new Array<number>(rank - 1).fill(1)]);
   }

@@ -1,7 +1,7 @@
 // Layer-level ops with torch.nn.functional's semantics, each one addon call after checks.
 import { native } from './native.js';
 import { Tensor, checkSameDevice } from './tensor.js';
-import { ArgumentError, broadcastShapes, checkInt, fail, normDim, pair } from './check.js';
+import { ArgumentError, checkInt, fail, normDim, pair } from './check.js';
 
 type Pair = number | [number, number];
 
@@ -172,7 +172,6 @@ const REDUCTION = { none: 0, mean: 1, sum: 2 } as const;
 export type Reduction = keyof typeof REDUCTION;
 
 export function mseLoss(input: Tensor, target: Tensor, reduction: Reduction = 'mean'): Tensor {
-  broadcastShapes('mseLoss', input.shape, target.shape);
   if (input.shape.join() !== target.shape.join()) {
     throw new ArgumentError(`mseLoss: input [${input.shape.join(', ')}] and target [${target.shape.join(', ')}] must have the same shape`);
   }
