@@ -373,6 +373,16 @@ OP(all) { return W(at::all(a.T(0))); }
 OP(any) { return W(at::any(a.T(0))); }
 OP(norm) { return W(at::norm(a.T(0), a.S(1))); }
 OP(cumsum) { return W(at::cumsum(a.T(0), a.I(1))); }
+OP(quantile) { return W(at::quantile(a.T(0), a.D(1), a.I(2), a.B(3))); }
+OP(topk) {
+  auto r = at::topk(a.T(0), a.I(1), a.I(2), a.B(3), true);
+  return wrapList(a.env(), {std::get<0>(r), std::get<1>(r)});
+}
+OP(cdist) { return W(at::cdist(a.T(0), a.T(1), a.D(2))); }
+OP(linalgEigh) {
+  auto r = at::linalg_eigh(a.T(0), "L");
+  return wrapList(a.env(), {std::get<0>(r), std::get<1>(r)});
+}
 
 // ---------------------------------------------------------------- linear algebra, layers
 BINARY(matmul, at::matmul(x, y))

@@ -1,5 +1,5 @@
 // Layer-level ops with torch.nn.functional's semantics, each one addon call after checks.
-import { native } from './native.js';
+import { native, type Handle } from './native.js';
 import { Tensor, checkSameDevice } from './tensor.js';
 import { ArgumentError, checkInt, fail, normDim, pair } from './check.js';
 
@@ -191,4 +191,19 @@ export function scaledDotProductAttention(q: Tensor, k: Tensor, v: Tensor, mask?
   let scores = q.matmul(k.transpose(-2, -1)).mul(1 / Math.sqrt(d)); // (..., Lq, Lk)
   if (mask) scores = scores.add(mask);
   return softmax(scores, -1).matmul(v); // (..., Lq, Dv)
+}
+
+/** Pairwise p-norm distances between the rows of a (N, D) and b (M, D): (N, M). */
+export function cdist(a: Tensor, b: Tensor, p = 2): Tensor {
+  if (a.rank !== 2 || b.rank !== 2 || a.shape[1] !== b.shape[1]) {
+    throw new ArgumentError(`cdist: expected a (N, D) and b (M, D), got [${a.shape.join(', ')}] and [${b.shape.join(', ')}]`);
+  }
+  return new Tensor(native.cdist(a.handle, b.handle, p));
+}
+
+/** Eigen-decomposition of a symmetric matrix (its lower triangle is read): ascending eigenvalues and column eigenvectors. */
+export function linalgEigh(a: Tensor): { values: Tensor; vectors: Tensor } {
+  if (a.rank !== 2 || a.shape[0] !== a.shape[1]) throw new ArgumentError(`linalgEigh: expected a square matrix, got [${a.shape.join(', ')}]`);
+  const [values, vectors] = native.linalgEigh(a.handle) as [Handle, Handle];
+  return { values: new Tensor(values), vectors: new Tensor(vectors) };
 }

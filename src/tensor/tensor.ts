@@ -185,6 +185,18 @@ export class Tensor implements Disposable {
   /** The p-norm of all elements (2 by default). */
   norm(p = 2): Tensor { return new Tensor(native.norm(this.handle, p)); }
   cumsum(dim: number): Tensor { return new Tensor(native.cumsum(this.handle, normDim('cumsum', dim, this.rank))); }
+  /** torch.quantile along one dim (linear interpolation); q in [0, 1]. Float32/float64 only. */
+  quantile(q: number, dim: number, keepdim = false): Tensor {
+    if (!(q >= 0 && q <= 1)) throw new ArgumentError(`quantile: q must lie in [0, 1], got ${q}`);
+    return new Tensor(native.quantile(this.handle, q, normDim('quantile', dim, this.rank), keepdim));
+  }
+  /** The k largest (or smallest) values along dim and their indices, sorted. */
+  topk(k: number, dim = -1, largest = true): [Tensor, Tensor] {
+    const d = normDim('topk', dim, this.rank);
+    if (!Number.isInteger(k) || k < 0 || k > this.shape[d]!) throw new ArgumentError(`topk: k must be an integer in [0, ${this.shape[d]}], got ${k}`);
+    const [v, i] = native.topk(this.handle, k, d, largest) as [Handle, Handle];
+    return [new Tensor(v), new Tensor(i)];
+  }
 
   #reduce(op: string, dim: number | number[] | undefined, keepdim: boolean): Tensor {
     if (dim === undefined) return new Tensor(native[op]!(this.handle));
