@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { ArgumentError, Generator, manualSeed, zeros } from '../src/tensor/index.js';
 import { Adam } from '../src/nn/index.js';
-import { makeSchedule, scheduleFromBetas, type ScheduleConfig } from '../src/diffusion/index.js';
+import { makeSchedule, scheduleFromBetas, type ScheduleConfig, type LinearScheduleConfig } from '../src/diffusion/index.js';
 import { createModel, type ModelConfig } from '../src/models/index.js';
 import { BatchLoader } from '../src/data/loader.js';
 import { RunFolder } from '../src/io/run.js';
@@ -33,7 +33,7 @@ function refuses(fn: () => unknown, cls: new (...a: never[]) => Error, re: RegEx
 
 // ------------------------------------------------------------------ schedule and model settings
 test('a schedule config with 0, fractional or NaN timesteps, or betas leaving (0, 1), is refused naming the value', () => {
-  const linear = (o: Partial<ScheduleConfig>): ScheduleConfig => ({ ...presetDefaults('dli02').schedule, ...o });
+  const linear = (o: Partial<LinearScheduleConfig>): ScheduleConfig => ({ kind: 'linear', T: 150, betaStart: 1e-4, betaEnd: 0.02, ...o });
   refuses(() => makeSchedule(linear({ T: 0 })), ArgumentError, /^schedule: the number of timesteps T must be an integer >= 1, got 0$/);
   refuses(() => makeSchedule(linear({ T: 2.5 })), ArgumentError, /T must be an integer >= 1, got 2\.5/);
   refuses(() => makeSchedule(linear({ T: NaN })), ArgumentError, /T must be an integer >= 1, got NaN/);
@@ -43,7 +43,13 @@ test('a schedule config with 0, fractional or NaN timesteps, or betas leaving (0
   refuses(() => makeSchedule(linear({ betaStart: -1e-4 })), ArgumentError, /beta at t=0 is -0\.0001; every beta must lie in \(0, 1\)/);
   refuses(() => makeSchedule(linear({ betaEnd: NaN })), ArgumentError, /beta at t=0 is NaN/);
   refuses(() => scheduleFromBetas([0.1, 0.2, Infinity]), ArgumentError, /beta at t=2 is Infinity/);
-  refuses(() => makeSchedule({ kind: 'cosine', T: 10 } as unknown as ScheduleConfig), ArgumentError, /^schedule: unknown kind "cosine"; expected "linear"$/);
+  refuses(() => makeSchedule({ kind: 'quadratic', T: 10 } as unknown as ScheduleConfig), ArgumentError, /^schedule: unknown kind "quadratic"; expected one of linear, scaled-linear, cosine, sigmoid, custom$/);
+  refuses(() => makeSchedule(linear({ betaStart: 0.02, betaEnd: 1e-4 })), ArgumentError, /^schedule: linear betas must not decrease, got betaStart 0\.02 > betaEnd 0\.0001$/);
+  refuses(() => makeSchedule({ kind: 'custom', betas: [0.1, 0.3, 0.2] }), ArgumentError, /custom betas must not decrease, but beta at t=2 \(0\.2\) is below beta at t=1 \(0\.3\)/);
+  refuses(() => makeSchedule({ kind: 'custom', betas: [0.1, 1] }), ArgumentError, /beta at t=1 is 1; every beta must lie in \(0, 1\)/);
+  refuses(() => makeSchedule({ kind: 'cosine', T: 10, s: -1 }), ArgumentError, /cosine offset s must be a finite number >= 0, got -1/);
+  refuses(() => makeSchedule({ kind: 'sigmoid', T: 10, start: 3, end: -3, tau: 1 }), ArgumentError, /sigmoid start must be below end/);
+  refuses(() => makeSchedule({ kind: 'cosine', T: 1, s: 0.008, zeroTerminalSnr: true }), ArgumentError, /zero-terminal-SNR rescaling needs T >= 2, got 1/);
 });
 
 test('a model config the U-Net cannot build (image size not a multiple of 4, T < 1, unknown preset) is refused', () => {

@@ -1,7 +1,8 @@
 // Schedule terms against an independent float64 computation (tools/reference/dli02_golden.py, numpy).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { linearBetas, scheduleFromBetas, makeSchedule, type ScheduleTerms } from '../src/diffusion/index.js';
+import { linearBetas, scheduleFromBetas, makeSchedule, type ScheduleTerms, type ScheduleConfig } from '../src/diffusion/index.js';
+import { readFileSync } from 'node:fs';
 import { fixtureTensors } from './helpers.js';
 
 const TERMS: [keyof ScheduleTerms, string][] = [
@@ -41,4 +42,45 @@ test('bad schedules are refused with the offending value named', () => {
   assert.throws(() => linearBetas(0), /T must be an integer >= 1, got 0/);
   assert.throws(() => scheduleFromBetas([0.1, 1.5]), /beta at t=1 is 1.5; every beta must lie in \(0, 1\)/);
   assert.throws(() => scheduleFromBetas([0, 0.1]), /beta at t=0 is 0/);
+});
+
+// ------------------------------------------------------------------ every schedule kind against numpy
+interface GoldenCase { config: ScheduleConfig; t: number[]; terms: Record<string, (number | string)[]> }
+const golden = JSON.parse(readFileSync(new URL('../../test/fixtures/schedules_golden.json', import.meta.url), 'utf8')) as { cases: GoldenCase[] };
+
+function close(actual: number, expected: number | string, what: string): void {
+  const e = typeof expected === 'string' ? Number(expected) : expected;
+  if (!Number.isFinite(e)) { assert.equal(actual, e, what); return; }
+  const tol = 1e-9 * Math.max(1, Math.abs(e));
+  assert.ok(Math.abs(actual - e) <= tol, `${what}: ${actual} vs numpy ${e}`);
+}
+
+for (const c of golden.cases) {
+  const name = `${c.config.kind}${'T' in c.config ? ` T=${c.config.T}` : ''}${c.config.zeroTerminalSnr ? ' zero-terminal-SNR' : ''}${'tau' in c.config ? ` tau=${c.config.tau}` : ''}`;
+  test(`schedule ${name}: terms at t = ${c.t.join(', ')} equal the independent float64 numpy computation`, () => {
+    const s = makeSchedule(c.config);
+    for (const [term, values] of Object.entries(c.terms)) {
+      const ours = s[term as keyof ScheduleTerms] as Float64Array;
+      assert.ok(ours instanceof Float64Array, `term ${term} exists`);
+      c.t.forEach((t, i) => close(ours[t]!, values[i]!, `${name} ${term}[${t}]`));
+    }
+  });
+}
+
+test('zero-terminal-SNR rescaling: alphabar_{T-1} = 0 exactly, alphabar_0 unchanged, the last beta is 1', () => {
+  const base = makeSchedule({ kind: 'cosine', T: 100, s: 0.008 });
+  const z = makeSchedule({ kind: 'cosine', T: 100, s: 0.008, zeroTerminalSnr: true });
+  assert.equal(z.alphaBar[99], 0);
+  assert.equal(z.beta[99], 1);
+  assert.ok(Math.abs(z.alphaBar[0]! - base.alphaBar[0]!) < 1e-15);
+  assert.equal(z.logSnr[99], -Infinity);
+  for (let t = 1; t < 100; t++) assert.ok(z.alphaBar[t]! < z.alphaBar[t - 1]!, `alphabar decreases at t=${t}`);
+});
+
+test('the cosine schedule clips its betas at 0.999 and SNR decreases monotonically for every kind', () => {
+  const cos = makeSchedule({ kind: 'cosine', T: 1000, s: 0.008 });
+  assert.equal(Math.max(...cos.beta), 0.999);
+  for (const cfg of [cos, makeSchedule({ kind: 'sigmoid', T: 300, start: -3, end: 3, tau: 1 }), makeSchedule({ kind: 'scaled-linear', T: 300, betaStart: 0.00085, betaEnd: 0.012 })]) {
+    for (let t = 1; t < cfg.T; t++) assert.ok(cfg.snr[t]! < cfg.snr[t - 1]!, `snr decreases at t=${t}`);
+  }
 });

@@ -1,3 +1,4 @@
 export * from './schedule.js';
 export * from './process.js';
 export * from './loss.js';
+export * from './objectives.js';

@@ -16,12 +16,25 @@ export class Diffusion {
 
   /** term[t] shaped to broadcast over x: (B,) -> (B, 1, 1, 1) for 4-d x. */
   extract(name: TermName, t: Tensor, rank = 4): Tensor {
-    let table = this.#cache.get(name);
+    return this.table(this.terms[name], name).indexSelect(0, t).reshape([t.shape[0]!, ...new Array<number>(rank - 1).fill(1)]);
+  }
+
+  /** A per-timestep float64 table as a cached float32 tensor (T,), under a key naming its content. */
+  table(values: Float64Array, key: string): Tensor {
+    let table = this.#cache.get(key);
     if (!table) {
-      table = keep(tensor(Float32Array.from(this.terms[name])));
-      this.#cache.set(name, table);
+      table = keep(tensor(Float32Array.from(values)));
+      this.#cache.set(key, table);
     }
-    return table.indexSelect(0, t).reshape([t.shape[0]!, ...new Array<number>(rank - 1).fill(1)]);
+    return table;
+  }
+
+  /** a = sqrt(alphabar_t) and s = sqrt(1 - alphabar_t) at one integer t; t = -1 is the clean end (a = 1, s = 0). */
+  coefs(t: number): { a: number; s: number } {
+    if (t === -1) return { a: 1, s: 0 };
+    const ab = this.terms.alphaBar[t];
+    if (!Number.isInteger(t) || ab === undefined) throw new ArgumentError(`diffusion: t=${t} is outside [-1, ${this.T - 1}]`);
+    return { a: Math.sqrt(ab), s: Math.sqrt(1 - ab) };
   }
 
   checkTimesteps(t: Tensor, batch: number): void {
