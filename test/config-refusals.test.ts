@@ -59,7 +59,7 @@ test('a model config the U-Net cannot build (image size not a multiple of 4, T <
       new RegExp(`^dli02: image size ${size} cannot be halved twice by the U-Net's two max-pools; use a multiple of 4 \\(the notebook uses 16\\)$`));
   }
   refuses(() => createModel(model({ T: 0 })), ArgumentError, /^dli02: T must be an integer >= 1, got 0$/);
-  refuses(() => createModel(model({ preset: 'unet2' as 'dli02' })), ArgumentError, /^unknown preset "unet2"; expected one of dli02$/);
+  refuses(() => createModel(model({ preset: 'unet2' as 'dli02' })), ArgumentError, /^unknown preset "unet2"; expected one of dli02, dli03, ddpm$/);
   createModel(model({ imageSize: 28 })).dispose();
 });
 
@@ -73,6 +73,7 @@ function session(seed: number): TrainingSession {
     optimizer: new Adam(model.namedParameters(), { lr: 1e-3 }),
     loader: new BatchLoader(zeros([8, 1, 16, 16]), null, { batchSize: 4, seed: seed + 1 }),
     noiseGen: new Generator(seed + 2),
+    ema: null,
     step: 0,
   };
 }

@@ -15,8 +15,10 @@ import { FASHION_MNIST_FILES } from '../src/data/fashion-mnist.js';
 import { assertFinite } from '../src/samplers/index.js';
 import { RunFolder } from '../src/io/run.js';
 import { presetDefaults } from '../src/train/config.js';
-import { train, trainStep, type TrainingSession } from '../src/train/trainer.js';
+import { train, trainStep, stepSettings, type TrainingSession } from '../src/train/trainer.js';
+import { EMA } from '../src/train/ema.js';
 import { checkpointFiles } from '../src/train/checkpoint.js';
+import { loadTensors } from '../src/io/tensors.js';
 
 const work = mkdtempSync(path.join(tmpdir(), 'ddpm-guards-'));
 process.on('exit', () => rmSync(work, { recursive: true, force: true }));
@@ -43,7 +45,12 @@ function session(x: Tensor): TrainingSession {
     loader: new BatchLoader(x, null, { batchSize: BATCH, seed: 1, flip: true }),
     noiseGen: new Generator(2),
     step: 0,
+    ema: new EMA(model, { decay: 0.9 }),
   };
+}
+
+function emaSnapshot(s: TrainingSession): Map<string, number[]> {
+  return new Map([...s.ema!.stateDict()].map(([k, t]) => [k, t.toArray()]));
 }
 
 function snapshot(s: TrainingSession): Map<string, number[]> {
@@ -58,6 +65,7 @@ function nonFinite(s: TrainingSession): string[] {
 
 test('a batch holding a NaN image is skipped naming the non-finite loss; weights and BatchNorm statistics stay as they were; training continues', () => {
   const diffusion = new Diffusion(makeSchedule(presetDefaults('dli02').schedule));
+  const settings = stepSettings(presetDefaults('dli02'), 1000);
   const x = images(NAN_IMAGES);
   const s = session(x);
   // A twin loader with the same seed yields the same batches (permutation and flips): which hold NaN.
@@ -70,17 +78,22 @@ test('a batch holding a NaN image is skipped naming the non-finite loss; weights
         return b === null ? null : !b.x.isfinite().all().item();
       });
       const before = bad ? snapshot(s) : null;
+      const emaBefore = bad ? emaSnapshot(s) : null;
+      const emaUpdates = s.ema!.updates;
       const stepsBefore = s.optimizer.stepCount;
-      const r = trainStep(s, diffusion);
+      const r = trainStep(s, diffusion, settings);
       if (bad === null) { assert.equal(r, 'end-of-epoch'); break; }
       outcomes.push({ bad, r });
       if (bad) {
         assert.equal(r, 'loss is NaN', 'the reason names the non-finite loss');
         assert.deepEqual(snapshot(s), before, 'a skipped step changed the model (parameters or buffers)');
         assert.equal(s.optimizer.stepCount, stepsBefore, 'a skipped step reached the optimizer');
+        assert.deepEqual(emaSnapshot(s), emaBefore, 'a skipped step changed the EMA weights');
+        assert.equal(s.ema!.updates, emaUpdates, 'a skipped step counted as an EMA update');
         assert.ok(s.model.parameters().every((p) => p.grad === null), 'a skipped step left gradients behind');
       } else {
         assert.ok(typeof r === 'object' && Number.isFinite(r.loss), `a clean batch gave ${JSON.stringify(r)}`);
+        assert.equal(s.ema!.updates, emaUpdates + 1, 'a good step updates the EMA');
       }
     }
   }
@@ -93,6 +106,8 @@ test('a batch holding a NaN image is skipped naming the non-finite loss; weights
   assert.deepEqual(nonFinite(s), [], 'weights or running statistics went non-finite');
   // So the session still checkpoints.
   assert.ok(checkpointFiles(s, 1)['model.safetensors'] instanceof Uint8Array);
+  assert.ok(checkpointFiles(s, 1)['ema.safetensors'] instanceof Uint8Array);
+  s.ema!.dispose();
   s.model.dispose();
   x.dispose();
 });
@@ -169,6 +184,34 @@ test('train() with non-finite weights at the end of an epoch refuses the checkpo
   );
   assert.equal(skipped, 7, 'steps 2..8 of the 8-step epoch were skipped');
   assert.deepEqual(checkpointDirs(run), [], 'no checkpoint folder, complete or temporary');
+});
+
+test('train() on data holding NaN images skips those steps, ends, and writes finite checkpoints (weights and EMA)', async () => {
+  const run = new RunFolder(path.join(work, 'run-nan-data'));
+  run.create();
+  const config = presetDefaults('dli02');
+  config.train = { ...config.train, epochs: 2, batchSize: BATCH, emaDecay: 0.9 };
+  const x = images(NAN_IMAGES);
+  let skipped = 0;
+  const summary = await train(config, run, {
+    threads: 1, sampleGrids: true, dataset: { images: x, labels: null, classNames: null, dataDir: 'memory' },
+    hooks: { onSkip: (k) => { skipped++; assert.equal(k.reason, 'loss is NaN'); } },
+  });
+  assert.ok(skipped >= 2, `${skipped} steps skipped`);
+  assert.equal(summary.skipped, skipped);
+  const ckpts = run.listCheckpoints();
+  assert.equal(ckpts.length, 2, 'one checkpoint per epoch');
+  for (const c of ckpts) {
+    for (const f of ['model.safetensors', 'ema.safetensors']) {
+      const { tensors } = loadTensors(path.join(c.dir, f));
+      for (const [k, t] of tensors) {
+        assert.ok(!t.dtype.startsWith('float') || tidy(() => t.isfinite().all().item()), `${f} ${k} is finite`);
+        t.dispose();
+      }
+    }
+  }
+  assert.ok(existsSync(path.join(run.samplesDir, 'epoch-002.png')), 'the sample grid was drawn from finite weights');
+  x.dispose();
 });
 
 test('assertFinite refuses a tensor with NaN or infinite values, counting them', () => tidy(() => {

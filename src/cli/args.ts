@@ -36,3 +36,14 @@ export function choice<T extends string>(name: string, allowed: readonly T[]): (
 export function defaultThreads(): number {
   return Math.max(1, Math.min(8, (globalThis as { navigator?: { hardwareConcurrency?: number } }).navigator?.hardwareConcurrency ?? 2));
 }
+
+/** A finite number in [min, max] (either end may be open). */
+export function numberInRange(name: string, min: number, max: number, o: { minOpen?: boolean; maxOpen?: boolean } = {}): (v: string) => number {
+  const range = `${o.minOpen ? '(' : '['}${min}, ${max}${o.maxOpen ? ')' : ']'}`;
+  return (v) => {
+    const n = Number(v);
+    const ok = v.trim() !== '' && Number.isFinite(n) && (o.minOpen ? n > min : n >= min) && (o.maxOpen ? n < max : n <= max);
+    if (!ok) throw new InvalidArgumentError(`${name} must be a number in ${range}, got "${v}"`);
+    return n;
+  };
+}

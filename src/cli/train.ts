@@ -1,72 +1,231 @@
 // `ddpm train`: the notebook's training from the command line, with a progress bar.
-import { Command } from 'commander';
+import { Command, InvalidArgumentError } from 'commander';
 import { SingleBar } from 'cli-progress';
 import path from 'node:path';
-import { presetDefaults, type RunConfig } from '../train/config.js';
+import { existsSync, readFileSync, readdirSync } from 'node:fs';
+import { presetDefaults, checkRunConfig, type RunConfig } from '../train/config.js';
 import { train } from '../train/trainer.js';
 import { resolveResume } from '../train/checkpoint.js';
 import { RunFolder } from '../io/run.js';
-import { PRESETS, type PresetName } from '../models/index.js';
-import { choice, defaultThreads, positiveInt, positiveNumber, nonNegativeInt } from './args.js';
+import { PRESETS, createModel, type PresetName } from '../models/index.js';
+import {
+  SCHEDULES, OBJECTIVES, LOSS_WEIGHTINGS, scheduleLength, type ScheduleKind, type ScheduleConfig, type Objective, type LossWeighting,
+} from '../diffusion/index.js';
+import { FASHION_MNIST_CLASSES, FASHION_MNIST_FILES, fashionMnistFile } from '../data/fashion-mnist.js';
+import { choice, defaultThreads, positiveInt, positiveNumber, nonNegativeInt, numberInRange } from './args.js';
 
 interface TrainFlags {
   preset: PresetName; epochs?: number; batchSize?: number; lr?: number; seed?: number; threads: number;
   limit?: number; data?: string; out?: string; resume?: string; checkpointEvery: number; keep: number;
   maxSteps?: number; sampleGrids: boolean;
+  imageSize?: number; channels?: number; schedule?: ScheduleKind; timesteps?: number; betaStart?: number; betaEnd?: number;
+  betas?: string; zeroTerminalSnr?: boolean; objective?: Objective; lossWeight?: LossWeighting; minSnrGamma?: number;
+  offsetNoise?: number; emaDecay?: number; lrSchedule?: 'constant' | 'cosine'; warmupSteps?: number; minLr?: number;
+  gradClip?: number; classCond?: boolean; condDropProb?: number;
 }
 
 export function trainCommand(): Command {
   const d = presetDefaults('dli02');
   return new Command('train')
-    .description('train a diffusion U-Net on Fashion-MNIST; writes a run folder (config, log, sample grids, checkpoints)')
+    .description('train a diffusion U-Net on Fashion-MNIST or a folder of images; writes a run folder (config, log, sample grids, checkpoints)')
     .option('--out <dir>', 'run folder to create (e.g. runs/dli02); required unless --resume names a run')
-    .option('--preset <name>', `model preset: ${PRESETS.join(', ')}`, choice('--preset', PRESETS), 'dli02')
-    .option('--epochs <n>', `passes over the data (default: ${d.train.epochs})`, positiveInt('--epochs'))
+    .option('--preset <name>', `model preset: ${PRESETS.join(', ')} (each brings its own defaults below)`, choice('--preset', PRESETS), 'dli02')
+    .option('--epochs <n>', `passes over the data (default: ${d.train.epochs} for dli02)`, positiveInt('--epochs'))
     .option('--batch-size <n>', `images per step (default: ${d.train.batchSize})`, positiveInt('--batch-size'))
     .option('--lr <x>', `Adam learning rate (default: ${d.train.lr})`, positiveNumber('--lr'))
     .option('--seed <n>', `seed for weights, data order and noise (default: ${d.train.seed})`, nonNegativeInt('--seed'))
     .option('--threads <n>', 'libtorch threads', positiveInt('--threads'), defaultThreads())
-    .option('--limit <n>', 'train on the first N training images only (default: all 60,000)', positiveInt('--limit'))
-    .option('--data <dir>', 'Fashion-MNIST folder (default: $FASHION_MNIST_DIR, then /usr/share/datasets/fashion-mnist)')
+    .option('--limit <n>', 'train on the first N training images only (default: all)', positiveInt('--limit'))
+    .option('--data <dir>', 'Fashion-MNIST folder, or a folder of PNG/JPEG images (searched recursively; one subfolder per class) (default: $FASHION_MNIST_DIR, then /usr/share/datasets/fashion-mnist)')
+    .option('--image-size <n>', 'side of the square training images (default: 16 for dli02/dli03, 28 for ddpm)', positiveInt('--image-size'))
+    .option('--channels <n>', 'image channels, 1 (grey) or 3 (RGB); folders of images are converted (default: 1)', intChoice('--channels', [1, 3]))
+    .option('--schedule <kind>', `noise schedule: ${SCHEDULES.filter((k) => k !== 'custom').join(', ')} (default: linear for dli02/dli03, cosine for ddpm)`, choice('--schedule', SCHEDULES.filter((k) => k !== 'custom')))
+    .option('--timesteps <n>', 'diffusion steps T (default: 150 for dli02/dli03, 1000 for ddpm)', positiveInt('--timesteps'))
+    .option('--beta-start <x>', 'first beta of a linear or scaled-linear schedule (default: 1e-4 linear, 0.00085 scaled-linear)', numberInRange('--beta-start', 0, 1, { minOpen: true, maxOpen: true }))
+    .option('--beta-end <x>', 'last beta of a linear or scaled-linear schedule (default: 0.02 linear, 0.012 scaled-linear)', numberInRange('--beta-end', 0, 1, { minOpen: true, maxOpen: true }))
+    .option('--betas <list|file>', 'your own betas: a comma-separated list, or a JSON file holding an array (sets T)')
+    .option('--zero-terminal-snr', 'rescale the schedule to zero terminal SNR (Lin et al. 2023); needs --objective v or x0')
+    .option('--objective <kind>', `what the U-Net predicts: ${OBJECTIVES.join(', ')} (default: eps for dli02/dli03, v for ddpm)`, choice('--objective', OBJECTIVES))
+    .option('--loss-weight <kind>', `loss weighting: ${LOSS_WEIGHTINGS.join(', ')} (default: simple for dli02/dli03, min-snr for ddpm)`, choice('--loss-weight', LOSS_WEIGHTINGS))
+    .option('--min-snr-gamma <x>', 'gamma of min-SNR weighting (default: 5)', positiveNumber('--min-snr-gamma'))
+    .option('--offset-noise <x>', 'offset-noise strength in [0, 1) (default: 0, off)', numberInRange('--offset-noise', 0, 1, { maxOpen: true }))
+    .option('--ema-decay <x>', 'EMA decay of the weights in [0, 1), 0 for none; sampling uses the EMA (default: 0 for dli02/dli03, 0.995 for ddpm)', numberInRange('--ema-decay', 0, 1, { maxOpen: true }))
+    .option('--lr-schedule <kind>', 'learning rate after warm-up: constant or cosine (default: constant for dli02/dli03, cosine for ddpm)', choice('--lr-schedule', ['constant', 'cosine'] as const))
+    .option('--warmup-steps <n>', 'linear learning-rate warm-up steps (default: 0 for dli02/dli03, 100 for ddpm)', nonNegativeInt('--warmup-steps'))
+    .option('--min-lr <x>', 'floor of the cosine schedule (default: 0, or 1e-5 for ddpm)', numberInRange('--min-lr', 0, Infinity))
+    .option('--grad-clip <x>', 'clip the gradient norm to this, 0 for none (default: 0 for dli02/dli03, 1 for ddpm)', numberInRange('--grad-clip', 0, Infinity))
+    .option('--class-cond', 'condition on class labels for classifier-free guidance (Fashion-MNIST classes, or one subfolder per class)')
+    .option('--cond-drop-prob <x>', 'probability of dropping the label during training (default: 0.1)', numberInRange('--cond-drop-prob', 0, 1, { maxOpen: true }))
     .option('--resume <dir|latest>', 'continue a run exactly: a run folder, a checkpoints/step-N folder, or "latest" of --out')
     .option('--checkpoint-every <n>', 'also checkpoint every N steps (default: only at the end of each epoch)', nonNegativeInt('--checkpoint-every'), 0)
     .option('--keep <n>', 'keep only the newest N checkpoints (default: all)', nonNegativeInt('--keep'), 0)
     .option('--max-steps <n>', 'stop after N steps in all (a checkpoint is written there; --resume continues)', positiveInt('--max-steps'))
     .option('--no-sample-grids', 'skip the sample grid after each epoch')
-    .action(async (f: TrainFlags) => { await runTrain(f); });
+    .action(async (f: TrainFlags, cmd: Command) => { await runTrain(f, cmd); });
 }
 
+function intChoice(name: string, allowed: number[]): (v: string) => number {
+  return (v) => {
+    if (!allowed.map(String).includes(v.trim())) throw new InvalidArgumentError(`${name} must be one of ${allowed.join(', ')}, got "${v}"`);
+    return Number(v);
+  };
+}
+
+/** --betas: a comma-separated list or a JSON file with an array of numbers. */
+function readBetas(v: string): number[] {
+  const fromFile = existsSync(v);
+  let list: unknown;
+  if (fromFile) {
+    try {
+      list = JSON.parse(readFileSync(v, 'utf8'));
+    } catch (e) {
+      throw new Error(`--betas ${v}: not a JSON array of numbers (${(e as Error).message})`, { cause: e });
+    }
+  } else {
+    list = v.split(',').map((x) => (x.trim() === '' ? NaN : Number(x)));
+  }
+  if (!Array.isArray(list) || list.length === 0 || !list.every((x) => typeof x === 'number' && Number.isFinite(x))) {
+    throw new Error(`--betas ${v}: expected ${fromFile ? 'a JSON array' : 'a comma-separated list'} of numbers in (0, 1), e.g. --betas 0.0001,0.01,0.02`);
+  }
+  return list as number[];
+}
+
+/** The schedule the flags describe, from the preset's. */
+function scheduleFromFlags(f: TrainFlags, base: ScheduleConfig, given: (name: string) => boolean): ScheduleConfig {
+  if (!['schedule', 'timesteps', 'betaStart', 'betaEnd', 'betas', 'zeroTerminalSnr'].some(given)) return base;
+  const zero = f.zeroTerminalSnr ?? base.zeroTerminalSnr ?? false;
+  const withZero = (c: ScheduleConfig): ScheduleConfig => (zero ? { ...c, zeroTerminalSnr: true } : c);
+  if (f.betas !== undefined) {
+    for (const other of ['schedule', 'timesteps', 'betaStart', 'betaEnd']) {
+      if (given(other)) throw new Error(`--betas gives the whole schedule; it cannot be combined with --${kebab(other)}`);
+    }
+    return withZero({ kind: 'custom', betas: readBetas(f.betas) });
+  }
+  const kind = f.schedule ?? (base.kind === 'custom' ? 'linear' : base.kind);
+  const T = f.timesteps ?? (base.kind === 'custom' ? base.betas.length : base.T);
+  if ((f.betaStart !== undefined || f.betaEnd !== undefined) && kind !== 'linear' && kind !== 'scaled-linear') {
+    throw new Error(`--beta-start and --beta-end set the ends of a linear or scaled-linear schedule; the ${kind} schedule has none`);
+  }
+  const sameKind = base.kind === kind;
+  switch (kind) {
+    case 'linear':
+    case 'scaled-linear': {
+      const defaults = kind === 'linear' ? [1e-4, 0.02] : [0.00085, 0.012];
+      const b = sameKind && (base.kind === 'linear' || base.kind === 'scaled-linear') ? [base.betaStart, base.betaEnd] : defaults;
+      return withZero({ kind, T, betaStart: f.betaStart ?? b[0]!, betaEnd: f.betaEnd ?? b[1]! });
+    }
+    case 'cosine': return withZero({ kind, T, s: sameKind && base.kind === 'cosine' ? base.s : 0.008 });
+    case 'sigmoid': return withZero(sameKind && base.kind === 'sigmoid' ? { ...base, T } : { kind, T, start: -3, end: 3, tau: 1 });
+    default: throw new Error(`unknown schedule ${String(kind)}`);
+  }
+}
+
+const kebab = (s: string): string => s.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`);
+
+/** Whether `dir` holds the Fashion-MNIST training files (else it is read as a folder of images). */
+function isFashionMnistDir(dir: string): boolean {
+  return fashionMnistFile(dir, FASHION_MNIST_FILES.train.images) !== undefined;
+}
+
+/** Applies every flag to a config (a preset's defaults, or a resumed run's own config). */
+function applyFlags(config: RunConfig, f: TrainFlags, given: (name: string) => boolean): RunConfig {
+  const c: RunConfig = structuredClone(config);
+  if (f.epochs !== undefined) c.train.epochs = f.epochs;
+  if (f.batchSize !== undefined) c.train.batchSize = f.batchSize;
+  if (f.lr !== undefined) c.train.lr = f.lr;
+  if (f.seed !== undefined) c.train.seed = f.seed;
+  if (f.limit !== undefined) c.train.limit = f.limit;
+  if (f.imageSize !== undefined) c.model.imageSize = f.imageSize;
+  if (f.channels !== undefined) c.model.imageChannels = f.channels;
+  c.schedule = scheduleFromFlags(f, c.schedule, given);
+  c.model.T = scheduleLength(c.schedule);
+  if (f.objective !== undefined) c.objective = f.objective;
+  const loss = c.loss ?? { weighting: 'simple', minSnrGamma: 5, offsetNoise: 0 };
+  if (f.lossWeight !== undefined) loss.weighting = f.lossWeight;
+  if (f.minSnrGamma !== undefined) {
+    if (loss.weighting !== 'min-snr') throw new Error('--min-snr-gamma needs --loss-weight min-snr');
+    loss.minSnrGamma = f.minSnrGamma;
+  }
+  if (f.offsetNoise !== undefined) loss.offsetNoise = f.offsetNoise;
+  c.loss = loss;
+  if (f.emaDecay !== undefined) c.train.emaDecay = f.emaDecay;
+  const ls = c.train.lrSchedule ?? { kind: 'constant', warmupSteps: 0, minLr: 0 };
+  if (f.lrSchedule !== undefined) ls.kind = f.lrSchedule;
+  if (f.warmupSteps !== undefined) ls.warmupSteps = f.warmupSteps;
+  if (f.minLr !== undefined) {
+    if (ls.kind !== 'cosine') throw new Error('--min-lr is the floor of the cosine schedule; add --lr-schedule cosine');
+    ls.minLr = f.minLr;
+  }
+  c.train.lrSchedule = ls;
+  if (f.gradClip !== undefined) c.train.gradClip = f.gradClip;
+  if (f.condDropProb !== undefined) {
+    if (!(f.classCond ?? (c.model.numClasses ?? 0) > 0)) throw new Error('--cond-drop-prob needs --class-cond (it is the probability of dropping the class label)');
+    c.train.condDropProb = f.condDropProb;
+  }
+  if (f.data !== undefined) {
+    if (!existsSync(f.data)) throw new Error(`--data ${f.data}: no such folder`);
+    c.train.dataset = isFashionMnistDir(f.data) ? 'fashion-mnist' : 'folder';
+    c.train.data = path.resolve(f.data);
+  }
+  if (f.classCond) c.model.numClasses = c.train.dataset === 'folder' ? countClassFolders(c.train.data) : FASHION_MNIST_CLASSES.length;
+  return c;
+}
+
+/** The classes of an image folder: its first-level subfolders (torchvision's ImageFolder). */
+function countClassFolders(dir: string): number {
+  const n = readdirSync(dir, { withFileTypes: true }).filter((e) => e.isDirectory()).length;
+  if (n < 2) throw new Error(`--class-cond: ${dir} has ${n} subfolder${n === 1 ? '' : 's'}; class-conditional training needs one subfolder per class (at least 2)`);
+  return n;
+}
+
+/** Flags that may differ on --resume: they steer this process, not the run. */
+const PER_PROCESS = new Set(['threads', 'out', 'resume', 'checkpointEvery', 'keep', 'maxSteps', 'sampleGrids', 'epochs', 'data', 'preset']);
+
 /** A fresh run's config from the preset and the flags, or a resumed run's own config. */
-function configure(f: TrainFlags): { config: RunConfig; run: RunFolder; resumeFrom?: string } {
+function configure(f: TrainFlags, cmd: Command): { config: RunConfig; run: RunFolder; resumeFrom?: string } {
+  const given = (name: string): boolean => cmd.getOptionValueSource(name) === 'cli';
   if (f.resume !== undefined) {
     const { run, checkpoint } = resolveResume(f.resume, f.out);
-    const config = run.readConfig<RunConfig>();
-    const fixed: [string, unknown, unknown][] = [
-      ['--batch-size', f.batchSize, config.train.batchSize], ['--lr', f.lr, config.train.lr], ['--seed', f.seed, config.train.seed],
-      ['--limit', f.limit, config.train.limit],
-    ];
-    for (const [flag, given, saved] of fixed) {
-      if (given !== undefined && given !== saved) throw new Error(`${flag} ${String(given)} differs from the resumed run's ${String(saved)}; a resumed run keeps its config.json (only --epochs may grow)`);
+    const saved = run.readConfig<RunConfig>();
+    if (given('preset') && f.preset !== saved.model.preset) throw new Error(`--preset ${f.preset} differs from the resumed run's ${saved.model.preset}; a resumed run keeps its config.json (only --epochs may grow)`);
+    // Every run-defining flag given must agree with the saved config.
+    for (const opt of cmd.options) {
+      const key = opt.attributeName();
+      if (!given(key) || PER_PROCESS.has(key)) continue;
+      const probe = applyFlags(saved, { ...({} as TrainFlags), threads: 1, checkpointEvery: 0, keep: 0, sampleGrids: true, preset: f.preset, [key]: (f as unknown as Record<string, unknown>)[key] }, (n) => n === key);
+      const before = JSON.stringify(saved);
+      if (JSON.stringify(probe) !== before) {
+        throw new Error(`--${kebab(key)} ${String((f as unknown as Record<string, unknown>)[key])} differs from the resumed run's ${describeSaved(saved, key)}; a resumed run keeps its config.json (only --epochs may grow)`);
+      }
     }
+    const config = structuredClone(saved);
     if (f.epochs !== undefined) config.train.epochs = f.epochs;
     run.cleanTemps();
     run.writeConfig(config);
     return { config, run, resumeFrom: checkpoint };
   }
   if (f.out === undefined) throw new Error("required option '--out <dir>' not specified (or give --resume to continue a run)");
-  const config: RunConfig = presetDefaults(f.preset);
-  if (f.epochs !== undefined) config.train.epochs = f.epochs;
-  if (f.batchSize !== undefined) config.train.batchSize = f.batchSize;
-  if (f.lr !== undefined) config.train.lr = f.lr;
-  if (f.seed !== undefined) config.train.seed = f.seed;
-  if (f.limit !== undefined) config.train.limit = f.limit;
+  const config = applyFlags(presetDefaults(f.preset), f, given);
+  // Refuse a bad combination before anything is written.
+  checkRunConfig(config);
+  createModel(config.model).dispose();
   const run = new RunFolder(path.resolve(f.out));
   run.create();
   return { config, run };
 }
 
-async function runTrain(f: TrainFlags): Promise<void> {
-  const { config, run, resumeFrom } = configure(f);
+/** The saved value a run-defining flag would change, for the refusal message. */
+function describeSaved(c: RunConfig, key: string): string {
+  const map: Record<string, unknown> = {
+    batchSize: c.train.batchSize, lr: c.train.lr, seed: c.train.seed, limit: c.train.limit, imageSize: c.model.imageSize,
+    channels: c.model.imageChannels, objective: c.objective ?? 'eps', emaDecay: c.train.emaDecay ?? 0, gradClip: c.train.gradClip ?? 0,
+    timesteps: c.model.T, schedule: c.schedule.kind, lossWeight: c.loss?.weighting ?? 'simple', classCond: (c.model.numClasses ?? 0) > 0,
+  };
+  return key in map ? String(map[key]) : `setting (${JSON.stringify(c)})`;
+}
+
+async function runTrain(f: TrainFlags, cmd: Command): Promise<void> {
+  const { config, run, resumeFrom } = configure(f, cmd);
   const tty = process.stderr.isTTY === true;
   const bar = new SingleBar({
     format: 'epoch {epoch}/{epochs} |{bar}| step {value}/{total} | loss {loss} | {ips} img/s | ETA {eta_formatted}',
@@ -89,7 +248,7 @@ async function runTrain(f: TrainFlags): Promise<void> {
       ...(f.maxSteps !== undefined ? { maxSteps: f.maxSteps } : {}),
       keep: f.keep,
       ...(resumeFrom !== undefined ? { resumeFrom } : {}),
-      ...(f.data !== undefined ? { data: { dir: f.data } } : {}),
+      ...(config.train.dataset !== 'folder' && f.data !== undefined ? { data: { dir: f.data } } : {}),
       hooks: {
         onStart: (s) => {
           const from = s.resumedAt > 0 ? `, resuming at step ${s.resumedAt} from ${resumeFrom}` : '';

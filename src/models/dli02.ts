@@ -1,17 +1,20 @@
 // The `dli02` preset: the U-Net of the course notebook 02_Diffusion_Models.ipynb (seeds/001 and
 // 000 quote its code), module for module, so its state dict has the notebook's names
 // (`down1.model.0.weight`, ...) and, after manualSeed(s), the same initial weights as the
-// notebook's model after torch.manual_seed(s).
+// notebook's model after torch.manual_seed(s). With numClasses > 0 it adds notebook 04's class
+// conditioning (c_embed1/c_embed2, `c_emb * up + temb`); with 0 it is the notebook's model unchanged.
 import type { Tensor } from '../tensor/index.js';
 import {
   Module, Layer, Sequential, Conv2d, ConvTranspose2d, BatchNorm2d, ReLU, MaxPool2d, Linear, Flatten, Unflatten,
 } from '../nn/index.js';
 import { cat, ArgumentError } from '../tensor/index.js';
 import { foldBatchNorm, FoldedConv } from '../nn/fold.js';
+import { classInput, checkNumClasses } from './embeddings.js';
 
 /** The pieces the U-Net's wiring calls; the trained modules, or their BatchNorm-folded copies. */
 interface Blocks {
   down0: Layer; down1: Layer; down2: Layer; toVec: Layer; denseEmb: Layer; temb1: Layer; temb2: Layer;
+  cEmbed1: Layer | null; cEmbed2: Layer | null;
   up0: Layer; up1: { forward(x: Tensor, skip: Tensor): Tensor }; up2: { forward(x: Tensor, skip: Tensor): Tensor }; out: Layer;
 }
 
@@ -24,6 +27,8 @@ export interface Dli02Config {
   downChannels: [number, number, number];
   /** Number of diffusion timesteps: the time input is t / T, normalised to [0, 1) (seeds/000 Q13). */
   T: number;
+  /** Classes of notebook 04's conditioning; 0 or absent = unconditional (the notebook 02 model, no c_embed modules). */
+  numClasses?: number;
 }
 
 export const DLI02_DEFAULTS: Dli02Config = { imageChannels: 1, imageSize: 16, downChannels: [16, 32, 64], T: 150 };
@@ -57,7 +62,7 @@ export class UpBlock extends Module {
   }
 }
 
-/** t / T through Linear-ReLU-Linear, unflattened to (B, emb, 1, 1) to add to feature maps. */
+/** t / T (or the class input c) through Linear-ReLU-Linear, unflattened to (B, emb, 1, 1) to add to (or scale) feature maps. */
 export class EmbedBlock extends Layer {
   readonly model: Sequential;
   constructor(readonly inputDim: number, embDim: number) {
@@ -70,6 +75,7 @@ export class EmbedBlock extends Layer {
 }
 
 export class Dli02UNet extends Module {
+  readonly numClasses: number;
   readonly down0: Sequential;
   readonly down1: DownBlock;
   readonly down2: DownBlock;
@@ -77,6 +83,8 @@ export class Dli02UNet extends Module {
   readonly denseEmb: Sequential;
   readonly temb1: EmbedBlock;
   readonly temb2: EmbedBlock;
+  readonly cEmbed1: EmbedBlock | null;
+  readonly cEmbed2: EmbedBlock | null;
   readonly up0: Sequential;
   readonly up1: UpBlock;
   readonly up2: UpBlock;
@@ -89,6 +97,9 @@ export class Dli02UNet extends Module {
       throw new ArgumentError(`dli02: image size ${imageSize} cannot be halved twice by the U-Net's two max-pools; use a multiple of 4 (the notebook uses 16)`);
     }
     if (!Number.isInteger(T) || T < 1) throw new ArgumentError(`dli02: T must be an integer >= 1, got ${T}`);
+    const numClasses = config.numClasses ?? 0;
+    checkNumClasses('dli02', numClasses);
+    this.numClasses = numClasses;
     const up = [down[2], down[1], down[0]] as const;
     const latent = imageSize / 4;
     // Registration order is the notebook's __init__ order, so initial weights match PyTorch's draw order.
@@ -103,6 +114,8 @@ export class Dli02UNet extends Module {
     ));
     this.temb1 = this.registerModule('temb_1', new EmbedBlock(1, up[0]));
     this.temb2 = this.registerModule('temb_2', new EmbedBlock(1, up[1]));
+    this.cEmbed1 = numClasses ? this.registerModule('c_embed1', new EmbedBlock(numClasses, up[0])) : null;
+    this.cEmbed2 = numClasses ? this.registerModule('c_embed2', new EmbedBlock(numClasses, up[1])) : null;
     this.up0 = this.registerModule('up0', new Sequential(
       new Unflatten(1, [up[0], latent, latent]), new Conv2d(up[0], up[0], 3, { padding: 1 }), new BatchNorm2d(up[0]), new ReLU(),
     ));
@@ -114,33 +127,39 @@ export class Dli02UNet extends Module {
     ));
   }
 
-  /** eps_theta(x_t, t): x (B, C, S, S) float32, t (B,) int64 in [0, T). */
-  forward(x: Tensor, t: Tensor): Tensor { return unet(this, this.config.T, x, t); }
+  /**
+   * eps_theta(x_t, t[, c]): x (B, C, S, S) float32, t (B,) int64 in [0, T), c (B, numClasses) float32
+   * one-hot rows times the drop mask (omitted or a zero row: unconditional).
+   */
+  forward(x: Tensor, t: Tensor, c?: Tensor | null): Tensor {
+    return unet(this, this.config.T, x, t, classInput('dli02', this.numClasses, x, c));
+  }
 
   /**
    * An inference-only noise predictor with every BatchNorm folded into its convolution (eval mode,
    * running statistics): the same outputs as eval-mode forward, with 11 fewer passes over memory.
    * It snapshots the current weights; call dispose() on it when done.
    */
-  foldedForInference(): { forward(x: Tensor, t: Tensor): Tensor; dispose(): void } {
+  foldedForInference(): { forward(x: Tensor, t: Tensor, c?: Tensor | null): Tensor; dispose(): void } {
     const seqs = [foldBatchNorm(this.down0), foldBatchNorm(this.down1.model), foldBatchNorm(this.down2.model), foldBatchNorm(this.up0),
       foldBatchNorm(this.up1.model), foldBatchNorm(this.up2.model), foldBatchNorm(this.out)] as const;
     const [down0, down1, down2, up0, up1, up2, out] = seqs;
     const blocks: Blocks = {
-      down0, down1, down2, toVec: this.toVec, denseEmb: this.denseEmb, temb1: this.temb1, temb2: this.temb2, up0, out,
+      down0, down1, down2, toVec: this.toVec, denseEmb: this.denseEmb, temb1: this.temb1, temb2: this.temb2,
+      cEmbed1: this.cEmbed1, cEmbed2: this.cEmbed2, up0, out,
       up1: { forward: (x, skip) => up1.forward(cat([x, skip], 1)) },
       up2: { forward: (x, skip) => up2.forward(cat([x, skip], 1)) },
     };
     return {
-      forward: (x, t) => unet(blocks, this.config.T, x, t),
+      forward: (x, t, c) => unet(blocks, this.config.T, x, t, classInput('dli02', this.numClasses, x, c)),
       // Only the folded convolutions own tensors; the other layers are the model's.
       dispose: () => { for (const s of seqs) for (const l of s.layers) if (l instanceof FoldedConv) l.dispose(); },
     };
   }
 }
 
-/** The notebook's forward wiring (seeds/001, cell 34). */
-function unet(b: Blocks, T: number, x: Tensor, t: Tensor): Tensor {
+/** The notebook's forward wiring (seeds/001, cell 34); with a class input c, notebook 04's `c_emb * up + temb`. */
+function unet(b: Blocks, T: number, x: Tensor, t: Tensor, c: Tensor | null): Tensor {
   const down0 = b.down0.forward(x); // (B, 16, S, S)
   const down1 = b.down1.forward(down0); // (B, 32, S/2, S/2)
   const down2 = b.down2.forward(down1); // (B, 64, S/4, S/4)
@@ -150,7 +169,9 @@ function unet(b: Blocks, T: number, x: Tensor, t: Tensor): Tensor {
   const temb1 = b.temb1.forward(tn); // (B, 64, 1, 1)
   const temb2 = b.temb2.forward(tn); // (B, 32, 1, 1)
   const up0 = b.up0.forward(latentVec); // (B, 64, S/4, S/4)
-  const up1 = b.up1.forward(up0.add(temb1), down2); // (B, 32, S/2, S/2)
-  const up2 = b.up2.forward(up1.add(temb2), down1); // (B, 16, S, S)
+  const in1 = c ? b.cEmbed1!.forward(c).mul(up0) : up0;
+  const up1 = b.up1.forward(in1.add(temb1), down2); // (B, 32, S/2, S/2)
+  const in2 = c ? b.cEmbed2!.forward(c).mul(up1) : up1;
+  const up2 = b.up2.forward(in2.add(temb2), down1); // (B, 16, S, S)
   return b.out.forward(up2); // (B, C, S, S)
 }

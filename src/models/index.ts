@@ -1,35 +1,63 @@
-// Presets by name. Each preset is a U-Net predicting the noise eps_theta(x_t, t).
+// Presets by name. Each preset is a U-Net predicting the noise eps_theta(x_t, t[, c]), optionally
+// conditioned on a class input c as the course's notebook 04 does it.
 import type { Tensor } from '../tensor/index.js';
 import type { Module } from '../nn/index.js';
 import { ArgumentError } from '../tensor/index.js';
 import { Dli02UNet, DLI02_DEFAULTS, type Dli02Config } from './dli02.js';
+import { Dli03UNet, DLI03_DEFAULTS, type Dli03Config } from './dli03.js';
+import { DdpmUNet, DDPM_DEFAULTS, type DdpmUNetConfig } from './ddpm-unet.js';
 
 export { Dli02UNet, DLI02_DEFAULTS, type Dli02Config } from './dli02.js';
+export { Dli03UNet, DLI03_DEFAULTS, type Dli03Config } from './dli03.js';
+export { DdpmUNet, DDPM_DEFAULTS, type DdpmUNetConfig } from './ddpm-unet.js';
 
-export const PRESETS = ['dli02'] as const;
+export const PRESETS = ['dli02', 'dli03', 'ddpm'] as const;
 export type PresetName = (typeof PRESETS)[number];
 
 export interface DiffusionUNet extends Module {
-  forward(x: Tensor, t: Tensor): Tensor;
+  /** Classes the model is conditioned on; 0 = unconditional (it then refuses a class input). */
+  readonly numClasses: number;
+  /**
+   * x (B, C, S, S) float32, t (B,) int64, c (B, numClasses) float32: one-hot rows already multiplied by
+   * the drop mask, a zero row meaning "no class" (notebook 04). A conditional model given no c treats
+   * every row as "no class"; an unconditional one given a c throws.
+   */
+  forward(x: Tensor, t: Tensor, c?: Tensor | null): Tensor;
   /** An eval-only predictor with BatchNorm folded into the convolutions, where the preset has one. */
   foldedForInference?(): InferencePredictor;
 }
 
-export interface InferencePredictor { forward(x: Tensor, t: Tensor): Tensor; dispose(): void }
+export interface InferencePredictor { forward(x: Tensor, t: Tensor, c?: Tensor | null): Tensor; dispose(): void }
 
 /** The fastest eval-mode noise predictor for a model: BatchNorm-folded when possible (same outputs). */
 export function inferencePredictor(model: DiffusionUNet): InferencePredictor {
   if (model.training) throw new ArgumentError('inferencePredictor: put the model in eval mode first (model.eval())');
-  return model.foldedForInference?.() ?? { forward: (x, t) => model.forward(x, t), dispose: () => {} };
+  return model.foldedForInference?.() ?? { forward: (x, t, c) => model.forward(x, t, c), dispose: () => {} };
 }
 
-export interface ModelConfig { preset: PresetName; imageChannels: number; imageSize: number; T: number }
+export interface ModelConfig {
+  preset: PresetName;
+  imageChannels: number;
+  imageSize: number;
+  T: number;
+  /** Classes for class conditioning (Fashion-MNIST: 10); 0 or absent = unconditional. */
+  numClasses?: number;
+}
 
 export function createModel(c: ModelConfig): DiffusionUNet {
+  const numClasses = c.numClasses ?? 0;
   switch (c.preset) {
     case 'dli02': {
-      const cfg: Dli02Config = { ...DLI02_DEFAULTS, imageChannels: c.imageChannels, imageSize: c.imageSize, T: c.T };
+      const cfg: Dli02Config = { ...DLI02_DEFAULTS, imageChannels: c.imageChannels, imageSize: c.imageSize, T: c.T, numClasses };
       return new Dli02UNet(cfg);
+    }
+    case 'dli03': {
+      const cfg: Dli03Config = { ...DLI03_DEFAULTS, imageChannels: c.imageChannels, imageSize: c.imageSize, T: c.T, numClasses };
+      return new Dli03UNet(cfg);
+    }
+    case 'ddpm': {
+      const cfg: DdpmUNetConfig = { ...DDPM_DEFAULTS, imageChannels: c.imageChannels, imageSize: c.imageSize, T: c.T, numClasses };
+      return new DdpmUNet(cfg);
     }
     default:
       throw new ArgumentError(`unknown preset ${JSON.stringify(c.preset)}; expected one of ${PRESETS.join(', ')}`);

@@ -10,6 +10,7 @@ import { Diffusion, makeSchedule } from '../diffusion/index.js';
 import type { LoaderPosition } from '../data/loader.js';
 import type { RunConfig } from './config.js';
 import type { TrainingSession } from './trainer.js';
+import type { EmaMeta } from './ema.js';
 
 /** What a checkpoint's state.json holds beside the safetensors files. */
 export interface TrainState {
@@ -20,14 +21,19 @@ export interface TrainState {
   noiseGenerator: string;
   optimizer: { step: number; lr: number };
   loss: number;
+  /** Decay and update count of the EMA, when the run keeps one (its weights are ema.safetensors). */
+  ema?: EmaMeta;
 }
 
 /** The files of a checkpoint folder; refuses to produce one from non-finite weights. */
 export function checkpointFiles(s: TrainingSession, loss: number): Record<string, Uint8Array | string> {
   const weights = s.model.stateDict();
-  for (const [k, t] of weights) {
-    if (t.dtype.startsWith('float') && !tidy(() => t.isfinite().all().item())) {
-      throw new Error(`refusing to write checkpoint step-${s.step}: ${k} has non-finite values (training diverged; try a lower --lr)`);
+  const ema = s.ema?.stateDict() ?? null;
+  for (const [what, dict] of [['', weights], ['EMA ', ema ?? new Map<string, never>()]] as const) {
+    for (const [k, t] of dict) {
+      if (t.dtype.startsWith('float') && !tidy(() => t.isfinite().all().item())) {
+        throw new Error(`refusing to write checkpoint step-${s.step}: ${what}${k} has non-finite values (training diverged; try a lower --lr)`);
+      }
     }
   }
   const opt = s.optimizer.stateDict();
@@ -38,9 +44,11 @@ export function checkpointFiles(s: TrainingSession, loss: number): Record<string
     noiseGenerator: Buffer.from(s.noiseGen.getState()).toString('base64'),
     optimizer: { step: opt.step, lr: opt.lr },
     loss,
+    ...(s.ema ? { ema: s.ema.meta() } : {}),
   };
   return {
     'model.safetensors': serializeTensors(weights, { format: 'pt', producer: 'ddpm-ts' }),
+    ...(ema ? { 'ema.safetensors': serializeTensors(ema, { format: 'pt', producer: 'ddpm-ts', decay: String(s.ema!.decay) }) } : {}),
     'optimizer.safetensors': serializeTensors(opt.tensors, { step: String(opt.step) }),
     'state.json': `${JSON.stringify(state, null, 2)}\n`,
   };
@@ -68,8 +76,11 @@ export function restoreTraining(s: TrainingSession, dir: string): void {
     if (!existsSync(path.join(dir, f))) throw new Error(`checkpoint ${dir} is incomplete: ${f} is missing`);
   }
   const state = readState(path.join(dir, 'state.json'));
+  if (s.ema && !existsSync(path.join(dir, 'ema.safetensors'))) throw new Error(`checkpoint ${dir} is incomplete: the run keeps an EMA but ema.safetensors is missing`);
+  if (!s.ema && existsSync(path.join(dir, 'ema.safetensors'))) throw new Error(`checkpoint ${dir} has EMA weights but the run's config has no EMA (train.emaDecay is 0)`);
   const weights = loadTensors(path.join(dir, 'model.safetensors')).tensors;
   const moments = loadTensors(path.join(dir, 'optimizer.safetensors')).tensors;
+  const emaWeights = s.ema ? loadTensors(path.join(dir, 'ema.safetensors')).tensors : new Map<string, never>();
   // Each part checks itself whole, but a later part can still refuse (a damaged optimizer file, a
   // generator state of the wrong size): undo the earlier ones then. The optimizer goes last, as
   // the one part that is not undone (its own load changes nothing when it refuses).
@@ -77,19 +88,23 @@ export function restoreTraining(s: TrainingSession, dir: string): void {
     loader: s.loader.position(),
     noise: s.noiseGen.getState(),
     weights: noGrad(() => new Map([...s.model.stateDict()].map(([k, t]) => [k, keep(t.clone())]))),
+    ema: s.ema ? noGrad(() => new Map([...s.ema!.stateDict()].map(([k, t]) => [k, keep(t.clone())]))) : null,
+    emaMeta: s.ema?.meta(),
   };
   try {
     s.loader.restore(state.loader);
     s.noiseGen.setState(new Uint8Array(Buffer.from(state.noiseGenerator, 'base64')));
     s.model.loadStateDict(weights, path.join(dir, 'model.safetensors'));
+    s.ema?.loadStateDict(emaWeights, state.ema, path.join(dir, 'ema.safetensors'));
     s.optimizer.loadStateDict({ tensors: moments, step: state.optimizer.step, lr: state.optimizer.lr }, path.join(dir, 'optimizer.safetensors'));
   } catch (e) {
     s.model.loadStateDict(undo.weights);
+    if (undo.ema) s.ema!.loadStateDict(undo.ema, undo.emaMeta);
     s.noiseGen.setState(undo.noise);
     s.loader.restore(undo.loader);
     throw e;
   } finally {
-    for (const t of [...weights.values(), ...moments.values(), ...undo.weights.values()]) t.dispose();
+    for (const t of [...weights.values(), ...moments.values(), ...emaWeights.values(), ...undo.weights.values(), ...(undo.ema?.values() ?? [])]) t.dispose();
   }
   s.step = state.step;
 }
@@ -131,10 +146,17 @@ export function resolveResume(resume: string, out?: string): { run: RunFolder; c
   throw new Error(`--resume ${resume}: neither a run folder (config.json) nor a checkpoint folder (state.json)`);
 }
 
-export function loadRun(runDir: string, checkpoint?: string): LoadedRun {
+/**
+ * A trained model for sampling: the checkpoint's EMA weights when it has them (as diffusers and
+ * lucidrains sample from the EMA), unless `ema` is false or a weights file is named directly.
+ */
+export function loadRun(runDir: string, checkpoint?: string, o: { ema?: boolean } = {}): LoadedRun {
   const run = new RunFolder(runDir);
   const config = run.readConfig<RunConfig>();
-  const file = resolveCheckpoint(run, checkpoint);
+  let file = resolveCheckpoint(run, checkpoint);
+  const namedFile = checkpoint !== undefined && existsSync(checkpoint) && !statSync(checkpoint).isDirectory();
+  const emaFile = path.join(path.dirname(file), 'ema.safetensors');
+  if (!namedFile && (o.ema ?? true) && existsSync(emaFile)) file = emaFile;
   const model = createModel(config.model);
   const { tensors } = loadTensors(file);
   try {

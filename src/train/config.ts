@@ -1,6 +1,7 @@
 // A run's configuration: what config.json holds. Each default carries its reason.
 import type { ModelConfig, PresetName } from '../models/index.js';
-import type { ScheduleConfig } from '../diffusion/index.js';
+import { scheduleLength, type ScheduleConfig, type Objective, type LossWeighting } from '../diffusion/index.js';
+import { ArgumentError } from '../tensor/index.js';
 import type { Variance } from '../samplers/index.js';
 
 export interface TrainSettings {
@@ -16,33 +17,131 @@ export interface TrainSettings {
   flip: boolean;
   /** Write a log.jsonl line every this many steps. */
   logEvery: number;
+  /** Where the images come from: Fashion-MNIST IDX files, or a folder of PNG/JPEG files. */
+  dataset?: 'fashion-mnist' | 'folder';
+  /** EMA decay of the weights (0: no EMA); sampling and checkpoints use the EMA weights when present. */
+  emaDecay?: number;
+  /** Learning-rate schedule: warm-up then constant or cosine decay to minLr. */
+  lrSchedule?: { kind: 'constant' | 'cosine'; warmupSteps: number; minLr: number };
+  /** Clip the global gradient norm to this (0: off). */
+  gradClip?: number;
+  /** Probability of dropping the class label during training (classifier-free guidance, Ho & Salimans 2022). */
+  condDropProb?: number;
+}
+
+export interface LossSettings {
+  weighting: LossWeighting;
+  /** gamma of min-SNR-gamma (Hang et al. 2023). */
+  minSnrGamma: number;
+  /** Offset-noise strength (0: off). */
+  offsetNoise: number;
 }
 
 export interface RunConfig {
   version: 1;
   model: ModelConfig;
   schedule: ScheduleConfig;
+  /** What the network predicts; absent in runs written before it existed, which predict eps. */
+  objective?: Objective;
+  loss?: LossSettings;
   train: TrainSettings;
   /** The per-epoch sample grids. */
-  samples: { count: number; seed: number; variance: Variance };
+  samples: SampleGridSettings;
 }
 
-/** The course notebook's settings (seeds/001, DESIGN.md presets). */
+export interface SampleGridSettings {
+  count: number;
+  seed: number;
+  variance: Variance;
+  /** Sampler and steps of the per-epoch grids (default: DDPM over all T steps). */
+  sampler?: 'ddpm' | 'ddim' | 'dpmpp2m' | 'pc';
+  steps?: number;
+}
+
+/** The objective of a run (eps for runs written before objectives existed). */
+export function runObjective(c: RunConfig): Objective { return c.objective ?? 'eps'; }
+/** The number of classes a run's model is conditioned on (0: unconditional). */
+export function runNumClasses(c: RunConfig): number { return c.model.numClasses ?? 0; }
+
+/** Each preset's settings: the course notebooks' for dli02 and dli03, Ho et al.-style for ddpm. */
 export function presetDefaults(preset: PresetName): RunConfig {
   switch (preset) {
     case 'dli02':
       return {
         version: 1,
         // 16x16 grey so a CPU trains it in minutes; T = 150 as the notebook.
-        model: { preset, imageChannels: 1, imageSize: 16, T: 150 },
+        model: { preset, imageChannels: 1, imageSize: 16, T: 150, numClasses: 0 },
         // Linear betas 1e-4 .. 0.02 (Ho et al. use T = 1000; the notebook keeps the endpoints at T = 150).
         schedule: { kind: 'linear', T: 150, betaStart: 1e-4, betaEnd: 0.02 },
-        // Adam 1e-3, batch 128, 3 epochs: the notebook's loop, which makes garments recognisable.
-        train: { epochs: 3, batchSize: 128, lr: 1e-3, seed: 0, limit: null, data: '', flip: true, logEvery: 10 },
+        objective: 'eps',
+        loss: { weighting: 'simple', minSnrGamma: 5, offsetNoise: 0 },
+        // Adam 1e-3, batch 128, 3 epochs: the notebook's loop, which makes garments recognisable. No EMA, no schedule.
+        train: { ...NOTEBOOK_TRAIN },
         // 64 images make an 8x8 grid; the notebook's own reverse variance (beta_{t-1}).
         samples: { count: 64, seed: 0, variance: 'notebook' },
+      };
+    case 'dli03':
+      return {
+        version: 1,
+        // Notebook 03 keeps notebook 02's data, T and schedule; only the U-Net changes.
+        model: { preset, imageChannels: 1, imageSize: 16, T: 150, numClasses: 0 },
+        schedule: { kind: 'linear', T: 150, betaStart: 1e-4, betaEnd: 0.02 },
+        objective: 'eps',
+        loss: { weighting: 'simple', minSnrGamma: 5, offsetNoise: 0 },
+        train: { ...NOTEBOOK_TRAIN },
+        samples: { count: 64, seed: 0, variance: 'notebook' },
+      };
+    case 'ddpm':
+      return {
+        version: 1,
+        // Full-size Fashion-MNIST; T = 1000 as Ho et al.
+        model: { preset, imageChannels: 1, imageSize: 28, T: 1000, numClasses: 0 },
+        // The cosine schedule (Nichol & Dhariwal 2021) wastes fewer steps on near-pure noise at small sizes.
+        schedule: { kind: 'cosine', T: 1000, s: 0.008 },
+        // v-prediction with min-SNR-5 weighting (Salimans & Ho 2022; Hang et al. 2023), as lucidrains' current default.
+        objective: 'v',
+        loss: { weighting: 'min-snr', minSnrGamma: 5, offsetNoise: 0 },
+        // Adam 1e-3 with 100 warm-up steps, cosine decay, EMA 0.995 and clipping at 1 (lucidrains' Trainer).
+        train: {
+          ...NOTEBOOK_TRAIN, epochs: 2,
+          emaDecay: 0.995, lrSchedule: { kind: 'cosine', warmupSteps: 100, minLr: 1e-5 }, gradClip: 1, condDropProb: 0.1,
+        },
+        // DDIM with 50 steps draws the per-epoch grid in seconds rather than minutes.
+        samples: { count: 64, seed: 0, variance: 'posterior', sampler: 'ddim', steps: 50 },
       };
     default:
       throw new Error(`no defaults for preset ${String(preset)}`);
   }
+}
+
+const NOTEBOOK_TRAIN: TrainSettings = {
+  epochs: 3, batchSize: 128, lr: 1e-3, seed: 0, limit: null, data: '', flip: true, logEvery: 10,
+  dataset: 'fashion-mnist', emaDecay: 0, lrSchedule: { kind: 'constant', warmupSteps: 0, minLr: 0 }, gradClip: 0, condDropProb: 0.1,
+};
+
+/**
+ * Refuses configurations that cannot train, naming the field and why. Checked before a run folder
+ * is written, so nothing is created for a bad configuration.
+ */
+export function checkRunConfig(c: RunConfig): void {
+  const fail = (m: string): never => { throw new ArgumentError(`config: ${m}`); };
+  const T = scheduleLength(c.schedule);
+  if (c.model.T !== T) fail(`model.T is ${c.model.T} but the schedule has ${T} timesteps; they must agree`);
+  const objective = runObjective(c);
+  if (c.schedule.zeroTerminalSnr && objective === 'eps') {
+    fail('a zero-terminal-SNR schedule cannot be trained with the eps objective: at t = T-1 the image is pure noise, so x_0 cannot be recovered from a noise prediction (Lin et al. 2023); use --objective v (or x0)');
+  }
+  const t = c.train;
+  const prob = t.condDropProb ?? 0.1;
+  if (!(prob >= 0 && prob < 1)) fail(`train.condDropProb must lie in [0, 1), got ${prob}`);
+  const ema = t.emaDecay ?? 0;
+  if (!(ema >= 0 && ema < 1)) fail(`train.emaDecay must lie in [0, 1) (0 turns EMA off), got ${ema}`);
+  const clip = t.gradClip ?? 0;
+  if (!(clip >= 0 && Number.isFinite(clip))) fail(`train.gradClip must be a finite number >= 0 (0 turns clipping off), got ${clip}`);
+  const loss = c.loss;
+  if (loss && !(loss.offsetNoise >= 0 && loss.offsetNoise < 1)) fail(`loss.offsetNoise must lie in [0, 1), got ${loss.offsetNoise}`);
+  if (loss && !(loss.minSnrGamma > 0 && Number.isFinite(loss.minSnrGamma))) fail(`loss.minSnrGamma must be a finite number > 0, got ${loss.minSnrGamma}`);
+  const lr = t.lrSchedule;
+  if (lr && lr.minLr > t.lr) fail(`train.lrSchedule.minLr ${lr.minLr} is above the learning rate ${t.lr}`);
+  if (c.model.numClasses !== undefined && !(Number.isInteger(c.model.numClasses) && c.model.numClasses >= 0)) fail(`model.numClasses must be an integer >= 0, got ${c.model.numClasses}`);
 }

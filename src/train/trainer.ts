@@ -5,20 +5,24 @@
 import path from 'node:path';
 import { existsSync, rmSync } from 'node:fs';
 import {
-  Generator, tidy, noGrad, manualSeed, setNumThreads, setBlasThreads, type Tensor,
+  Generator, tidy, noGrad, manualSeed, setNumThreads, setBlasThreads, rand, arange, tensor, type Tensor,
 } from '../tensor/index.js';
-import { Adam } from '../nn/index.js';
-import { Diffusion, makeSchedule, simpleLoss } from '../diffusion/index.js';
-import { createModel, inferencePredictor, type DiffusionUNet } from '../models/index.js';
-import { ddpmSample, assertFinite } from '../samplers/index.js';
+import { Adam, clipGradNorm } from '../nn/index.js';
+import { Diffusion, makeSchedule, diffusionLoss } from '../diffusion/index.js';
+import { createModel, type DiffusionUNet } from '../models/index.js';
+import { assertFinite } from '../samplers/index.js';
 import { loadFashionMnist, type LocateOptions } from '../data/fashion-mnist.js';
+import { loadImageFolder, imageFolderTensors } from '../data/image-folder.js';
 import { prepareImages } from '../data/transforms.js';
 import { BatchLoader } from '../data/loader.js';
 import { RunFolder } from '../io/run.js';
 import { writePng } from '../io/png.js';
 import { tensorGrid } from '../viz/tensor-grid.js';
-import type { RunConfig } from './config.js';
+import { checkRunConfig, runObjective, runNumClasses, type RunConfig } from './config.js';
 import { checkpointFiles, restoreTraining } from './checkpoint.js';
+import { EMA } from './ema.js';
+import { lrAt, validateLrSchedule, type LrSchedule } from './lr-schedule.js';
+import { sampleGrid } from './sample-grid.js';
 
 export interface StepInfo {
   epoch: number;
@@ -63,15 +67,41 @@ export interface TrainOptions {
   sampleGrids?: boolean;
   /** Stop (with a checkpoint) once this many steps are done, mid-epoch if need be. */
   maxSteps?: number;
+  /** Train on these images (and labels) instead of loading config.train's dataset: the library's way in for in-memory data. */
+  dataset?: TrainingData;
 }
 
 export interface TrainSummary { steps: number; epochs: number; finalLoss: number; seconds: number; imagesPerSecond: number; checkpoint: string; skipped: number }
 
-export function loadTrainingImages(config: RunConfig, data: LocateOptions = {}): { images: Tensor; dataDir: string } {
+export interface TrainingData {
+  /** (N, C, S, S) in [-1, 1] */
+  images: Tensor;
+  /** (N,) int64 class indices, or null when the data has none. */
+  labels: Tensor | null;
+  classNames: readonly string[] | null;
+  dataDir: string;
+}
+
+/** The training images of a run: Fashion-MNIST, or a folder of PNG/JPEG files (train.dataset). */
+export function loadTrainingImages(config: RunConfig, data: LocateOptions = {}): TrainingData {
+  const limit = config.train.limit;
+  const { imageChannels: c, imageSize: size } = config.model;
+  if ((config.train.dataset ?? 'fashion-mnist') === 'folder') {
+    const dir = data.dir ?? config.train.data;
+    const f = loadImageFolder(dir, { channels: c as 1 | 3, imageSize: size });
+    const { images, labels } = imageFolderTensors(f, limit ?? undefined);
+    const numClasses = runNumClasses(config);
+    if (numClasses > 0 && f.classNames?.length !== numClasses) {
+      throw new Error(`${dir} has ${f.classNames?.length ?? 0} classes (subfolders with images), but the run was configured for ${numClasses}`);
+    }
+    return { images, labels, classNames: f.classNames, dataDir: dir };
+  }
+  if (c !== 1) throw new Error(`Fashion-MNIST is grey, but the model has ${c} image channels; use --channels 1, or --data with a folder of colour images`);
   const ds = loadFashionMnist('train', data);
-  const n = config.train.limit === null ? ds.count : Math.min(config.train.limit, ds.count);
-  const images = prepareImages(ds.images.subarray(0, n * ds.height * ds.width), { n, c: 1, h: ds.height, w: ds.width }, config.model.imageSize);
-  return { images, dataDir: ds.dir };
+  const n = limit === null ? ds.count : Math.min(limit, ds.count);
+  const images = prepareImages(ds.images.subarray(0, n * ds.height * ds.width), { n, c: 1, h: ds.height, w: ds.width }, size);
+  const labels = tensor(BigInt64Array.from(ds.labels.subarray(0, n), (v) => BigInt(v)), [n], { dtype: 'int64' });
+  return { images, labels, classNames: ds.classNames, dataDir: ds.dir };
 }
 
 export function buildModel(config: RunConfig): DiffusionUNet {
@@ -85,18 +115,51 @@ export interface TrainingSession {
   model: DiffusionUNet;
   optimizer: Adam;
   loader: BatchLoader;
-  /** Draws t and eps for the loss. */
+  /** Draws t and eps for the loss (and the label drops of class-conditional training). */
   noiseGen: Generator;
   /** Steps taken (batches consumed, skipped ones included). */
   step: number;
+  /** The EMA of the weights, when the run keeps one. */
+  ema: EMA | null;
+}
+
+/** What trainStep needs besides the session: the run's objective, loss, schedule and conditioning settings. */
+export interface StepSettings {
+  objective: ReturnType<typeof runObjective>;
+  loss: NonNullable<RunConfig['loss']>;
+  numClasses: number;
+  condDropProb: number;
+  gradClip: number;
+  baseLr: number;
+  lrSchedule: LrSchedule;
+}
+
+export function stepSettings(config: RunConfig, totalSteps: number): StepSettings {
+  const ls = config.train.lrSchedule ?? { kind: 'constant', warmupSteps: 0, minLr: 0 };
+  return {
+    objective: runObjective(config),
+    loss: config.loss ?? { weighting: 'simple', minSnrGamma: 5, offsetNoise: 0 },
+    numClasses: runNumClasses(config),
+    condDropProb: config.train.condDropProb ?? 0.1,
+    gradClip: config.train.gradClip ?? 0,
+    baseLr: config.train.lr,
+    lrSchedule: { ...ls, totalSteps: Math.max(totalSteps, ls.warmupSteps, 1) },
+  };
 }
 
 export async function train(config: RunConfig, run: RunFolder, o: TrainOptions): Promise<TrainSummary> {
   setNumThreads(o.threads);
   // DESIGN.md: OpenBLAS's own threads fight libtorch's when training; one BLAS thread is fastest here.
   setBlasThreads(1);
-  const { images, dataDir } = loadTrainingImages(config, o.data);
+  checkRunConfig(config);
+  const { images, labels, dataDir } = o.dataset ?? loadTrainingImages(config, o.data);
+  const [, ch, hh, ww] = images.shape;
+  if (images.rank !== 4 || ch !== config.model.imageChannels || hh !== config.model.imageSize || ww !== config.model.imageSize) {
+    throw new Error(`training images have shape [${images.shape.join(', ')}], but the model expects [N, ${config.model.imageChannels}, ${config.model.imageSize}, ${config.model.imageSize}]`);
+  }
   const tc = config.train;
+  const numClasses = runNumClasses(config);
+  if (numClasses > 0 && !labels) throw new Error(`class-conditional training needs labels, but ${dataDir} has none (put each class's images in its own subfolder)`);
   if (!o.resumeFrom) run.writeConfig({ ...config, train: { ...tc, data: dataDir } });
 
   const diffusion = new Diffusion(makeSchedule(config.schedule));
@@ -104,13 +167,16 @@ export async function train(config: RunConfig, run: RunFolder, o: TrainOptions):
   const s: TrainingSession = {
     model,
     optimizer: new Adam(model.namedParameters(), { lr: tc.lr }),
-    loader: new BatchLoader(images, null, { batchSize: tc.batchSize, seed: tc.seed + 1, flip: tc.flip }),
+    loader: new BatchLoader(images, numClasses > 0 ? labels : null, { batchSize: tc.batchSize, seed: tc.seed + 1, flip: tc.flip }),
     noiseGen: new Generator(tc.seed + 2),
     step: 0,
+    ema: (tc.emaDecay ?? 0) > 0 ? new EMA(model, { decay: tc.emaDecay! }) : null,
   };
   if (o.resumeFrom) restoreTraining(s, o.resumeFrom);
   const resumedAt = s.step;
   const totalSteps = s.loader.batchesPerEpoch * tc.epochs;
+  const settings = stepSettings(config, totalSteps);
+  if (settings.lrSchedule.kind !== 'constant' || settings.lrSchedule.warmupSteps > 0) validateLrSchedule(tc.lr, settings.lrSchedule, 'train.lrSchedule');
   o.hooks?.onStart?.({ images: images.shape[0]!, stepsPerEpoch: s.loader.batchesPerEpoch, totalSteps, dataDir, resumedAt });
 
   const maxBad = o.maxBadSteps ?? 20;
@@ -134,10 +200,10 @@ export async function train(config: RunConfig, run: RunFolder, o: TrainOptions):
   const stopEarly = (): boolean => (o.signal?.aborted ?? false) || (o.maxSteps !== undefined && s.step >= o.maxSteps);
   while (s.loader.epoch < tc.epochs && !stopEarly()) {
     const epoch = s.loader.epoch;
-    const r = trainStep(s, diffusion);
+    const r = trainStep(s, diffusion, settings);
     if (r === 'end-of-epoch') {
       const grid = path.join(run.samplesDir, `epoch-${String(epoch + 1).padStart(3, '0')}.png`);
-      if (o.sampleGrids ?? true) writeSampleGrid(model, diffusion, config, grid, o.threads);
+      if (o.sampleGrids ?? true) writeSampleGrid(s, diffusion, config, grid, o.threads);
       save();
       o.hooks?.onEpoch?.({ epoch, step: s.step, meanLoss: epochLossSum / Math.max(epochSteps, 1), grid, checkpoint });
       epochLossSum = 0;
@@ -186,7 +252,11 @@ export async function train(config: RunConfig, run: RunFolder, o: TrainOptions):
   // A stop mid-epoch is saved where it is, so --resume continues from that very batch.
   if (stopEarly() && s.step > resumedAt) save();
   const seconds = (performance.now() - start) / 1000;
-  images.dispose();
+  if (!o.dataset) {
+    images.dispose();
+    labels?.dispose();
+  }
+  s.ema?.dispose();
   return {
     steps: s.step, epochs: tc.epochs, finalLoss: lastLoss, seconds, skipped,
     imagesPerSecond: ((s.step - resumedAt) * tc.batchSize) / seconds, checkpoint,
@@ -199,7 +269,7 @@ export async function train(config: RunConfig, run: RunFolder, o: TrainOptions):
  * leaves the model's buffers as they were (a train-mode forward of a NaN batch would otherwise
  * write NaN into every BatchNorm's running statistics).
  */
-export function trainStep(s: TrainingSession, diffusion: Diffusion): { loss: number } | 'end-of-epoch' | string {
+export function trainStep(s: TrainingSession, diffusion: Diffusion, o: StepSettings): { loss: number } | 'end-of-epoch' | string {
   return tidy(() => {
     const batch = s.loader.next();
     if (batch === null) return 'end-of-epoch';
@@ -210,16 +280,37 @@ export function trainStep(s: TrainingSession, diffusion: Diffusion): { loss: num
       noGrad(() => { buffers.forEach((b, i) => b.copy_(saved[i]!)); });
       return reason;
     };
-    const l = simpleLoss(diffusion, (xt, t) => s.model.forward(xt, t), batch.x, s.noiseGen);
+    // Classifier-free guidance training (Ho & Salimans 2022; the course's notebook 04): one-hot
+    // labels, each dropped to the zero "null" label with probability condDropProb.
+    const c = batch.y && o.numClasses > 0 ? dropLabels(oneHot(batch.y, o.numClasses), o.condDropProb, s.noiseGen) : null;
+    const l = diffusionLoss(diffusion, (xt, t) => s.model.forward(xt, t, c), batch.x, {
+      objective: o.objective, weighting: o.loss.weighting, minSnrGamma: o.loss.minSnrGamma, offsetNoise: o.loss.offsetNoise, generator: s.noiseGen,
+    });
     const loss = l.item();
     s.optimizer.zeroGrad();
     if (!Number.isFinite(loss)) return skip(`loss is ${loss}`);
     l.backward();
     const bad = firstNonFiniteGrad(s);
     if (bad) return skip(`gradient of ${bad} is not finite`);
+    if (o.gradClip > 0) clipGradNorm(s.model.parameters(), o.gradClip);
+    // The notebook's constant rate leaves the optimizer's lr as configured.
+    if (o.lrSchedule.kind !== 'constant' || o.lrSchedule.warmupSteps > 0) s.optimizer.lr = lrAt(o.baseLr, s.optimizer.stepCount, o.lrSchedule);
     s.optimizer.step();
+    // A skipped step never reaches here, so the EMA only ever averages good weights.
+    s.ema?.update(s.model, s.ema.updates);
     return { loss };
   });
+}
+
+/** (B,) int64 class indices -> (B, K) float32 one-hot rows. */
+export function oneHot(y: Tensor, k: number): Tensor {
+  return tidy(() => y.unsqueeze(1).eq(arange(0, k, 1, { dtype: 'int64' }).unsqueeze(0)).float()); // (B, K)
+}
+
+/** Zeroes each row with probability p (a per-example Bernoulli draw from `generator`). */
+function dropLabels(c: Tensor, p: number, generator: Generator): Tensor {
+  if (p === 0) return c;
+  return tidy(() => c.mul(rand([c.shape[0]!, 1], { generator }).ge(p).float())); // (B, K)
 }
 
 function firstNonFiniteGrad(s: TrainingSession): string | null {
@@ -234,23 +325,20 @@ function firstNonFiniteGrad(s: TrainingSession): string | null {
 
 function mean(xs: number[]): number { return xs.reduce((a, b) => a + b, 0) / Math.max(xs.length, 1); }
 
-function writeSampleGrid(model: DiffusionUNet, diffusion: Diffusion, config: RunConfig, file: string, threads: number): void {
-  model.eval();
+function writeSampleGrid(s: TrainingSession, diffusion: Diffusion, config: RunConfig, file: string, threads: number): void {
+  s.model.eval();
   setBlasThreads(Math.min(2, threads));
   try {
-    noGrad(() => tidy(() => {
-      const { count, seed, variance } = config.samples;
-      const c = config.model.imageChannels;
-      const size = config.model.imageSize;
-      const predictor = inferencePredictor(model);
-      const x = ddpmSample((xt, t) => predictor.forward(xt, t), diffusion, { shape: [count, c, size, size], variance, generator: new Generator(seed) });
-      predictor.dispose();
-      assertFinite(x, 'sample grid');
-      writePng(file, tensorGrid(x, { nrow: Math.ceil(Math.sqrt(count)), scale: 4 }));
+    const draw = (): void => noGrad(() => tidy(() => {
+      const x = sampleGrid(s.model, diffusion, config);
+      assertFinite(x.images, 'sample grid');
+      writePng(file, tensorGrid(x.images, { nrow: x.nrow, scale: 4 }));
     }));
+    if (s.ema) s.ema.withWeights(s.model, draw);
+    else draw();
   } finally {
     setBlasThreads(1);
-    model.train();
+    s.model.train();
   }
 }
 

@@ -1,0 +1,209 @@
+// The `ddpm` preset: a U-Net in the manner of Ho et al. 2020 as lucidrains' denoising-diffusion-pytorch
+// `Unet` builds it (ResnetBlocks with GroupNorm and SiLU whose time embedding gives a scale and shift,
+// a sinusoidal time embedding through an MLP, pixel-unshuffle downsampling, nearest upsampling,
+// self-attention at the lowest resolution and in the middle, a skip for every ResnetBlock), sized
+// to train on 28x28 Fashion-MNIST on a CPU. Module names are lucidrains' (`downs.0.0.block1.proj.weight`)
+// and the PyTorch twin is tools/reference/ddpm_unet.py. With numClasses > 0, c (B, numClasses) goes
+// through Linear-GELU-Linear and is added to the time embedding (lucidrains' classifier_free_guidance
+// Unet, with notebook 04's zero row as the null label).
+import * as F from '../tensor/functional.js';
+import { type Tensor, cat, ArgumentError } from '../tensor/index.js';
+import { Module, Layer, Sequential, Conv2d, GroupNorm, SiLU, GELU, Linear, Identity } from '../nn/index.js';
+import { PixelUnshuffle, SinusoidalPositionEmbedBlock, checkImageSize, checkNumClasses, checkT, classInput } from './embeddings.js';
+
+export interface DdpmUNetConfig {
+  /** Image channels: Fashion-MNIST is grey. */
+  imageChannels: number;
+  /** Side of the square images; each level after the first halves it (28 -> 14 -> 7). */
+  imageSize: number;
+  /** Number of diffusion timesteps: only checked, the embedding takes t itself as Ho et al.'s does. */
+  T: number;
+  /** Classes for conditioning; 0 = unconditional, no classes_mlp. */
+  numClasses: number;
+  /** Base channels (lucidrains' `dim`): the init conv's width and the sinusoidal embedding's size; time_dim = 4 dim. */
+  dim: number;
+  /** Channel multiplier per resolution level (lucidrains' `dim_mults`). */
+  dimMults: number[];
+  /** ResnetBlocks per level on the way down and up (lucidrains uses 2). */
+  resnetBlocks: number;
+  /** GroupNorm groups in ResnetBlocks and attention. */
+  groups: number;
+  attnHeads: number;
+  attnDimHead: number;
+}
+
+/** About 1.4M parameters: a few epochs of 28x28 Fashion-MNIST on a 2-core CPU. */
+export const DDPM_DEFAULTS: DdpmUNetConfig = {
+  imageChannels: 1, imageSize: 28, T: 1000, numClasses: 0, dim: 32, dimMults: [1, 2, 2], resnetBlocks: 2, groups: 8, attnHeads: 4, attnDimHead: 32,
+};
+
+/** Conv3x3 -> GroupNorm -> (x (scale + 1) + shift) -> SiLU: lucidrains' Block. */
+class Block extends Module {
+  readonly proj: Conv2d;
+  readonly norm: GroupNorm;
+  readonly act: SiLU;
+  constructor(dim: number, dimOut: number, groups: number) {
+    super();
+    this.proj = this.registerModule('proj', new Conv2d(dim, dimOut, 3, { padding: 1 }));
+    this.norm = this.registerModule('norm', new GroupNorm(groups, dimOut));
+    this.act = this.registerModule('act', new SiLU());
+  }
+  forward(x: Tensor, scaleShift?: [Tensor, Tensor]): Tensor {
+    let h = this.norm.forward(this.proj.forward(x));
+    if (scaleShift) h = h.mul(scaleShift[0].add(1)).add(scaleShift[1]); // FiLM by the time embedding (Nichol & Dhariwal 2021)
+    return this.act.forward(h);
+  }
+}
+
+class ResnetBlock extends Module {
+  readonly mlp: Sequential;
+  readonly block1: Block;
+  readonly block2: Block;
+  readonly resConv: Layer;
+  constructor(dim: number, dimOut: number, timeDim: number, groups: number) {
+    super();
+    this.mlp = this.registerModule('mlp', new Sequential(new SiLU(), new Linear(timeDim, dimOut * 2)));
+    this.block1 = this.registerModule('block1', new Block(dim, dimOut, groups));
+    this.block2 = this.registerModule('block2', new Block(dimOut, dimOut, groups));
+    this.resConv = this.registerModule('res_conv', dim !== dimOut ? new Conv2d(dim, dimOut, 1) : new Identity());
+  }
+  forward(x: Tensor, emb: Tensor): Tensor {
+    const [scale, shift] = this.mlp.forward(emb).unsqueeze(-1).unsqueeze(-1).chunk(2, 1) as [Tensor, Tensor]; // 2 x (B, dimOut, 1, 1)
+    const h = this.block2.forward(this.block1.forward(x, [scale, shift])); // (B, dimOut, H, W)
+    return h.add(this.resConv.forward(x));
+  }
+}
+
+/** Multi-head self-attention over the pixels, pre-normed; returns the update (the caller adds the residual). */
+class Attention extends Layer {
+  readonly norm: GroupNorm;
+  readonly toQkv: Conv2d;
+  readonly toOut: Conv2d;
+  constructor(dim: number, readonly heads: number, readonly dimHead: number, groups: number) {
+    super();
+    const hidden = heads * dimHead;
+    this.norm = this.registerModule('norm', new GroupNorm(groups, dim));
+    this.toQkv = this.registerModule('to_qkv', new Conv2d(dim, hidden * 3, 1, { bias: false }));
+    this.toOut = this.registerModule('to_out', new Conv2d(hidden, dim, 1));
+  }
+  forward(x: Tensor): Tensor {
+    const [b, , h, w] = x.shape as [number, number, number, number];
+    const qkv = this.toQkv.forward(this.norm.forward(x)).chunk(3, 1); // 3 x (B, heads dimHead, H, W)
+    // 'b (h c) x y -> b h (x y) c'
+    const [q, k, v] = qkv.map((z) => z.reshape([b, this.heads, this.dimHead, h * w]).transpose(-2, -1)) as [Tensor, Tensor, Tensor];
+    const out = F.scaledDotProductAttention(q, k, v); // (B, heads, HW, dimHead)
+    return this.toOut.forward(out.transpose(-2, -1).reshape([b, this.heads * this.dimHead, h, w])); // (B, dim, H, W)
+  }
+}
+
+class UpsampleNearest2x extends Layer {
+  forward(x: Tensor): Tensor { return F.interpolate(x, { size: [2 * x.shape[2]!, 2 * x.shape[3]!], mode: 'nearest' }); }
+}
+
+/** One resolution level: its ResnetBlocks ("0", "1"), attention or Identity, then the down/upsampling layer, as lucidrains' ModuleList. */
+class Level extends Module {
+  constructor(readonly blocks: ResnetBlock[], readonly attn: Attention | null, readonly sample: Layer) {
+    super();
+    blocks.forEach((blk, i) => this.registerModule(String(i), blk));
+    this.registerModule(String(blocks.length), attn ?? new Identity());
+    this.registerModule(String(blocks.length + 1), sample);
+  }
+}
+
+class ModuleList<M extends Module> extends Module {
+  constructor(readonly items: M[]) {
+    super();
+    items.forEach((m, i) => this.registerModule(String(i), m));
+  }
+}
+
+export class DdpmUNet extends Module {
+  readonly numClasses: number;
+  readonly initConv: Conv2d;
+  readonly timeMlp: Sequential;
+  readonly classesMlp: Sequential | null;
+  readonly downs: ModuleList<Level>;
+  readonly ups: ModuleList<Level>;
+  readonly midBlock1: ResnetBlock;
+  readonly midAttn: Attention;
+  readonly midBlock2: ResnetBlock;
+  readonly finalResBlock: ResnetBlock;
+  readonly finalConv: Conv2d;
+
+  constructor(readonly config: DdpmUNetConfig = DDPM_DEFAULTS) {
+    super();
+    const { imageChannels, imageSize, T, numClasses, dim, dimMults, resnetBlocks: n, groups, attnHeads: heads, attnDimHead: dimHead } = config;
+    if (dimMults.length < 1 || !dimMults.every((m) => Number.isInteger(m) && m >= 1)) {
+      throw new ArgumentError(`ddpm: dimMults must be a non-empty list of integers >= 1, got [${dimMults.join(', ')}]`);
+    }
+    checkImageSize('ddpm', imageSize, dimMults.length - 1);
+    checkT('ddpm', T);
+    checkNumClasses('ddpm', numClasses);
+    if (!Number.isInteger(dim) || dim < 4 || dim % 2) throw new ArgumentError(`ddpm: dim must be an even integer >= 4 (the sinusoidal embedding's size), got ${dim}`);
+    if (!Number.isInteger(n) || n < 1) throw new ArgumentError(`ddpm: resnetBlocks must be an integer >= 1, got ${n}`);
+    this.numClasses = numClasses;
+    const timeDim = dim * 4;
+    const dims = [dim, ...dimMults.map((m) => dim * m)];
+    const inOut = dims.slice(0, -1).map((d, i) => [d, dims[i + 1]!] as const);
+    const last = inOut.length - 1;
+    const attn = (d: number): Attention => new Attention(d, heads, dimHead, groups);
+    const resnet = (a: number, b: number): ResnetBlock => new ResnetBlock(a, b, timeDim, groups);
+
+    // Construction order is the PyTorch twin's, so initial weights match its draw order.
+    this.initConv = this.registerModule('init_conv', new Conv2d(imageChannels, dim, 7, { padding: 3 }));
+    this.timeMlp = this.registerModule('time_mlp', new Sequential(
+      new SinusoidalPositionEmbedBlock(dim), new Linear(dim, timeDim), new GELU(), new Linear(timeDim, timeDim),
+    ));
+    this.classesMlp = numClasses
+      ? this.registerModule('classes_mlp', new Sequential(new Linear(numClasses, timeDim), new GELU(), new Linear(timeDim, timeDim)))
+      : null;
+    // Self-attention only at the lowest resolution (Ho et al. use 16x16 of 32x32; here 7x7 of 28x28).
+    this.downs = this.registerModule('downs', new ModuleList(inOut.map(([dIn, dOut], i) => new Level(
+      Array.from({ length: n }, () => resnet(dIn, dIn)),
+      i === last ? attn(dIn) : null,
+      i === last ? new Conv2d(dIn, dOut, 3, { padding: 1 }) : new Sequential(new PixelUnshuffle(2), new Conv2d(dIn * 4, dOut, 1)),
+    ))));
+    const midDim = dims[dims.length - 1]!;
+    this.midBlock1 = this.registerModule('mid_block1', resnet(midDim, midDim));
+    this.midAttn = this.registerModule('mid_attn', attn(midDim));
+    this.midBlock2 = this.registerModule('mid_block2', resnet(midDim, midDim));
+    this.ups = this.registerModule('ups', new ModuleList([...inOut].reverse().map(([dIn, dOut], i) => new Level(
+      Array.from({ length: n }, () => resnet(dOut + dIn, dOut)),
+      i === 0 ? attn(dOut) : null,
+      i === last ? new Conv2d(dOut, dIn, 3, { padding: 1 }) : new Sequential(new UpsampleNearest2x(), new Conv2d(dOut, dIn, 3, { padding: 1 })),
+    ))));
+    this.finalResBlock = this.registerModule('final_res_block', resnet(dim * 2, dim));
+    this.finalConv = this.registerModule('final_conv', new Conv2d(dim, imageChannels, 1));
+  }
+
+  /**
+   * eps_theta(x_t, t[, c]): x (B, C, S, S) float32, t (B,) int64, c (B, numClasses) float32 one-hot rows
+   * times the drop mask (omitted or a zero row: unconditional).
+   */
+  forward(x: Tensor, t: Tensor, c?: Tensor | null): Tensor {
+    const cls = classInput('ddpm', this.numClasses, x, c);
+    let h = this.initConv.forward(x); // (B, dim, S, S)
+    const r = h;
+    let emb = this.timeMlp.forward(t.float()); // (B, 4 dim)
+    if (cls) emb = emb.add(this.classesMlp!.forward(cls));
+    const skips: Tensor[] = [];
+    for (const level of this.downs.items) {
+      for (const [i, block] of level.blocks.entries()) {
+        h = block.forward(h, emb);
+        if (level.attn && i === level.blocks.length - 1) h = level.attn.forward(h).add(h);
+        skips.push(h);
+      }
+      h = level.sample.forward(h); // (B, next channels, S/2, S/2) or the same size at the last level
+    }
+    h = this.midBlock1.forward(h, emb);
+    h = this.midAttn.forward(h).add(h);
+    h = this.midBlock2.forward(h, emb);
+    for (const level of this.ups.items) {
+      for (const block of level.blocks) h = block.forward(cat([h, skips.pop()!], 1), emb);
+      if (level.attn) h = level.attn.forward(h).add(h);
+      h = level.sample.forward(h); // (B, previous channels, 2S, 2S) or the same size at the last level
+    }
+    h = this.finalResBlock.forward(cat([h, r], 1), emb); // (B, dim, S, S)
+    return this.finalConv.forward(h); // (B, C, S, S)
+  }
+}
