@@ -20,29 +20,38 @@ function ddpm(...args: string[]): { code: number; err: string } {
   return { code: r.status ?? -1, err: r.stderr };
 }
 
-test('K steps straight equal K/2 steps + resume in a new process + K/2 steps, bit for bit', { skip: !hasData && 'Fashion-MNIST not installed' }, () => {
-  const a = path.join(work, 'straight');
-  const b = path.join(work, 'stopped');
-  assert.equal(ddpm('train', ...COMMON, '--out', a).code, 0);
-  // 512 / 32 = 16 steps per epoch; stop mid-epoch 2 at step 20.
-  const first = ddpm('train', ...COMMON, '--out', b, '--max-steps', '20');
-  assert.equal(first.code, 0, first.err);
-  assert.ok(existsSync(path.join(b, 'checkpoints', 'step-20', 'state.json')));
-  assert.ok(!existsSync(path.join(b, 'checkpoints', 'step-24')));
-  const resumed = ddpm('train', '--resume', b, '--threads', '2', '--checkpoint-every', '8', '--no-sample-grids');
-  assert.equal(resumed.code, 0, resumed.err);
-  assert.match(resumed.err, /resuming at step 20/);
-  for (const step of [24, 32]) {
-    for (const f of ['model.safetensors', 'optimizer.safetensors', 'state.json']) {
-      const x = readFileSync(path.join(a, 'checkpoints', `step-${step}`, f));
-      const y = readFileSync(path.join(b, 'checkpoints', `step-${step}`, f));
-      assert.ok(x.equals(y), `step-${step}/${f} differs between the straight and the resumed run`);
+const TOOLBOX = ['--class-cond', '--objective', 'v', '--loss-weight', 'min-snr', '--ema-decay', '0.99', '--lr-schedule', 'cosine', '--warmup-steps', '5', '--min-lr', '1e-5', '--grad-clip', '1'];
+for (const [name, extra, files] of [
+  ['the notebook settings', [], ['model.safetensors', 'optimizer.safetensors', 'state.json']],
+  ['EMA, LR warm-up + cosine, class conditioning, v objective, min-SNR and clipping', TOOLBOX, ['model.safetensors', 'ema.safetensors', 'optimizer.safetensors', 'state.json']],
+] as const) {
+  test(`K steps straight equal K/2 steps + resume in a new process + K/2 steps, bit for bit (${name})`, { skip: !hasData && 'Fashion-MNIST not installed' }, () => {
+    const tag = extra.length ? 'toolbox' : 'notebook';
+    const a = path.join(work, `straight-${tag}`);
+    const b = path.join(work, `stopped-${tag}`);
+    const straight = ddpm('train', ...COMMON, ...extra, '--out', a);
+    assert.equal(straight.code, 0, straight.err);
+    // 512 / 32 = 16 steps per epoch; stop mid-epoch 2 at step 20.
+    const first = ddpm('train', ...COMMON, ...extra, '--out', b, '--max-steps', '20');
+    assert.equal(first.code, 0, first.err);
+    assert.ok(existsSync(path.join(b, 'checkpoints', 'step-20', 'state.json')));
+    assert.ok(!existsSync(path.join(b, 'checkpoints', 'step-24')));
+    const resumed = ddpm('train', '--resume', b, '--threads', '2', '--checkpoint-every', '8', '--no-sample-grids');
+    assert.equal(resumed.code, 0, resumed.err);
+    assert.match(resumed.err, /resuming at step 20/);
+    for (const step of [24, 32]) {
+      for (const f of files) {
+        const x = readFileSync(path.join(a, 'checkpoints', `step-${step}`, f));
+        const y = readFileSync(path.join(b, 'checkpoints', `step-${step}`, f));
+        assert.ok(x.equals(y), `step-${step}/${f} differs between the straight and the resumed run`);
+      }
     }
-  }
-  // The state includes the generators, so the next random draws are equal too.
-  const sa = JSON.parse(readFileSync(path.join(a, 'checkpoints', 'step-32', 'state.json'), 'utf8')) as { noiseGenerator: string; loader: { epochState: number[] } };
-  assert.ok(sa.noiseGenerator.length > 1000 && sa.loader.epochState.length > 1000);
-});
+    // The state includes the generators, so the next random draws are equal too.
+    const sa = JSON.parse(readFileSync(path.join(a, 'checkpoints', 'step-32', 'state.json'), 'utf8')) as { noiseGenerator: string; loader: { epochState: number[] }; ema?: { updates: number } };
+    assert.ok(sa.noiseGenerator.length > 1000 && sa.loader.epochState.length > 1000);
+    if (extra.length) assert.equal(sa.ema?.updates, 32, 'the EMA was updated once per step and its count resumed');
+  });
+}
 
 test('--resume of a path that does not exist is an error, never a fresh run', () => {
   const r = ddpm('train', '--resume', path.join(work, 'no-such-run'));
@@ -52,9 +61,14 @@ test('--resume of a path that does not exist is an error, never a fresh run', ()
 });
 
 test('a resumed run refuses changed hyper-parameters', { skip: !hasData && 'Fashion-MNIST not installed' }, () => {
-  const r = ddpm('train', '--resume', path.join(work, 'stopped'), '--lr', '0.5');
+  const r = ddpm('train', '--resume', path.join(work, 'stopped-notebook'), '--lr', '0.5');
   assert.notEqual(r.code, 0);
   assert.match(r.err, /--lr 0.5 differs from the resumed run's 0.001/);
+  const o = ddpm('train', '--resume', path.join(work, 'stopped-toolbox'), '--objective', 'eps');
+  assert.notEqual(o.code, 0);
+  assert.match(o.err, /--objective eps differs from the resumed run's v/);
+  const e = ddpm('train', '--resume', path.join(work, 'stopped-toolbox'), '--ema-decay', '0.99', '--epochs', '3', '--max-steps', '33', '--no-sample-grids');
+  assert.equal(e.code, 0, `flags equal to the saved ones are accepted:\n${e.err}`);
 });
 
 test('SIGKILL during checkpointing leaves only complete checkpoints, and --resume latest continues', { skip: !hasData && 'Fashion-MNIST not installed' }, async () => {
