@@ -210,7 +210,8 @@ function configure(f: TrainFlags, cmd: Command): { config: RunConfig; run: RunFo
   checkRunConfig(config);
   createModel(config.model).dispose();
   const run = new RunFolder(path.resolve(f.out));
-  run.create();
+  // The folders are made by train() once the data has loaded; an existing run is refused now.
+  if (existsSync(run.configPath)) throw new Error(`${run.root} already holds a run (config.json exists); choose another --out, or delete it first`);
   return { config, run };
 }
 

@@ -1,6 +1,6 @@
 // A run's configuration: what config.json holds. Each default carries its reason.
 import type { ModelConfig, PresetName } from '../models/index.js';
-import { scheduleLength, type ScheduleConfig, type Objective, type LossWeighting } from '../diffusion/index.js';
+import { scheduleLength, makeSchedule, type ScheduleConfig, type Objective, type LossWeighting } from '../diffusion/index.js';
 import { ArgumentError } from '../tensor/index.js';
 import type { Variance } from '../samplers/index.js';
 
@@ -125,6 +125,7 @@ const NOTEBOOK_TRAIN: TrainSettings = {
  */
 export function checkRunConfig(c: RunConfig): void {
   const fail = (m: string): never => { throw new ArgumentError(`config: ${m}`); };
+  makeSchedule(c.schedule); // refuses bad betas, naming the step
   const T = scheduleLength(c.schedule);
   if (c.model.T !== T) fail(`model.T is ${c.model.T} but the schedule has ${T} timesteps; they must agree`);
   const objective = runObjective(c);

@@ -160,7 +160,11 @@ export async function train(config: RunConfig, run: RunFolder, o: TrainOptions):
   const tc = config.train;
   const numClasses = runNumClasses(config);
   if (numClasses > 0 && !labels) throw new Error(`class-conditional training needs labels, but ${dataDir} has none (put each class's images in its own subfolder)`);
-  if (!o.resumeFrom) run.writeConfig({ ...config, train: { ...tc, data: dataDir } });
+  if (!o.resumeFrom) {
+    // Only once the data has loaded: a refused dataset leaves no run folder behind.
+    run.create();
+    run.writeConfig({ ...config, train: { ...tc, data: dataDir } });
+  }
 
   const diffusion = new Diffusion(makeSchedule(config.schedule));
   const model = buildModel(config);
