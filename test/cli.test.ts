@@ -91,7 +91,7 @@ test('--help lists every option with its default', () => {
   for (const c of ['train', 'sample', 'viz', 'data']) assert.match(top.out, new RegExp(`\\b${c}\\b`));
   const t = ddpm('train', '--help').out;
   for (const o of ['--preset', '--epochs', '--batch-size', '--lr', '--seed', '--threads', '--limit', '--data', '--out']) assert.match(t, new RegExp(o));
-  assert.match(t, /--epochs <n> +passes over the data \(default: 3\)/);
+  assert.match(t, /--epochs <n> +passes over the data \(default: 3 for dli02\)/);
   assert.match(t, /--lr <x> +Adam learning rate \(default: 0.001\)/);
   const s = ddpm('sample', '--help').out;
   for (const o of ['--run', '--checkpoint', '-n', '--seed', '--batch-size', '--threads', '--grid', '--out-dir', '--trajectory', '--variance']) assert.match(s, new RegExp(o));
@@ -103,7 +103,7 @@ test('bad options are refused with a message naming the option and the value', (
     [['train', '--out', path.join(work, 'x'), '--epochs', '0'], /--epochs must be a positive integer, got "0"/],
     [['train', '--out', path.join(work, 'x'), '--lr', 'fast'], /--lr must be a positive number, got "fast"/],
     [['train', '--out', path.join(work, 'x'), '--batch-size', '-3'], /--batch-size|unknown option '-3'/],
-    [['train', '--out', path.join(work, 'x'), '--preset', 'huge'], /--preset must be one of dli02, got "huge"/],
+    [['train', '--out', path.join(work, 'x'), '--preset', 'huge'], /--preset must be one of dli02, dli03, ddpm, got "huge"/],
     [['train', '--out', path.join(work, 'x'), '--frobnicate'], /unknown option '--frobnicate'/],
     [['train'], /required option '--out <dir>' not specified/],
     [['sample', '--run', path.join(work, 'nope'), '--grid', 'g.png'], /nope is not a run folder: .*config.json is missing/],

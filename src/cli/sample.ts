@@ -1,77 +1,182 @@
-// `ddpm sample`: generate images from a trained run with DDPM ancestral sampling.
-import { Command } from 'commander';
+// `ddpm sample`: generate images from a trained run with any of the samplers (src/samplers).
+import { Command, InvalidArgumentError } from 'commander';
 import { mkdirSync } from 'node:fs';
 import path from 'node:path';
-import { Generator, setNumThreads, setBlasThreads, tidy, keep, type Tensor } from '../tensor/index.js';
+import { Generator, setNumThreads, setBlasThreads, tidy, keep, cat, stack, type Tensor } from '../tensor/index.js';
 import { loadRun } from '../train/checkpoint.js';
+import { runObjective, runNumClasses } from '../train/config.js';
 import { inferencePredictor } from '../models/index.js';
-import { ddpmSample, assertFinite, VARIANCES, type Variance } from '../samplers/index.js';
+import {
+  sample, assertFinite, defaultSteps, defaultSpacing, defaultVariance, defaultX0Processing, DEFAULT_SNR,
+  SAMPLERS, SPACINGS, VARIANCES, X0_PROCESSINGS, type SamplerName, type Spacing, type Variance, type X0Processing, type StepResult,
+} from '../samplers/index.js';
 import { writePng } from '../io/png.js';
 import { tensorGrid, tensorTrajectoryGrid } from '../viz/tensor-grid.js';
 import { toUint8Image, trajectorySteps } from '../viz/grid.js';
 import { choice, defaultThreads, nonNegativeInt, positiveInt } from './args.js';
 
 interface SampleFlags {
-  run: string; checkpoint?: string; n: number; seed: number; batchSize?: number; threads: number;
-  grid?: string; outDir?: string; trajectory?: string; variance: Variance; scale: number;
+  run: string; checkpoint?: string; n: number; seed: number; batchSize?: number; threads: number; ema: boolean;
+  grid?: string; outDir?: string; trajectory?: string; trajectoryX0?: boolean; scale: number;
+  sampler: SamplerName; steps?: number; eta?: number; spacing?: Spacing; variance?: Variance; clip?: X0Processing;
+  guidance?: number; class?: number[]; correctorSteps?: number; snr?: number;
+}
+
+function finiteNumber(name: string): (v: string) => number {
+  return (v) => {
+    const n = Number(v);
+    if (v.trim() === '' || !Number.isFinite(n)) throw new InvalidArgumentError(`${name} must be a number, got "${v}"`);
+    return n;
+  };
+}
+
+function classList(v: string): number[] {
+  const parts = v.split(',').map((s) => s.trim());
+  if (parts.some((p) => !/^\d+$/.test(p))) throw new InvalidArgumentError(`--class must be a class index or a comma-separated list of them (e.g. 3 or 0,2,5), got "${v}"`);
+  const list = parts.map(Number);
+  if (new Set(list).size !== list.length) throw new InvalidArgumentError(`--class lists a class twice: "${v}"`);
+  return list;
 }
 
 export function sampleCommand(): Command {
   return new Command('sample')
-    .description('generate images from a trained run (DDPM ancestral sampling)')
+    .description('generate images from a trained run (DDPM ancestral, DDIM, DPM-Solver++(2M) or predictor-corrector sampling)')
     .requiredOption('--run <dir>', 'run folder written by `ddpm train`')
     .option('--checkpoint <path>', 'a checkpoints/step-N folder or model.safetensors (default: the latest)')
-    .option('-n, --n <count>', 'number of images', positiveInt('-n'), 64)
+    .option('--no-ema', 'use the trained weights, not their EMA, when the checkpoint has both')
+    .option('-n, --n <count>', 'number of images (a class grid without -n rounds 64 up to whole rows)', positiveInt('-n'), 64)
     .option('--seed <n>', 'seed of the sampling noise', nonNegativeInt('--seed'), 0)
     .option('--batch-size <n>', 'images per model call (default: all n at once, up to 500)', positiveInt('--batch-size'))
     .option('--threads <n>', 'libtorch threads', positiveInt('--threads'), defaultThreads())
-    .option('--variance <kind>', `reverse variance: ${VARIANCES.join(', ')} (notebook: beta_{t-1} as the course notebook)`, choice('--variance', VARIANCES), 'notebook')
+    .option('--sampler <name>', `${SAMPLERS.join(', ')}`, choice('--sampler', SAMPLERS), 'ddpm')
+    .option('--steps <k>', 'model timesteps K <= T (default: T for ddpm and pc, 50 for ddim, 20 for dpmpp2m, at most T)', positiveInt('--steps'))
+    .option('--eta <x>', 'ddim only: noise of each step, 0 (deterministic) .. 1 (default: 0)', finiteNumber('--eta'))
+    .option('--spacing <kind>', `ddpm, ddim, pc: which K timesteps, ${SPACINGS.join(', ')} (default: linspace; trailing for ddim)`, choice('--spacing', SPACINGS))
+    .option('--variance <kind>', `ddpm and pc: reverse variance, ${VARIANCES.join(', ')} (default: notebook for ddpm, beta_{t-1} as the course notebook; beta for pc)`, choice('--variance', VARIANCES))
+    .option('--clip <kind>', `x0 processing: ${X0_PROCESSINGS.join(', ')} (dynamic: Imagen's thresholding; default: none for eps models, clip for x0 and v)`, choice('--clip', X0_PROCESSINGS))
+    .option('--guidance <w>', 'classifier-free guidance weight w, (1 + w) cond - w uncond (class-conditional runs; default: 0)', finiteNumber('--guidance'))
+    .option('--class <c>', 'class-conditional runs: a class index or a comma list (default: one row per class)', classList)
+    .option('--corrector-steps <n>', 'pc only: Langevin corrector steps per noise level (default: 1)', nonNegativeInt('--corrector-steps'))
+    .option('--snr <r>', `pc only: the corrector's signal-to-noise ratio (default: ${DEFAULT_SNR})`, finiteNumber('--snr'))
     .option('--grid <file>', 'write all images as one grid PNG')
     .option('--out-dir <dir>', 'write one 8-bit PNG per image (00000.png, 00001.png, ...)')
-    .option('--trajectory <file>', 'write rows of x_t from noise to image (up to 8 images, 10 steps)')
+    .option('--trajectory <file>', 'write rows of x_t from noise to image at 10 evenly spaced steps of the sampler (up to 8 images, or one per class)')
+    .option('--trajectory-x0', 'in --trajectory, put the predicted x0 under each row of x_t')
     .option('--scale <n>', 'upscale grids by this integer factor (nearest)', positiveInt('--scale'), 4)
-    .action((f: SampleFlags) => runSample(f));
+    .action((f: SampleFlags, cmd: Command) => runSample(f, cmd.getOptionValueSource('n') !== 'default'));
 }
 
-function runSample(f: SampleFlags): void {
+/** Flags that belong to some samplers only: each refused elsewhere, with the reason. */
+function checkSamplerFlags(f: SampleFlags): void {
+  const s = f.sampler;
+  if (f.eta !== undefined && s !== 'ddim') throw new Error(`sample: --eta applies to --sampler ddim only; ${s} has no eta (${s === 'dpmpp2m' ? 'it solves the ODE, without noise' : 'its noise is set by --variance'})`);
+  if (f.variance !== undefined && s !== 'ddpm' && s !== 'pc') throw new Error(`sample: --variance applies to --sampler ddpm and pc only; ${s === 'ddim' ? "ddim's noise is set by --eta" : 'dpmpp2m adds no noise'}`);
+  if (f.spacing !== undefined && s === 'dpmpp2m') throw new Error('sample: --spacing does not apply to dpmpp2m, which has its own timesteps (round(linspace(0, T - 1, K + 1)), as diffusers)');
+  if ((f.correctorSteps !== undefined || f.snr !== undefined) && s !== 'pc') throw new Error(`sample: --corrector-steps and --snr apply to --sampler pc only, not ${s}`);
+  if (f.trajectoryX0 && !f.trajectory) throw new Error('sample: --trajectory-x0 adds rows to the --trajectory picture; give --trajectory FILE too');
+}
+
+/** Class labels per image and the grid's images per row. */
+function classLayout(f: SampleFlags, numClasses: number, nGiven: boolean): { n: number; labels?: number[]; perRow: number; trajectoryRows: number[] } {
+  const firstRows = (n: number): number[] => Array.from({ length: Math.min(n, 8) }, (_, i) => i);
+  if (numClasses === 0) {
+    if (f.class) throw new Error(`sample: --class needs a class-conditional run, and ${f.run} was trained without classes; drop --class`);
+    if (f.guidance !== undefined) throw new Error(`sample: --guidance needs a class-conditional run (it mixes conditional and unconditional outputs), and ${f.run} was trained without classes`);
+    return { n: f.n, perRow: Math.ceil(Math.sqrt(f.n)), trajectoryRows: firstRows(f.n) };
+  }
+  const bad = f.class?.find((c) => c >= numClasses);
+  if (bad !== undefined) throw new Error(`sample: --class ${bad} is outside the run's classes 0..${numClasses - 1}`);
+  const classes = f.class ?? Array.from({ length: numClasses }, (_, i) => i);
+  if (classes.length === 1) return { n: f.n, labels: new Array<number>(f.n).fill(classes[0]!), perRow: Math.ceil(Math.sqrt(f.n)), trajectoryRows: firstRows(f.n) };
+  // One row per class (notebook 04's grids).
+  if (nGiven && f.n % classes.length !== 0) {
+    throw new Error(`sample: -n ${f.n} does not make whole rows for ${classes.length} classes (one row per class); give a multiple of ${classes.length}, or one --class`);
+  }
+  const perRow = Math.ceil(f.n / classes.length);
+  const n = perRow * classes.length;
+  return { n, labels: Array.from({ length: n }, (_, i) => classes[Math.floor(i / perRow)]!), perRow, trajectoryRows: classes.map((_, r) => r * perRow).slice(0, 10) };
+}
+
+function runSample(f: SampleFlags, nGiven: boolean): void {
   if (!f.grid && !f.outDir && !f.trajectory) {
     throw new Error('sample: nothing to write; give --grid FILE, --out-dir DIR and/or --trajectory FILE');
   }
+  checkSamplerFlags(f);
   setNumThreads(f.threads);
   // DESIGN.md: sampling (eval, big batches) is fastest with two OpenBLAS threads here.
   setBlasThreads(Math.min(2, f.threads));
-  const { config, model, diffusion, checkpoint } = loadRun(f.run, f.checkpoint);
+  const { config, model, diffusion, checkpoint } = loadRun(f.run, f.checkpoint, { ema: f.ema });
+  const objective = runObjective(config);
+  const numClasses = runNumClasses(config);
+  const T = diffusion.T;
+  if (f.steps !== undefined && f.steps > T) throw new Error(`sample: --steps ${f.steps} exceeds the run's T = ${T} timesteps; a sampler visits at most T of them`);
+  const layout = classLayout(f, numClasses, nGiven);
+  if (layout.n !== f.n) process.stderr.write(`drawing ${layout.n} images (${layout.perRow} per class row) instead of ${f.n}\n`);
   const { imageChannels: c, imageSize: s } = config.model;
-  const rows = Math.min(f.n, 8);
-  const keepAt = new Set(trajectorySteps(diffusion.T, 10));
-  const snapshots: Tensor[] = [];
+  const steps = f.steps ?? defaultSteps(f.sampler, T);
+  const clip = f.clip ?? defaultX0Processing(objective);
+
+  // Trajectory: 10 evenly spaced positions of the sampler's own step list (the notebook's spacing for ddpm).
+  const keepAt = new Set(trajectorySteps(steps, 10).map((p) => steps - 1 - p));
+  const rows = layout.trajectoryRows;
+  const shots: { t: number; parts: Tensor[] }[] = [];
+  const onStep = (st: StepResult, offset: number): void => {
+    if (!keepAt.has(st.index)) return;
+    const local = rows.filter((r) => r >= offset && r < offset + st.x.shape[0]!).map((r) => r - offset);
+    if (local.length === 0) return;
+    let shot = shots.find((sh) => sh.t === st.t);
+    if (!shot) shots.push(shot = { t: st.t, parts: [] });
+    shot.parts.push(keep(tidy(() => {
+      const pick = (x: Tensor): Tensor => cat(local.map((i) => x.narrow(0, i, 1)), 0); // (R, C, H, W)
+      // With --trajectory-x0 each image gets two rows: x_t, then x0_hat under it.
+      return f.trajectoryX0 ? stack([pick(st.x), pick(st.x0)], 1).reshape([2 * local.length, c, s, s]) : pick(st.x);
+    })));
+  };
+
   const t0 = performance.now();
   const predictor = inferencePredictor(model);
-  const x = ddpmSample((xt, t) => predictor.forward(xt, t), diffusion, {
-    shape: [f.n, c, s, s], variance: f.variance, generator: new Generator(f.seed), batchSize: f.batchSize ?? Math.min(f.n, 500),
-    ...(f.trajectory ? {
-      onStep: (st, offset) => { if (offset === 0 && keepAt.has(st.t)) snapshots.push(keep(tidy(() => st.x.narrow(0, 0, rows).clone()))); },
-    } : {}),
-  });
-  predictor.dispose();
+  let x: Tensor;
+  try {
+    x = sample({
+      model: (xt, t, cond) => predictor.forward(xt, t, cond),
+      diffusion, objective, shape: [layout.n, c, s, s], sampler: f.sampler, steps, x0Processing: clip,
+      generator: new Generator(f.seed), batchSize: f.batchSize ?? Math.min(layout.n, 500),
+      ...(f.eta !== undefined ? { eta: f.eta } : {}),
+      ...(f.sampler !== 'dpmpp2m' ? { spacing: f.spacing ?? defaultSpacing(f.sampler) } : {}),
+      ...(f.sampler === 'ddpm' || f.sampler === 'pc' ? { variance: f.variance ?? defaultVariance(f.sampler) } : {}),
+      ...(f.sampler === 'pc' ? { correctorSteps: f.correctorSteps ?? 1, snr: f.snr ?? DEFAULT_SNR } : {}),
+      ...(numClasses > 0 ? { numClasses, labels: layout.labels, guidance: f.guidance ?? 0 } : {}),
+      ...(f.trajectory ? { onStep } : {}),
+    });
+  } finally {
+    predictor.dispose();
+  }
   const seconds = (performance.now() - t0) / 1000;
   assertFinite(x, `samples of ${checkpoint}`);
-  process.stderr.write(`sampled ${f.n} images in ${seconds.toFixed(1)} s (${(f.n / seconds).toFixed(1)} img/s) from ${checkpoint}\n`);
+  const what = [`${f.sampler}, ${steps} steps`, f.eta ? `eta ${f.eta}` : '', clip !== 'none' ? `x0 ${clip}` : '', f.guidance ? `guidance ${f.guidance}` : ''].filter(Boolean).join(', ');
+  process.stderr.write(`sampled ${layout.n} images in ${seconds.toFixed(1)} s (${(layout.n / seconds).toFixed(1)} img/s; ${what}) from ${checkpoint}\n`);
   if (f.grid) {
-    writePng(f.grid, tensorGrid(x, { nrow: Math.ceil(Math.sqrt(f.n)), scale: f.scale }));
+    writePng(f.grid, tensorGrid(x, { nrow: layout.perRow, scale: f.scale }));
     process.stderr.write(`wrote ${f.grid}\n`);
   }
   if (f.outDir) {
     mkdirSync(f.outDir, { recursive: true });
     const data = x.float().dataSync() as Float32Array;
     const size = c * s * s;
-    for (let i = 0; i < f.n; i++) {
+    for (let i = 0; i < layout.n; i++) {
       writePng(path.join(f.outDir, `${String(i).padStart(5, '0')}.png`), toUint8Image(data.subarray(i * size, (i + 1) * size), c, s, s));
     }
-    process.stderr.write(`wrote ${f.n} PNGs to ${f.outDir}\n`);
+    process.stderr.write(`wrote ${layout.n} PNGs to ${f.outDir}\n`);
   }
   if (f.trajectory) {
+    const snapshots = shots.map((sh) => {
+      const all = sh.parts.length === 1 ? sh.parts[0]! : keep(cat(sh.parts, 0));
+      if (sh.parts.length > 1) for (const p of sh.parts) p.dispose();
+      return all;
+    });
     writePng(f.trajectory, tensorTrajectoryGrid(snapshots, { scale: f.scale }));
-    process.stderr.write(`wrote ${f.trajectory} (x_t at t = ${[...keepAt].join(', ')})\n`);
+    for (const sn of snapshots) sn.dispose();
+    process.stderr.write(`wrote ${f.trajectory} (x_t${f.trajectoryX0 ? ' and x0_hat' : ''} at t = ${shots.map((sh) => sh.t).join(', ')})\n`);
   }
+  x.dispose();
 }

@@ -3,12 +3,20 @@
 //   beta:     sigma_t^2 = beta_t, the paper's "fixed large" choice
 //   posterior: sigma_t^2 = beta~_t, the paper's "fixed small" choice (the true posterior variance)
 // No noise is added at the last step (t = 0) in all three.
-import { type Tensor, type Generator, randn, randnLike, noGrad, tidy, keep, full, cat, ArgumentError } from '../tensor/index.js';
+// With K < T steps it runs on the respaced schedule of improved-diffusion's SpacedDiffusion (Nichol &
+// Dhariwal 2021, section 4): for the visited tau_1 < ... < tau_K, beta'_i = 1 - alphabar_{tau_i} /
+// alphabar_{tau_{i-1}}, and the three variances are read from beta' the same way.
+import { type Tensor, type Generator, randnLike, tidy, ArgumentError } from '../tensor/index.js';
 import type { Diffusion } from '../diffusion/index.js';
-import type { NoisePredictor } from '../diffusion/loss.js';
+import type { PlannedStep } from './step.js';
 
 export const VARIANCES = ['notebook', 'beta', 'posterior'] as const;
 export type Variance = (typeof VARIANCES)[number];
+
+export function checkVariance(variance: string): Variance {
+  if (!(VARIANCES as readonly string[]).includes(variance)) throw new ArgumentError(`reverse variance must be one of ${VARIANCES.join(', ')}, got ${JSON.stringify(variance)}`);
+  return variance as Variance;
+}
 
 export function reverseSigma(d: Diffusion, t: number, variance: Variance): number {
   if (t === 0) return 0;
@@ -21,19 +29,7 @@ export function reverseSigma(d: Diffusion, t: number, variance: Variance): numbe
   }
 }
 
-/** What one reverse step computed, for pictures and the studio. */
-export interface StepResult {
-  t: number;
-  /** x_{t-1} */
-  x: Tensor;
-  /** the model's noise prediction eps_theta(x_t, t) */
-  eps: Tensor;
-  /** mu_theta(x_t, t) */
-  mean: Tensor;
-  sigma: number;
-}
-
-/** One reverse step p(x_{t-1} | x_t): mean 1/sqrt(alpha_t) (x_t - beta_t/sqrt(1-alphabar_t) eps), plus sigma_t z. */
+/** One reverse step p(x_{t-1} | x_t) in the notebook's form: mean 1/sqrt(alpha_t) (x_t - beta_t/sqrt(1-alphabar_t) eps), plus sigma_t z. */
 export function ddpmStep(d: Diffusion, eps: Tensor, xt: Tensor, t: number, variance: Variance, generator?: Generator): { x: Tensor; mean: Tensor; sigma: number } {
   const sigma = reverseSigma(d, t, variance);
   return tidy(() => {
@@ -43,55 +39,31 @@ export function ddpmStep(d: Diffusion, eps: Tensor, xt: Tensor, t: number, varia
   });
 }
 
-export interface SampleOptions {
-  /** (N, C, H, W) of the images to make. */
-  shape: [number, number, number, number];
-  variance?: Variance;
-  generator?: Generator;
-  /** Images per model call; a full sampling loop runs per batch. */
-  batchSize?: number;
-  /** Called after every step with the batch's offset and the step's intermediates (tensors freed after the call). */
-  onStep?: (step: StepResult, batchOffset: number) => void;
-}
-
-/** Runs the full reverse process from x_T ~ N(0, I) to x_0 for N images; returns (N, C, H, W). */
-export function ddpmSample(model: NoisePredictor, d: Diffusion, o: SampleOptions): Tensor {
-  const [n, c, h, w] = o.shape;
-  const batchSize = o.batchSize ?? n;
-  const variance = o.variance ?? 'notebook';
-  if (!Number.isInteger(n) || n < 1) throw new ArgumentError(`sample: the number of images must be a positive integer, got ${n}`);
-  if (!Number.isInteger(batchSize) || batchSize < 1) throw new ArgumentError(`sample: batch size must be a positive integer, got ${batchSize}`);
-  const gen = o.generator ? { generator: o.generator } : {};
-  const batches: Tensor[] = [];
-  noGrad(() => {
-    for (let start = 0; start < n; start += batchSize) {
-      const b = Math.min(batchSize, n - start);
-      let x = keep(randn([b, c, h, w], gen)); // x_T
-      for (let t = d.T - 1; t >= 0; t--) {
-        const next = tidy(() => {
-          const tt = full([b], t, { dtype: 'int64' }); // (B,)
-          const eps = model(x, tt);
-          const step = ddpmStep(d, eps, x, t, variance, o.generator);
-          o.onStep?.({ t, x: step.x, eps, mean: step.mean, sigma: step.sigma }, start);
-          return step.x;
-        });
-        x.dispose();
-        x = keep(next);
-      }
-      batches.push(x);
-    }
-  });
-  if (batches.length === 1) return batches[0]!;
-  const out = cat(batches, 0);
-  for (const part of batches) part.dispose();
-  return out;
-}
-
-/** Refuses non-finite samples: a diverged model must fail loudly, not write black images. */
-export function assertFinite(x: Tensor, what: string): void {
-  const ok = tidy(() => x.isfinite().all().item());
-  if (!ok) {
-    const bad = tidy(() => x.isfinite().logicalNot().sum().item());
-    throw new Error(`${what}: ${bad} of ${x.numel} values are NaN or infinite; the model or its checkpoint has diverged (try a lower --lr, or an earlier checkpoint)`);
+/** sigma of a (possibly respaced) step from t to tPrev; 0 at the last step. */
+export function respacedSigma(p: PlannedStep, variance: Variance): number {
+  if (p.tPrev < 0) return 0;
+  const betaP = 1 - p.abT / p.abPrev; // beta'_t = 1 - alphabar_t / alphabar_tPrev
+  switch (variance) {
+    case 'notebook': return Math.sqrt(1 - p.abPrev / p.abPrevPrev); // beta' one step later, the notebook's beta_{t-1}
+    case 'beta': return Math.sqrt(betaP);
+    case 'posterior': return Math.sqrt((betaP * (1 - p.abPrev)) / (1 - p.abT)); // beta~' = beta' (1 - alphabar_tPrev) / (1 - alphabar_t)
+    default: throw new ArgumentError(`reverse variance must be one of ${VARIANCES.join(', ')}, got ${JSON.stringify(variance)}`);
   }
+}
+
+/**
+ * One ancestral step in the posterior-mean form mu = coef1 x0_hat + coef2 x_t (Ho et al. 2020, eq. 7),
+ * on the respaced schedule. It has no 1/sqrt(alpha) term, so it also runs at a zero terminal SNR
+ * (alphabar_{T-1} = 0: coef2 = 0 there and x0_hat alone sets the mean).
+ */
+export function ancestralStep(p: PlannedStep, x: Tensor, x0: Tensor, variance: Variance, generator?: Generator): { x: Tensor; mean: Tensor; sigma: number } {
+  const sigma = respacedSigma(p, variance);
+  const betaP = 1 - p.abT / p.abPrev;
+  const coef1 = (betaP * Math.sqrt(p.abPrev)) / (1 - p.abT); // beta' sqrt(alphabar_tPrev) / (1 - alphabar_t)
+  const coef2 = ((1 - p.abPrev) * Math.sqrt(p.abT / p.abPrev)) / (1 - p.abT); // (1 - alphabar_tPrev) sqrt(alpha') / (1 - alphabar_t)
+  return tidy(() => {
+    const mean = x0.mul(coef1).add(x.mul(coef2));
+    const next = sigma === 0 ? mean : mean.add(randnLike(x, generator).mul(sigma));
+    return { x: next, mean, sigma };
+  });
 }

@@ -4,30 +4,44 @@
 import { Generator, type Tensor } from '../tensor/index.js';
 import type { Diffusion } from '../diffusion/index.js';
 import { inferencePredictor, type DiffusionUNet } from '../models/index.js';
-import { sample } from '../samplers/index.js';
+import { sample, defaultX0Processing, resolveSampling, type SamplerOptions } from '../samplers/index.js';
 import { runObjective, runNumClasses, type RunConfig } from './config.js';
 
-export function sampleGrid(model: DiffusionUNet, diffusion: Diffusion, config: RunConfig): { images: Tensor; nrow: number } {
+/** The sampler options of a run's grids (without the model), checked by the samplers' own validation. */
+export function gridSampling(diffusion: Diffusion, config: RunConfig): Omit<SamplerOptions, 'model'> & { nrow: number } {
   const { count, seed, variance, sampler = 'ddpm', steps } = config.samples;
   const c = config.model.imageChannels;
   const size = config.model.imageSize;
   const k = runNumClasses(config);
   const perRow = k > 0 ? Math.max(1, Math.ceil(count / k)) : Math.ceil(Math.sqrt(count));
   const n = k > 0 ? perRow * k : count;
+  const objective = runObjective(config);
+  return {
+    diffusion,
+    objective,
+    shape: [n, c, size, size],
+    sampler,
+    ...(steps !== undefined ? { steps } : {}),
+    ...(sampler === 'ddpm' || sampler === 'pc' ? { variance } : {}),
+    // As `ddpm sample`: none for eps (the notebook), clip to [-1, 1] for x0 and v.
+    x0Processing: defaultX0Processing(objective),
+    ...(k > 0 ? { numClasses: k, labels: Array.from({ length: n }, (_, i) => Math.floor(i / perRow)) } : {}),
+    generator: new Generator(seed),
+    nrow: perRow,
+  };
+}
+
+/** Refuses a run whose grid settings the samplers would refuse, before the first epoch rather than after it. */
+export function checkGridSampling(diffusion: Diffusion, config: RunConfig): void {
+  const { nrow: _nrow, ...o } = gridSampling(diffusion, config);
+  resolveSampling({ ...o, model: () => { throw new Error('unreachable'); } });
+}
+
+export function sampleGrid(model: DiffusionUNet, diffusion: Diffusion, config: RunConfig): { images: Tensor; nrow: number } {
+  const { nrow, ...o } = gridSampling(diffusion, config);
   const predictor = inferencePredictor(model);
   try {
-    const images = sample({
-      model: (x, t, cond) => predictor.forward(x, t, cond),
-      diffusion,
-      objective: runObjective(config),
-      shape: [n, c, size, size],
-      sampler,
-      ...(steps !== undefined ? { steps } : {}),
-      ...(sampler === 'ddpm' || sampler === 'pc' ? { variance } : {}),
-      ...(k > 0 ? { numClasses: k, labels: Array.from({ length: n }, (_, i) => Math.floor(i / perRow)) } : {}),
-      generator: new Generator(seed),
-    });
-    return { images, nrow: perRow };
+    return { images: sample({ ...o, model: (x, t, cond) => predictor.forward(x, t, cond) }), nrow };
   } finally {
     predictor.dispose();
   }

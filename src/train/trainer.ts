@@ -22,7 +22,7 @@ import { checkRunConfig, runObjective, runNumClasses, type RunConfig } from './c
 import { checkpointFiles, restoreTraining } from './checkpoint.js';
 import { EMA } from './ema.js';
 import { lrAt, validateLrSchedule, type LrSchedule } from './lr-schedule.js';
-import { sampleGrid } from './sample-grid.js';
+import { sampleGrid, checkGridSampling } from './sample-grid.js';
 
 export interface StepInfo {
   epoch: number;
@@ -152,6 +152,8 @@ export async function train(config: RunConfig, run: RunFolder, o: TrainOptions):
   // DESIGN.md: OpenBLAS's own threads fight libtorch's when training; one BLAS thread is fastest here.
   setBlasThreads(1);
   checkRunConfig(config);
+  const diffusion = new Diffusion(makeSchedule(config.schedule));
+  if (o.sampleGrids ?? true) checkGridSampling(diffusion, config);
   const { images, labels, dataDir } = o.dataset ?? loadTrainingImages(config, o.data);
   const [, ch, hh, ww] = images.shape;
   if (images.rank !== 4 || ch !== config.model.imageChannels || hh !== config.model.imageSize || ww !== config.model.imageSize) {
@@ -166,7 +168,6 @@ export async function train(config: RunConfig, run: RunFolder, o: TrainOptions):
     run.writeConfig({ ...config, train: { ...tc, data: dataDir } });
   }
 
-  const diffusion = new Diffusion(makeSchedule(config.schedule));
   const model = buildModel(config);
   const s: TrainingSession = {
     model,
