@@ -4,3 +4,12 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh python3-torch
 node dist/bench/compare.js "$@"
+
+# Samplers on one trained run: $SAMPLER_RUN, else runs/demo (npm run demo), else a 1-epoch dli02
+# run trained here once (about a minute) and kept in .bench/.
+RUN="${SAMPLER_RUN:-runs/demo}"
+if [ ! -f "$RUN/config.json" ]; then
+  RUN=.bench/dli02-1epoch
+  [ -f "$RUN/config.json" ] || node bin/ddpm.js train --out "$RUN" --epochs 1 --no-sample-grids
+fi
+node dist/bench/samplers.js --run "$RUN" --out .bench/samplers
