@@ -8,6 +8,8 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { PNG } from 'pngjs';
 import { ROOT } from './helpers.js';
+import { CommanderError } from 'commander';
+import { program } from '../src/cli/main.js';
 
 const BIN = path.join(ROOT, 'bin', 'ddpm.js');
 const work = mkdtempSync(path.join(tmpdir(), 'ddpm-flags-'));
@@ -65,22 +67,41 @@ const CASES: [string[], RegExp][] = [
   [['--data', flat, '--class-cond'], /--class-cond: .*flat has 0 subfolders; class-conditional training needs one subfolder per class/],
 ];
 
+/**
+ * Runs `ddpm train` in this process (loading libtorch once, not per case) and returns what it
+ * printed or threw. The guard flags keep a refusal that regressed to a run down to one step.
+ */
+async function trainInProcess(args: string[]): Promise<string> {
+  let err = '';
+  const p = program();
+  for (const c of [p, ...p.commands]) c.configureOutput({ writeErr: (s) => { err += s; }, writeOut: () => {} });
+  try {
+    await p.parseAsync(['node', 'ddpm', 'train', ...args, '--max-steps', '1', '--limit', '64', '--no-sample-grids', '--threads', '1']);
+  } catch (e) {
+    err += e instanceof CommanderError ? '' : (e as Error).message;
+  }
+  return err;
+}
+
 for (const [i, [flags, re]] of CASES.entries()) {
-  test(`ddpm train ${flags.map((f) => (f.startsWith(work) ? path.basename(f) : f)).join(' ')} is refused before anything is written`, () => {
+  test(`ddpm train ${flags.map((f) => (f.startsWith(work) ? path.basename(f) : f)).join(' ')} is refused before anything is written`, async () => {
     const out = path.join(work, `run-${i}`);
-    const r = ddpm('train', '--out', out, ...flags);
-    assert.notEqual(r.code, 0, 'refused');
-    assert.match(r.err, re);
+    const err = await trainInProcess(['--out', out, ...flags]);
+    assert.match(err, re);
     assert.ok(!existsSync(out), 'the run folder was not created');
   });
 }
 
-test('ddpm train --data on an empty folder or a folder with a fake PNG names the folder or the file, and keeps nothing half-made', () => {
-  const a = ddpm('train', '--out', path.join(work, 'run-empty'), '--data', empty, '--no-sample-grids');
-  assert.notEqual(a.code, 0);
-  assert.match(a.err, /empty.*no images/i);
-  const b = ddpm('train', '--out', path.join(work, 'run-bogus'), '--data', bogus, '--no-sample-grids');
-  assert.notEqual(b.code, 0);
-  assert.match(b.err, /a\.png/);
+test('the ddpm command itself exits non-zero on a refused flag and prints the reason', () => {
+  const out = path.join(work, 'run-process');
+  const r = ddpm('train', '--out', out, '--zero-terminal-snr');
+  assert.notEqual(r.code, 0);
+  assert.match(r.err, /^ddpm: config: a zero-terminal-SNR schedule cannot be trained with the eps objective/);
+  assert.ok(!existsSync(out));
+});
+
+test('ddpm train --data on an empty folder or a folder with a fake PNG names the folder or the file, and keeps nothing half-made', async () => {
+  assert.match(await trainInProcess(['--out', path.join(work, 'run-empty'), '--data', empty]), /empty.*no images/i);
+  assert.match(await trainInProcess(['--out', path.join(work, 'run-bogus'), '--data', bogus]), /a\.png.*PNG signature/);
   for (const run of ['run-empty', 'run-bogus']) assert.ok(!existsSync(path.join(work, run)), `${run} was not created`);
 });

@@ -163,7 +163,7 @@ function applyFlags(config: RunConfig, f: TrainFlags, given: (name: string) => b
     c.train.condDropProb = f.condDropProb;
   }
   if (f.data !== undefined) {
-    if (!existsSync(f.data)) throw new Error(`--data ${f.data}: no such folder`);
+    if (!existsSync(f.data)) throw new Error(`--data ${f.data}: no such folder (the path does not exist)`);
     c.train.dataset = isFashionMnistDir(f.data) ? 'fashion-mnist' : 'folder';
     c.train.data = path.resolve(f.data);
   }
