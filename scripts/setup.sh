@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # Installs what ddpm-ts needs and builds it. Safe to run again: each step is skipped when done.
 #   - Debian packages (as root): libtorch-dev, libopenblas0-pthread (without OpenBLAS, Debian's libtorch
-#     multiplies matrices ~30x slower; DESIGN.md), dataset-fashion-mnist, plus any given as arguments
+#     multiplies matrices ~30x slower; DESIGN.md), dataset-fashion-mnist, fonts-dejavu-core (text in PNG
+#     charts), plus any given as arguments
 #   - npm ci, the libtorch addon (node-gyp), the TypeScript build
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-want=(libtorch-dev libopenblas0-pthread dataset-fashion-mnist "$@")
+want=(libtorch-dev libopenblas0-pthread dataset-fashion-mnist fonts-dejavu-core "$@")
 missing=()
 for p in "${want[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
