@@ -5,6 +5,7 @@ import { trainCommand } from './train.js';
 import { sampleCommand } from './sample.js';
 import { vizCommand } from './viz.js';
 import { dataCommand } from './data.js';
+import { evalCommand } from './eval.js';
 
 function version(): string {
   const pkg = JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as { version: string };
@@ -21,6 +22,7 @@ export function program(): Command {
   p.addCommand(sampleCommand());
   p.addCommand(vizCommand());
   p.addCommand(dataCommand());
+  p.addCommand(evalCommand());
   for (const c of [p, ...p.commands, ...p.commands.flatMap((c) => c.commands)]) c.exitOverride();
   return p;
 }

@@ -1,0 +1,241 @@
+// `ddpm eval`: sample quality of a run (or of a folder of PNGs) against the Fashion-MNIST test set,
+// with the shipped feature network: FID, KID, precision/recall, the Inception-Score analogue and the
+// class histogram, as a table and as JSON.
+import { Command, InvalidArgumentError } from 'commander';
+import { existsSync, statSync } from 'node:fs';
+import path from 'node:path';
+import { Generator, setNumThreads, setBlasThreads, type Tensor } from '../tensor/index.js';
+import { loadRun } from '../train/checkpoint.js';
+import { runObjective, runNumClasses, type RunConfig } from '../train/config.js';
+import { inferencePredictor, type DiffusionUNet } from '../models/index.js';
+import type { Diffusion } from '../diffusion/index.js';
+import { sample, assertFinite, defaultSteps, defaultSpacing, defaultVariance, defaultX0Processing, SAMPLERS, type SamplerName } from '../samplers/index.js';
+import { locateFashionMnist } from '../data/fashion-mnist.js';
+import { loadImageFolder, imageFolderTensors } from '../data/image-folder.js';
+import { writeFileAtomic } from '../io/atomic.js';
+import {
+  DEFAULT_FEATURE_NET_PATH, loadFeatureNet, referenceStats, disposeReference, defaultCacheDir, quantize8, evaluateSamples,
+  MIN_EVAL_SAMPLES, type EvalMetrics,
+} from '../eval/index.js';
+import { choice, defaultThreads, nonNegativeInt, positiveInt } from './args.js';
+
+interface EvalFlags {
+  run?: string; samples?: string; checkpoint?: string; ema: boolean; n?: number; seed: number; batchSize?: number; threads: number;
+  sampler?: SamplerName; steps?: number; eta?: number; guidance?: number;
+  json?: string; data?: string; features?: string; cache?: string | false;
+}
+
+const DEFAULT_N = 1000;
+
+function finiteNumber(name: string): (v: string) => number {
+  return (v) => {
+    const n = Number(v);
+    if (v.trim() === '' || !Number.isFinite(n)) throw new InvalidArgumentError(`${name} must be a number, got "${v}"`);
+    return n;
+  };
+}
+
+export function evalCommand(): Command {
+  return new Command('eval')
+    .description('score samples against the Fashion-MNIST test set: FID, KID, precision/recall (k = 5), a classifier Inception Score and the class histogram')
+    .option('--run <dir>', 'run folder written by `ddpm train`: draw the samples from its model')
+    .option('--samples <dir>', 'or: a folder of grey PNG/JPEG samples (all one size; searched recursively, sorted by name)')
+    .option('--checkpoint <path>', '--run only: a checkpoints/step-N folder or model.safetensors (default: the latest)')
+    .option('--no-ema', '--run only: use the trained weights, not their EMA, when the checkpoint has both')
+    .option('-n, --n <count>', `number of samples (default: ${DEFAULT_N} from --run; every image of --samples)`, positiveInt('-n'))
+    .option('--seed <n>', 'seed of the sampling noise and of the KID and precision/recall subsets', nonNegativeInt('--seed'), 0)
+    .option('--batch-size <n>', '--run only: images per sampling loop (default: all n, up to 500)', positiveInt('--batch-size'))
+    .option('--threads <n>', 'libtorch threads', positiveInt('--threads'), defaultThreads())
+    .option('--sampler <name>', `--run only: ${SAMPLERS.join(', ')} (default: ddpm)`, choice('--sampler', SAMPLERS))
+    .option('--steps <k>', '--run only: model timesteps K <= T (default: T for ddpm and pc, 50 for ddim, 20 for dpmpp2m)', positiveInt('--steps'))
+    .option('--eta <x>', '--run with --sampler ddim only: noise of each step, 0 .. 1 (default: 0)', finiteNumber('--eta'))
+    .option('--guidance <w>', '--run only, class-conditional runs: classifier-free guidance weight (default: 0)', finiteNumber('--guidance'))
+    .option('--json <file>', 'also write every figure, with the sample count, sampler, steps, checkpoint and timings, as JSON')
+    .option('--data <dir>', 'Fashion-MNIST folder (default: $FASHION_MNIST_DIR, then /usr/share/datasets/fashion-mnist)')
+    .option('--features <file>', 'feature network weights (default: the shipped assets/fmnist-features.safetensors)')
+    .option('--cache <dir>', 'where the test set\'s features and statistics are cached (default: $DDPM_CACHE, else ~/.cache/ddpm-ts)')
+    .option('--no-cache', 'compute the test set\'s statistics afresh and cache nothing')
+    .action((f: EvalFlags, cmd: Command) => runEval(f, cmd));
+}
+
+function fail(msg: string): never { throw new Error(`eval: ${msg}`); }
+
+/** Every refusal that needs no model, data or image: made before anything slow starts. */
+function checkFlags(f: EvalFlags, cmd: Command): void {
+  const given = (name: string): boolean => cmd.getOptionValueSource(name) === 'cli';
+  if (f.run === undefined && f.samples === undefined) fail('say what to score: --run DIR (sample from a trained run) or --samples DIR (a folder of PNGs)');
+  if (f.run !== undefined && f.samples !== undefined) fail('give --run or --samples, not both');
+  if (f.samples !== undefined) {
+    const runOnly = [['checkpoint', '--checkpoint'], ['ema', '--no-ema'], ['batchSize', '--batch-size'], ['sampler', '--sampler'], ['steps', '--steps'], ['eta', '--eta'], ['guidance', '--guidance']] as const;
+    for (const [key, flag] of runOnly) if (given(key)) fail(`${flag} applies to --run only; --samples scores images that already exist`);
+    if (!existsSync(f.samples) || !statSync(f.samples).isDirectory()) fail(`--samples ${f.samples} is not a folder`);
+  } else {
+    if (!existsSync(f.run!) || !statSync(f.run!).isDirectory()) fail(`--run ${f.run} is not a folder (expected a run folder written by \`ddpm train\`)`);
+    const s = f.sampler ?? 'ddpm';
+    if (f.eta !== undefined && s !== 'ddim') fail(`--eta applies to --sampler ddim only; ${s} has no eta`);
+    if (f.eta !== undefined && !(f.eta >= 0 && f.eta <= 1)) fail(`--eta must lie in [0, 1], got ${f.eta}`);
+  }
+  if (f.n !== undefined && f.n < MIN_EVAL_SAMPLES) fail(`-n ${f.n} is too few: the metrics need at least ${MIN_EVAL_SAMPLES} samples (FID and KID want 1,000 or more to mean much)`);
+  if (f.json !== undefined) {
+    const dir = path.dirname(path.resolve(f.json));
+    if (!existsSync(dir) || !statSync(dir).isDirectory()) fail(`--json ${f.json}: the folder ${dir} does not exist`);
+    if (existsSync(f.json) && statSync(f.json).isDirectory()) fail(`--json ${f.json} is a folder; give a file name`);
+  }
+  if (f.features !== undefined && (!existsSync(f.features) || !statSync(f.features).isFile())) fail(`--features ${f.features} does not exist (the shipped network is ${DEFAULT_FEATURE_NET_PATH})`);
+  if (typeof f.cache === 'string' && existsSync(f.cache) && !statSync(f.cache).isDirectory()) fail(`--cache ${f.cache} is a file, not a folder`);
+  // Refuses a missing data set now, naming where it looked, rather than after minutes of sampling.
+  locateFashionMnist(f.data !== undefined ? { dir: f.data } : {});
+}
+
+interface Drawn {
+  images: Tensor;
+  resolution: number;
+  labels?: number[];
+  record: Record<string, unknown>;
+}
+
+function drawFromRun(f: EvalFlags): Drawn {
+  const { config, model, diffusion, checkpoint, step } = loadRun(f.run!, f.checkpoint, { ema: f.ema });
+  try {
+    return sampleRun(f, config, model, diffusion, checkpoint, step);
+  } finally {
+    model.dispose();
+  }
+}
+
+function sampleRun(f: EvalFlags, config: RunConfig, model: DiffusionUNet, diffusion: Diffusion, checkpoint: string, step: number | null): Drawn {
+  const { imageChannels: c, imageSize: s } = config.model;
+  if (c !== 1) fail(`${f.run} makes ${c}-channel images; the Fashion-MNIST feature network scores grey (1-channel) images only`);
+  if (config.train.dataset === 'folder') process.stderr.write(`eval: note: ${f.run} was trained on an image folder, and is scored against Fashion-MNIST\n`);
+  const objective = runObjective(config);
+  const numClasses = runNumClasses(config);
+  const T = diffusion.T;
+  const sampler = f.sampler ?? 'ddpm';
+  if (f.steps !== undefined && f.steps > T) fail(`--steps ${f.steps} exceeds the run's T = ${T} timesteps; a sampler visits at most T of them`);
+  if (f.guidance !== undefined && numClasses === 0) fail(`--guidance needs a class-conditional run (it mixes conditional and unconditional outputs), and ${f.run} was trained without classes`);
+  const n = f.n ?? DEFAULT_N;
+  const steps = f.steps ?? defaultSteps(sampler, T);
+  const clip = defaultX0Processing(objective);
+  // Balanced classes, interleaved: every split of the Inception Score sees each class equally.
+  const labels = numClasses > 0 ? Array.from({ length: n }, (_, i) => i % numClasses) : undefined;
+  const predictor = inferencePredictor(model);
+  const t0 = performance.now();
+  let x: Tensor;
+  try {
+    x = sample({
+      model: (xt, t, cond) => predictor.forward(xt, t, cond),
+      diffusion, objective, shape: [n, c, s, s], sampler, steps, x0Processing: clip,
+      generator: new Generator(f.seed), batchSize: f.batchSize ?? Math.min(n, 500),
+      ...(f.eta !== undefined ? { eta: f.eta } : {}),
+      ...(sampler !== 'dpmpp2m' ? { spacing: defaultSpacing(sampler) } : {}),
+      ...(sampler === 'ddpm' || sampler === 'pc' ? { variance: defaultVariance(sampler) } : {}),
+      ...(labels ? { numClasses, labels, guidance: f.guidance ?? 0 } : {}),
+    });
+  } finally {
+    predictor.dispose();
+  }
+  const seconds = (performance.now() - t0) / 1000;
+  try {
+    assertFinite(x, `samples of ${checkpoint}`);
+  } catch (e) {
+    x.dispose();
+    throw e;
+  }
+  process.stderr.write(`sampled ${n} images in ${seconds.toFixed(1)} s (${sampler}, ${steps} steps) from ${checkpoint}\n`);
+  // Scored as the 8-bit images `ddpm sample --out-dir` would write: the same numbers as --samples on those PNGs.
+  const images = quantize8(x);
+  x.dispose();
+  return {
+    images, resolution: s, ...(labels ? { labels } : {}),
+    record: {
+      source: 'run', run: path.resolve(f.run!), checkpoint: path.resolve(checkpoint), step, preset: config.model.preset, sampler, steps,
+      eta: sampler === 'ddim' ? f.eta ?? 0 : null, guidance: numClasses > 0 ? f.guidance ?? 0 : null, x0Processing: clip,
+      classConditional: numClasses > 0, emaWeights: path.basename(checkpoint) === 'ema.safetensors', samplingSeconds: seconds,
+    },
+  };
+}
+
+function readSamples(f: EvalFlags): Drawn {
+  const folder = loadImageFolder(f.samples!);
+  if (folder.channels !== 1) fail(`--samples ${f.samples} holds colour images; the Fashion-MNIST feature network scores grey images (save them as 8-bit grey PNGs)`);
+  if (f.n !== undefined && f.n > folder.n) fail(`-n ${f.n} asks for more samples than the ${folder.n} images in --samples ${f.samples}`);
+  const n = f.n ?? folder.n;
+  if (n < MIN_EVAL_SAMPLES) fail(`--samples ${f.samples} holds ${n} images; the metrics need at least ${MIN_EVAL_SAMPLES} (FID and KID want 1,000 or more to mean much)`);
+  const { images, labels } = imageFolderTensors(folder, n);
+  labels?.dispose();
+  return { images, resolution: folder.size, record: { source: 'samples', samplesDir: folder.dir, sampler: null, steps: null } };
+}
+
+const fmt = (v: number, digits: number): string => (Number.isFinite(v) ? v.toFixed(digits) : String(v));
+
+export function formatTable(m: EvalMetrics, head: string): string {
+  const rows: [string, string][] = [
+    ['FID', fmt(m.fid, 3)],
+    [`KID x 1000 (${m.kid.subsets} subsets of ${m.kid.subsetSize})`, `${fmt(1000 * m.kid.mean, 3)} +- ${fmt(1000 * m.kid.std, 3)}`],
+    [`precision (k = ${m.k})`, fmt(m.precision, 4)],
+    [`recall (k = ${m.k}, ${m.prRealCount} real)`, fmt(m.recall, 4)],
+    [`Inception Score, classifier (${m.inceptionScore.splits} splits)`, `${fmt(m.inceptionScore.mean, 3)} +- ${fmt(m.inceptionScore.std, 3)}   (test set: ${fmt(m.realInceptionScore.mean, 3)})`],
+    ...(m.conditionalAccuracy !== undefined ? [['classified as their class', fmt(m.conditionalAccuracy, 4)] as [string, string]] : []),
+  ];
+  const total = m.classHistogram.counts.reduce((a, b) => a + b, 0);
+  m.classHistogram.names.forEach((name, i) => {
+    const c = m.classHistogram.counts[i]!;
+    rows.push([i === 0 ? `class histogram: ${name}` : `                 ${name}`, `${String(c).padStart(5)}  (${fmt((100 * c) / total, 1)}%)`]);
+  });
+  const w = Math.max(...rows.map(([k]) => k.length));
+  return `${head}\n${rows.map(([k, v]) => `  ${k.padEnd(w)}  ${v}`).join('\n')}\n`;
+}
+
+function runEval(f: EvalFlags, cmd: Command): void {
+  checkFlags(f, cmd);
+  const t0 = performance.now();
+  setNumThreads(f.threads);
+  // DESIGN.md: sampling (eval, big batches) is fastest with two OpenBLAS threads here.
+  setBlasThreads(Math.min(2, f.threads));
+  const net = loadFeatureNet(f.features ?? DEFAULT_FEATURE_NET_PATH);
+  let drawn: Drawn | undefined;
+  try {
+    drawn = f.run !== undefined ? drawFromRun(f) : readSamples(f);
+    const n = drawn.images.shape[0]!;
+    const t1 = performance.now();
+    const cacheDir = f.cache === false ? null : f.cache ?? defaultCacheDir();
+    const ref = referenceStats({
+      net, resolution: drawn.resolution, cacheDir, ...(f.data !== undefined ? { dataDir: f.data } : {}), log: (l) => process.stderr.write(`${l}\n`),
+    });
+    const refSeconds = (performance.now() - t1) / 1000;
+    let metrics: EvalMetrics;
+    const t2 = performance.now();
+    try {
+      metrics = evaluateSamples(drawn.images, {
+        net, reference: ref, seed: f.seed, ...(drawn.labels ? { labels: drawn.labels } : {}),
+      });
+    } finally {
+      disposeReference(ref);
+    }
+    const metricSeconds = (performance.now() - t2) / 1000;
+    const total = (performance.now() - t0) / 1000;
+    const r = drawn.record;
+    const what = r.source === 'run'
+      ? `${n} samples of ${r.checkpoint as string} (${r.sampler as string}, ${r.steps as number} steps${r.eta ? `, eta ${r.eta as number}` : ''}${r.guidance ? `, guidance ${r.guidance as number}` : ''})`
+      : `${n} images of ${r.samplesDir as string}`;
+    const head = `ddpm eval: ${what} at ${drawn.resolution}x${drawn.resolution}, against the ${ref.count} Fashion-MNIST test images${drawn.resolution !== 28 ? ` brought to ${drawn.resolution}x${drawn.resolution}` : ''}`;
+    process.stdout.write(formatTable(metrics, head));
+    if (f.json !== undefined) {
+      const { classHistogram, ...rest } = metrics;
+      const report = {
+        version: 1, command: 'ddpm eval', date: new Date().toISOString(),
+        ...r, samples: n, resolution: drawn.resolution, seed: f.seed,
+        featureNetwork: { path: net.path, sha256: net.sha256, testAccuracy: Number(net.metadata.testAccuracy ?? NaN) },
+        reference: { dataset: ref.key.dataset, split: ref.key.split, count: ref.count, resolution: ref.key.resolution, dataSha256: ref.key.data, cacheFile: ref.cacheFile, fromCache: ref.fromCache },
+        metrics: { ...rest, classHistogram: Object.fromEntries(classHistogram.names.map((name, i) => [name, classHistogram.counts[i]!])) },
+        seconds: { sampling: (r.samplingSeconds as number | undefined) ?? null, reference: refSeconds, metrics: metricSeconds, total },
+      };
+      delete (report as Record<string, unknown>).samplingSeconds;
+      writeFileAtomic(f.json, `${JSON.stringify(report, null, 2)}\n`);
+      process.stderr.write(`wrote ${f.json}\n`);
+    }
+  } finally {
+    drawn?.images.dispose();
+    net.net.dispose();
+  }
+}

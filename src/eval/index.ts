@@ -1,0 +1,11 @@
+// Sample-quality metrics against Fashion-MNIST with the shipped feature network (`ddpm eval`).
+export { DEFAULT_FEATURE_NET_PATH, EMBED_BATCH, loadFeatureNet, embed, type FeatureNet, type Embedding } from './feature-net.js';
+export { gaussianStats, frechetDistance, traceSqrtProduct, sqrtmPsd, fid, type GaussianStats } from './fid.js';
+export { mmd2Unbiased, kid, kidFromSubsets, KID_SUBSETS, KID_SUBSET_SIZE, type KidResult, type KidSubset } from './kid.js';
+export { precisionRecall, kNearestRadii, fractionInManifold, PR_K, type PrecisionRecall } from './precision-recall.js';
+export { inceptionScore, classHistogram, IS_SPLITS, type InceptionScore } from './inception-score.js';
+export {
+  referenceStats, readReferenceCache, disposeReference, defaultCacheDir, cacheFileName, quantize8, realImagesAt, CACHE_FORMAT,
+  type ReferenceStats, type ReferenceKey, type ReferenceOptions,
+} from './reference.js';
+export { evaluateSamples, MIN_EVAL_SAMPLES, type EvalMetrics, type EvalOptions } from './evaluate.js';
