@@ -80,17 +80,11 @@ export function presetDefaults(preset: PresetName): RunConfig {
         // 64 images make an 8x8 grid; the notebook's own reverse variance (beta_{t-1}).
         samples: { count: 64, seed: 0, variance: 'notebook' },
       };
-    case 'dli03':
-      return {
-        version: 1,
-        // Notebook 03 keeps notebook 02's data, T and schedule; only the U-Net changes.
-        model: { preset, imageChannels: 1, imageSize: 16, T: 150, numClasses: 0 },
-        schedule: { kind: 'linear', T: 150, betaStart: 1e-4, betaEnd: 0.02 },
-        objective: 'eps',
-        loss: { weighting: 'simple', minSnrGamma: 5, offsetNoise: 0 },
-        train: { ...NOTEBOOK_TRAIN },
-        samples: { count: 64, seed: 0, variance: 'notebook' },
-      };
+    case 'dli03': {
+      // Notebook 03 keeps notebook 02's data, T, schedule and training loop; only the U-Net changes.
+      const c = presetDefaults('dli02');
+      return { ...c, model: { ...c.model, preset } };
+    }
     case 'ddpm':
       return {
         version: 1,
