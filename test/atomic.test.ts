@@ -4,7 +4,7 @@ import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { cleanStaleTempFiles, writeDirAtomic, writeFileAtomic } from '../src/io/atomic.js';
+import { cleanStaleTempFiles, removeDirAtomic, writeDirAtomic, writeFileAtomic } from '../src/io/atomic.js';
 
 const root = mkdtempSync(join(tmpdir(), 'ddpm-atomic-'));
 after(() => rmSync(root, { recursive: true, force: true }));
@@ -175,4 +175,15 @@ describe('cleanStaleTempFiles', () => {
     assert.equal(cleanStaleTempFiles(dir).length, 1);
     assert.deepEqual(readdirSync(dir), []);
   });
+});
+
+it('removeDirAtomic: the folder is gone, no temp is left, and a missing folder is fine', () => {
+  const root = mkdtempSync(join(tmpdir(), 'ddpm-rmdir-'));
+  const dir = join(root, 'step-5');
+  mkdirSync(dir);
+  writeFileSync(join(dir, 'model.safetensors'), 'x');
+  removeDirAtomic(dir);
+  assert.deepEqual(readdirSync(root), []);
+  removeDirAtomic(dir);
+  rmSync(root, { recursive: true, force: true });
 });

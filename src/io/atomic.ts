@@ -128,6 +128,21 @@ export function writeDirAtomic(finalDir: string, fill: (tmpDir: string) => void)
   fsyncDir(parent);
 }
 
+/**
+ * Removes a folder so that it is whole or gone, never half-deleted under its own name: it is first
+ * renamed to a temp name (one atomic step, then the parent is fsynced), and only then deleted. A
+ * process killed during the delete leaves a temp folder that cleanStaleTempFiles removes later.
+ */
+export function removeDirAtomic(dir: string): void {
+  const target = resolve(dir);
+  if (!exists(target)) return;
+  const parent = dirname(target);
+  const tmp = join(parent, tempName(basename(target)));
+  renameSync(target, tmp);
+  fsyncDir(parent);
+  rmSync(tmp, { recursive: true, force: true });
+}
+
 function isProcessAlive(pid: number): boolean {
   if (pid === process.pid) return true;
   // pid 0 / negative would signal process groups; such a pid was never ours, so the temp is stale.

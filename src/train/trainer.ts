@@ -3,7 +3,8 @@
 // epoch: a sample grid and a checkpoint in the run folder. A checkpoint holds everything needed to
 // continue as if never stopped (weights, optimizer moments, data position, generator states).
 import path from 'node:path';
-import { existsSync, rmSync } from 'node:fs';
+import { existsSync } from 'node:fs';
+import { removeDirAtomic } from '../io/atomic.js';
 import {
   Generator, tidy, noGrad, manualSeed, setNumThreads, setBlasThreads, rand, arange, tensor, type Tensor,
 } from '../tensor/index.js';
@@ -352,7 +353,7 @@ function saveCheckpoint(run: RunFolder, s: TrainingSession, loss: number, keep: 
   if (keep > 0) {
     // Only after the new checkpoint is complete are old ones removed.
     const all = run.listCheckpoints();
-    for (const old of all.slice(0, Math.max(0, all.length - keep))) rmSync(old.dir, { recursive: true, force: true });
+    for (const old of all.slice(0, Math.max(0, all.length - keep))) removeDirAtomic(old.dir);
   }
   return dir;
 }
