@@ -199,6 +199,16 @@ test('ddpm eval refuses each bad option with a message naming it, and writes not
     [['--samples', pngs, '--threads', 'two'], /--threads must be a positive integer, got "two"/],
     [['--samples', pngs, '--seed', '1.5'], /--seed must be a non-negative integer, got "1.5"/],
     [['--samples', pngs, '--frobnicate'], /unknown option '--frobnicate'/],
+    [['--run', uncond, '--nll', '--loss-by-t'], /give --nll or --loss-by-t, not both/],
+    [['--samples', pngs, '--nll'], /--nll needs --run: it measures a model on test images/],
+    [['--samples', pngs, '--loss-by-t'], /--loss-by-t needs --run/],
+    [['--run', uncond, '--nll', '--sampler', 'ddim'], /--sampler applies to sample scoring \(FID and friends\), not to --nll, which draws no samples/],
+    [['--run', uncond, '--loss-by-t', '--steps', '5'], /--steps applies to sample scoring .*not to --loss-by-t/],
+    [['--run', uncond, '--variance', 'beta'], /--variance applies to --nll only/],
+    [['--run', uncond, '--loss-by-t', '--no-clip'], /--no-clip applies to --nll only/],
+    [['--run', uncond, '--out', path.join(work, 'x.svg')], /--out applies to --loss-by-t only/],
+    [['--run', uncond, '--nll', '--points', '5'], /--points applies to --loss-by-t only/],
+    [['--run', uncond, '--loss-by-t', '--out', path.join(work, 'x.gif')], /--out .*x\.gif: the file must end in \.svg or \.png, got "\.gif"/],
   ];
   for (const [args, re] of cases) {
     const full = [...args, ...(args.includes('--json') ? [] : ['--json', json])];

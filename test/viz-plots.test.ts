@@ -243,9 +243,9 @@ test('ddpm viz samplers: one row per setting from the same x_T, labelled on stde
   assert.match(ddpm('viz', 'samplers', '--run', uncond, '--out', out, '--settings', 'ddim:50').err, /steps must lie in 1\.\.10/);
 });
 
-test('ddpm viz nll and loss-by-t on test images', { skip: !hasData && 'Fashion-MNIST not installed' }, () => {
+test('ddpm eval --nll and --loss-by-t on test images', { skip: !hasData && 'Fashion-MNIST not installed' }, () => {
   const json = path.join(work, 'nll.json');
-  const r = ddpm('viz', 'nll', '--run', uncond, '-n', '6', '--batch-size', '4', '--json', json);
+  const r = ddpm('eval', '--nll', '--run', uncond, '-n', '6', '--batch-size', '4', '--json', json);
   assert.equal(r.code, 0, r.err);
   assert.match(r.out, /NLL <= \d+\.\d{4} bits\/dim/);
   const j = JSON.parse(readFileSync(json, 'utf8')) as { bpd: number; terms: { vb: number[]; prior: number }; images: number; variance: string };
@@ -255,12 +255,12 @@ test('ddpm viz nll and loss-by-t on test images', { skip: !hasData && 'Fashion-M
   assert.equal(j.variance, 'notebook', "the run's samples.variance by default");
   const total = j.terms.prior + j.terms.vb.reduce((a, b) => a + b, 0);
   assert.ok(Math.abs(total - j.bpd) < 1e-9, 'bpd = prior + sum of terms');
-  assert.match(ddpm('viz', 'nll', '--run', uncond, '--variance', 'wide').err, /--variance must be one of notebook, beta, posterior/);
+  assert.match(ddpm('eval', '--nll', '--run', uncond, '--variance', 'wide').err, /--variance must be one of notebook, beta, posterior/);
   const svg = path.join(work, 'lbt.svg');
   const lj = path.join(work, 'lbt.json');
-  const l = ddpm('viz', 'loss-by-t', '--run', uncond, '-n', '4', '--out', svg, '--json', lj);
+  const l = ddpm('eval', '--loss-by-t', '--run', uncond, '-n', '4', '--out', svg, '--json', lj);
   assert.equal(l.code, 0, l.err);
   assert.deepEqual(marks(readFileSync(svg, 'utf8'), 'line'), { layer_0_marks: 1 });
   assert.equal((JSON.parse(readFileSync(lj, 'utf8')) as { t: number[] }).t.length, 10);
-  assert.match(ddpm('viz', 'loss-by-t', '--run', uncond, '--out', svg, '--points', '11').err, /--points 11 exceeds the run's T = 10/);
+  assert.match(ddpm('eval', '--loss-by-t', '--run', uncond, '--out', svg, '--points', '11').err, /--points 11 exceeds the run's T = 10/);
 });

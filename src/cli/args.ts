@@ -1,4 +1,5 @@
 // Option parsers: each refuses bad input with a message naming the option, the value and what is expected.
+import path from 'node:path';
 import { InvalidArgumentError } from 'commander';
 
 export function positiveInt(name: string): (v: string) => number {
@@ -46,4 +47,18 @@ export function numberInRange(name: string, min: number, max: number, o: { minOp
     if (!ok) throw new InvalidArgumentError(`${name} must be a number in ${range}, got "${v}"`);
     return n;
   };
+}
+
+export function finiteNumber(name: string): (v: string) => number {
+  return (v) => {
+    const n = Number(v);
+    if (v.trim() === '' || !Number.isFinite(n)) throw new InvalidArgumentError(`${name} must be a number, got "${v}"`);
+    return n;
+  };
+}
+
+/** Refuses an output file whose extension the command cannot write, before any work is done. */
+export function checkExt(option: string, file: string, allowed: string[]): void {
+  const ext = path.extname(file).toLowerCase();
+  if (!allowed.includes(ext)) throw new Error(`${option} ${file}: the file must end in ${allowed.join(' or ')}, got "${ext || '(no extension)'}"`);
 }

@@ -1,7 +1,8 @@
 // `ddpm eval`: sample quality of a run (or of a folder of PNGs) against the Fashion-MNIST test set,
 // with the shipped feature network: FID, KID, precision/recall, the Inception-Score analogue and the
-// class histogram, as a table and as JSON.
-import { Command, InvalidArgumentError } from 'commander';
+// class histogram, as a table and as JSON. With --nll or --loss-by-t: the run's likelihood bound or
+// its loss per timestep on test images instead (likelihood.ts).
+import { Command } from 'commander';
 import { existsSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { Generator, setNumThreads, setBlasThreads, type Tensor } from '../tensor/index.js';
@@ -9,7 +10,9 @@ import { loadRun } from '../train/checkpoint.js';
 import { runObjective, runNumClasses, type RunConfig } from '../train/config.js';
 import { inferencePredictor, type DiffusionUNet } from '../models/index.js';
 import type { Diffusion } from '../diffusion/index.js';
-import { sample, assertFinite, defaultSteps, defaultSpacing, defaultVariance, defaultX0Processing, SAMPLERS, type SamplerName } from '../samplers/index.js';
+import {
+  sample, assertFinite, defaultSteps, defaultSpacing, defaultVariance, defaultX0Processing, SAMPLERS, VARIANCES, type SamplerName, type Variance,
+} from '../samplers/index.js';
 import { locateFashionMnist } from '../data/fashion-mnist.js';
 import { loadImageFolder, imageFolderTensors } from '../data/image-folder.js';
 import { writeFileAtomic } from '../io/atomic.js';
@@ -17,23 +20,20 @@ import {
   DEFAULT_FEATURE_NET_PATH, loadFeatureNet, referenceStats, disposeReference, defaultCacheDir, quantize8, evaluateSamples,
   MIN_EVAL_SAMPLES, type EvalMetrics,
 } from '../eval/index.js';
-import { choice, defaultThreads, nonNegativeInt, positiveInt } from './args.js';
+import { choice, defaultThreads, finiteNumber, nonNegativeInt, positiveInt } from './args.js';
+import { runNll, runLossByT } from './likelihood.js';
 
 interface EvalFlags {
   run?: string; samples?: string; checkpoint?: string; ema: boolean; n?: number; seed: number; batchSize?: number; threads: number;
   sampler?: SamplerName; steps?: number; eta?: number; guidance?: number;
   json?: string; data?: string; features?: string; cache?: string | false;
+  nll?: boolean; lossByT?: boolean; out?: string; points?: number; variance?: Variance; clip: boolean;
 }
 
 const DEFAULT_N = 1000;
-
-function finiteNumber(name: string): (v: string) => number {
-  return (v) => {
-    const n = Number(v);
-    if (v.trim() === '' || !Number.isFinite(n)) throw new InvalidArgumentError(`${name} must be a number, got "${v}"`);
-    return n;
-  };
-}
+/** Test images of --nll (improved-diffusion reports the bound on the whole test set; 1,000 gives about +-0.02 bits/dim here) and of --loss-by-t. */
+const DEFAULT_NLL_N = 1000;
+const DEFAULT_LOSS_BY_T_N = 256;
 
 export function evalCommand(): Command {
   return new Command('eval')
@@ -55,14 +55,34 @@ export function evalCommand(): Command {
     .option('--features <file>', 'feature network weights (default: the shipped assets/fmnist-features.safetensors)')
     .option('--cache <dir>', 'where the test set\'s features and statistics are cached (default: $DDPM_CACHE, else ~/.cache/ddpm-ts)')
     .option('--no-cache', 'compute the test set\'s statistics afresh and cache nothing')
+    .option('--nll', `instead: negative log-likelihood of test images in bits/dim from the variational bound (-n default ${DEFAULT_NLL_N})`)
+    .option('--variance <kind>', `--nll only: reverse variance, ${VARIANCES.join(', ')} (default: the run's samples.variance; posterior = "fixed small", beta = "fixed large")`, choice('--variance', VARIANCES))
+    .option('--no-clip', '--nll only: do not clamp the predicted x_0 to [-1, 1] (improved-diffusion clips)')
+    .option('--loss-by-t', `instead: the run's training loss and the eps-MSE at evenly spaced t on test images (-n default ${DEFAULT_LOSS_BY_T_N})`)
+    .option('--out <file>', '--loss-by-t only: chart to write (.svg or .png)')
+    .option('--points <k>', '--loss-by-t only: timesteps evaluated (default: all T when T <= 200, else 100)', positiveInt('--points'))
     .action((f: EvalFlags, cmd: Command) => runEval(f, cmd));
 }
 
 function fail(msg: string): never { throw new Error(`eval: ${msg}`); }
 
+/** The flags that only one mode reads, refused in the others so nothing is silently ignored. */
+function checkModeFlags(f: EvalFlags, given: (name: string) => boolean): void {
+  const mode = f.nll ? '--nll' : f.lossByT ? '--loss-by-t' : null;
+  if (f.nll && f.lossByT) fail('give --nll or --loss-by-t, not both (run eval twice)');
+  if (mode !== null) {
+    if (f.samples !== undefined) fail(`${mode} needs --run: it measures a model on test images, and --samples holds only images`);
+    const fidOnly = [['sampler', '--sampler'], ['steps', '--steps'], ['eta', '--eta'], ['guidance', '--guidance'], ['features', '--features'], ['cache', '--cache/--no-cache']] as const;
+    for (const [key, flag] of fidOnly) if (given(key)) fail(`${flag} applies to sample scoring (FID and friends), not to ${mode}, which draws no samples`);
+  }
+  if (!f.nll) for (const [key, flag] of [['variance', '--variance'], ['clip', '--no-clip']] as const) if (given(key)) fail(`${flag} applies to --nll only`);
+  if (!f.lossByT) for (const [key, flag] of [['out', '--out'], ['points', '--points']] as const) if (given(key)) fail(`${flag} applies to --loss-by-t only${key === 'out' ? ' (use --json FILE for the figures of sample scoring)' : ''}`);
+}
+
 /** Every refusal that needs no model, data or image: made before anything slow starts. */
 function checkFlags(f: EvalFlags, cmd: Command): void {
   const given = (name: string): boolean => cmd.getOptionValueSource(name) === 'cli';
+  checkModeFlags(f, given);
   if (f.run === undefined && f.samples === undefined) fail('say what to score: --run DIR (sample from a trained run) or --samples DIR (a folder of PNGs)');
   if (f.run !== undefined && f.samples !== undefined) fail('give --run or --samples, not both');
   if (f.samples !== undefined) {
@@ -75,7 +95,7 @@ function checkFlags(f: EvalFlags, cmd: Command): void {
     if (f.eta !== undefined && s !== 'ddim') fail(`--eta applies to --sampler ddim only; ${s} has no eta`);
     if (f.eta !== undefined && !(f.eta >= 0 && f.eta <= 1)) fail(`--eta must lie in [0, 1], got ${f.eta}`);
   }
-  if (f.n !== undefined && f.n < MIN_EVAL_SAMPLES) fail(`-n ${f.n} is too few: the metrics need at least ${MIN_EVAL_SAMPLES} samples (FID and KID want 1,000 or more to mean much)`);
+  if (!f.nll && !f.lossByT && f.n !== undefined && f.n < MIN_EVAL_SAMPLES) fail(`-n ${f.n} is too few: the metrics need at least ${MIN_EVAL_SAMPLES} samples (FID and KID want 1,000 or more to mean much)`);
   if (f.json !== undefined) {
     const dir = path.dirname(path.resolve(f.json));
     if (!existsSync(dir) || !statSync(dir).isDirectory()) fail(`--json ${f.json}: the folder ${dir} does not exist`);
@@ -186,8 +206,11 @@ export function formatTable(m: EvalMetrics, head: string): string {
   return `${head}\n${rows.map(([k, v]) => `  ${k.padEnd(w)}  ${v}`).join('\n')}\n`;
 }
 
-function runEval(f: EvalFlags, cmd: Command): void {
+async function runEval(f: EvalFlags, cmd: Command): Promise<void> {
   checkFlags(f, cmd);
+  const common = { run: f.run!, ema: f.ema, threads: f.threads, seed: f.seed, batchSize: f.batchSize ?? 256, ...(f.checkpoint !== undefined ? { checkpoint: f.checkpoint } : {}), ...(f.data !== undefined ? { data: f.data } : {}), ...(f.json !== undefined ? { json: f.json } : {}) };
+  if (f.nll) return runNll({ ...common, n: f.n ?? DEFAULT_NLL_N, clip: f.clip, ...(f.variance !== undefined ? { variance: f.variance } : {}) });
+  if (f.lossByT) return runLossByT({ ...common, n: f.n ?? DEFAULT_LOSS_BY_T_N, ...(f.out !== undefined ? { out: f.out } : {}), ...(f.points !== undefined ? { points: f.points } : {}) });
   const t0 = performance.now();
   setNumThreads(f.threads);
   // DESIGN.md: sampling (eval, big batches) is fastest with two OpenBLAS threads here.

@@ -13,21 +13,13 @@ import {
 import { writePng } from '../io/png.js';
 import { tensorGrid, tensorTrajectoryGrid } from '../viz/tensor-grid.js';
 import { toUint8Image, trajectorySteps } from '../viz/grid.js';
-import { choice, defaultThreads, nonNegativeInt, positiveInt } from './args.js';
+import { choice, defaultThreads, finiteNumber, nonNegativeInt, positiveInt } from './args.js';
 
 interface SampleFlags {
   run: string; checkpoint?: string; n: number; seed: number; batchSize?: number; threads: number; ema: boolean;
   grid?: string; outDir?: string; trajectory?: string; trajectoryX0?: boolean; scale: number;
   sampler: SamplerName; steps?: number; eta?: number; spacing?: Spacing; variance?: Variance; clip?: X0Processing;
   guidance?: number; class?: number[]; correctorSteps?: number; snr?: number;
-}
-
-function finiteNumber(name: string): (v: string) => number {
-  return (v) => {
-    const n = Number(v);
-    if (v.trim() === '' || !Number.isFinite(n)) throw new InvalidArgumentError(`${name} must be a number, got "${v}"`);
-    return n;
-  };
 }
 
 function classList(v: string): number[] {

@@ -1,20 +1,14 @@
-// `ddpm viz ...`: pictures of the diffusion processes, plots, and the likelihood bound.
+// `ddpm viz ...`: pictures of the diffusion processes and plots.
 import { Command, InvalidArgumentError } from 'commander';
 import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { loadFashionMnist } from '../data/fashion-mnist.js';
 import { prepareImages } from '../data/transforms.js';
-import { Diffusion, makeSchedule } from '../diffusion/index.js';
-import { presetDefaults, runObjective, runNumClasses, type RunConfig } from '../train/config.js';
-import { loadRun, type LoadedRun } from '../train/checkpoint.js';
-import { loadTrainingImages } from '../train/trainer.js';
-import { inferencePredictor, type InferencePredictor } from '../models/index.js';
+import { Diffusion, makeSchedule, type Objective } from '../diffusion/index.js';
+import { presetDefaults, runNumClasses, type RunConfig } from '../train/config.js';
 import {
-  type Tensor, Generator, setNumThreads, setBlasThreads, tidy, keep,
-} from '../tensor/index.js';
-import {
-  SAMPLERS, VARIANCES, X0_PROCESSINGS, defaultSteps, defaultSpacing, defaultVariance, defaultX0Processing, checkSteps,
-  type SamplerName, type Variance, type X0Processing, type SamplerOptions, type ConditionalModelFn,
+  SAMPLERS, X0_PROCESSINGS, defaultSteps, defaultSpacing, defaultVariance, defaultX0Processing, checkSteps,
+  type SamplerName, type X0Processing, type SamplerOptions,
 } from '../samplers/index.js';
 import { RunFolder } from '../io/run.js';
 import { writePng } from '../io/png.js';
@@ -23,26 +17,15 @@ import { writeFileAtomic } from '../io/atomic.js';
 import { tensorGrid } from '../viz/tensor-grid.js';
 import { makeGrid } from '../viz/grid.js';
 import { evenlySpaced, forwardStrip } from '../viz/forward.js';
-import { writeChart, schedulesSpec, lossCurveSpec, lossByTSpec, parseLossLog } from '../viz/plot.js';
+import { writeChart, schedulesSpec, lossCurveSpec, parseLossLog } from '../viz/plot.js';
 import {
   recordReverse, reverseRows, reversePicture, reverseFrames, guidanceSweep, samplerComparison,
   defaultSamplerSettings, parseSamplerSettings, type SamplerSetting,
 } from '../viz/reverse.js';
-import { variationalBound, quantize8bit } from '../eval/nll.js';
-import { lossByT, lossTimesteps, defaultLossPoints } from '../eval/loss-by-t.js';
-import { choice, defaultThreads, nonNegativeInt, positiveInt } from './args.js';
+import { choice, checkExt, finiteNumber, nonNegativeInt, positiveInt } from './args.js';
+import { addRunOptions, openRun, type RunFlags } from './open-run.js';
 
 interface ForwardFlags { index: number; out: string; data?: string; run?: string; steps: number; seed: number; scale: number }
-
-interface RunFlags { run: string; checkpoint?: string; ema: boolean; threads: number; seed: number }
-
-function finiteNumber(name: string): (v: string) => number {
-  return (v) => {
-    const n = Number(v);
-    if (v.trim() === '' || !Number.isFinite(n)) throw new InvalidArgumentError(`${name} must be a number, got "${v}"`);
-    return n;
-  };
-}
 
 /** "-1,0,1,2,4" -> numbers; refuses anything that is not a comma-separated list of finite numbers. */
 export function numberList(name: string): (v: string) => number[] {
@@ -70,67 +53,8 @@ function oddInt(name: string): (v: string) => number {
   };
 }
 
-/** Refuses an output file whose extension the command cannot write, before any work is done. */
-function checkExt(option: string, file: string, allowed: string[]): void {
-  const ext = path.extname(file).toLowerCase();
-  if (!allowed.includes(ext)) throw new Error(`${option} ${file}: the file must end in ${allowed.join(' or ')}, got "${ext || '(no extension)'}"`);
-}
-
-function addRunOptions(c: Command): Command {
-  return c
-    .requiredOption('--run <dir>', 'run folder written by `ddpm train`')
-    .option('--checkpoint <path>', 'a checkpoints/step-N folder or model.safetensors (default: the latest)')
-    .option('--no-ema', 'use the trained weights, not their EMA, when the checkpoint has both')
-    .option('--threads <n>', 'libtorch threads', positiveInt('--threads'), defaultThreads())
-    .option('--seed <n>', 'seed of the noise', nonNegativeInt('--seed'), 0);
-}
-
-interface OpenRun extends LoadedRun { predictor: InferencePredictor; fn: ConditionalModelFn; numClasses: number; objective: ReturnType<typeof runObjective> }
-
-function openRun(f: RunFlags): OpenRun {
-  setNumThreads(f.threads);
-  // DESIGN.md: inference batches are fastest with two OpenBLAS threads here.
-  setBlasThreads(Math.min(2, f.threads));
-  const loaded = loadRun(f.run, f.checkpoint, { ema: f.ema });
-  const predictor = inferencePredictor(loaded.model);
-  return { ...loaded, predictor, fn: (x, t, c) => predictor.forward(x, t, c), numClasses: runNumClasses(loaded.config), objective: runObjective(loaded.config) };
-}
-
-/** The first n evaluation images of a run (8-bit levels in [-1, 1]) and their labels: Fashion-MNIST's test split, or the run's image folder. */
-function evalImages(config: RunConfig, n: number, data?: string): { x: Tensor; labels: number[]; what: string } {
-  const size = config.model.imageSize;
-  if ((config.train.dataset ?? 'fashion-mnist') === 'folder') {
-    const d = loadTrainingImages({ ...config, train: { ...config.train, limit: n } }, data !== undefined ? { dir: data } : {});
-    const x = keep(tidy(() => quantize8bit(d.images)));
-    const labels = d.labels ? d.labels.toArray() : new Array<number>(x.shape[0]!).fill(0);
-    d.images.dispose();
-    d.labels?.dispose();
-    if (x.shape[0]! < n) process.stderr.write(`the image folder has ${x.shape[0]} images; using all of them\n`);
-    return { x, labels, what: `the first ${x.shape[0]} images of ${d.dataDir} (the folder has no test split)` };
-  }
-  const ds = loadFashionMnist('test', data !== undefined ? { dir: data } : {});
-  if (n > ds.count) throw new Error(`-n ${n} exceeds the ${ds.count} images of the Fashion-MNIST test set`);
-  const px = ds.height * ds.width;
-  // Resizing (28 -> 16 for dli02) leaves the 8-bit grid; the bound is of 8-bit images, so round back to it.
-  const x = keep(tidy(() => quantize8bit(prepareImages(ds.images.subarray(0, n * px), { n, c: 1, h: ds.height, w: ds.width }, size))));
-  return { x, labels: Array.from(ds.labels.subarray(0, n)), what: `the first ${n} Fashion-MNIST test images at ${size}x${size}, 8-bit` };
-}
-
-/** A stderr line at every tenth of the work (long evaluations). */
-function progress(what: string): (done: number, total: number) => void {
-  let last = -1;
-  const t0 = performance.now();
-  return (done, total) => {
-    const tenth = Math.floor((10 * done) / total);
-    if (tenth === last) return;
-    last = tenth;
-    const s = (performance.now() - t0) / 1000;
-    process.stderr.write(`${what}: ${Math.round((100 * done) / total)}% (${s.toFixed(0)} s${done < total && done > 0 ? `, ~${((s * (total - done)) / done).toFixed(0)} s left` : ''})\n`);
-  };
-}
-
 /** Sampler options for a run as `ddpm sample` sets them by default. */
-function samplerDefaults(sampler: SamplerName, objective: ReturnType<typeof runObjective>, x0?: X0Processing): Partial<SamplerOptions> {
+function samplerDefaults(sampler: SamplerName, objective: Objective, x0?: X0Processing): Partial<SamplerOptions> {
   return {
     x0Processing: x0 ?? defaultX0Processing(objective),
     ...(sampler !== 'dpmpp2m' ? { spacing: defaultSpacing(sampler) } : {}),
@@ -151,7 +75,7 @@ function conditioning(numClasses: number, n: number, cls: number | undefined, ru
 }
 
 export function vizCommand(): Command {
-  const viz = new Command('viz').description('pictures of the forward and reverse processes, plots, and the likelihood bound');
+  const viz = new Command('viz').description('pictures of the forward and reverse processes, and plots');
   viz.command('forward')
     .description('a dataset image noised by q(x_t | x_0) at evenly spaced t, as in the notebook')
     .requiredOption('--out <file>', 'PNG to write')
@@ -198,46 +122,6 @@ export function vizCommand(): Command {
       if (rows.length === 0) throw new Error(`${run.logPath} has no lines with a step and a finite loss yet (training logs every train.logEvery steps)`);
       await writeChart(f.out, lossCurveSpec(rows, { title: `Training loss of ${path.basename(path.resolve(f.run))}`, ...(f.smooth !== undefined ? { smoothing: f.smooth } : {}) }));
       process.stderr.write(`wrote ${f.out}: ${rows.length} logged points, steps ${rows[0]!.step}..${rows[rows.length - 1]!.step}, last loss ${rows[rows.length - 1]!.loss.toFixed(4)}\n`);
-    });
-
-  addRunOptions(viz.command('loss-by-t'))
-    .description("the run's training loss and the eps-MSE at evenly spaced t, averaged over test images")
-    .requiredOption('--out <file>', 'chart to write (.svg or .png)')
-    .option('--json <file>', 'also write the numbers as JSON')
-    .option('-n, --n <count>', 'test images', positiveInt('-n'), 256)
-    .option('--points <k>', 'timesteps evaluated (default: all T when T <= 200, else 100)', positiveInt('--points'))
-    .option('--batch-size <n>', 'images per forward pass', positiveInt('--batch-size'), 256)
-    .option('--data <dir>', 'Fashion-MNIST folder (or the run\'s image folder)')
-    .action(async (f: RunFlags & { out: string; json?: string; n: number; points?: number; batchSize: number; data?: string }) => {
-      checkExt('--out', f.out, ['.svg', '.png']);
-      if (f.json) checkExt('--json', f.json, ['.json']);
-      const r = openRun(f);
-      try {
-        const T = r.diffusion.T;
-        if (f.points !== undefined && f.points > T) throw new Error(`--points ${f.points} exceeds the run's T = ${T} timesteps`);
-        const ts = lossTimesteps(T, f.points ?? defaultLossPoints(T));
-        const data = evalImages(r.config, f.n, f.data);
-        const loss = r.config.loss ?? { weighting: 'simple', minSnrGamma: 5, offsetNoise: 0 };
-        const t0 = performance.now();
-        let res;
-        try {
-          res = lossByT(data.x, {
-            model: r.fn, diffusion: r.diffusion, objective: r.objective, weighting: loss.weighting, minSnrGamma: loss.minSnrGamma,
-            timesteps: ts, batchSize: f.batchSize, seed: f.seed,
-            ...(r.numClasses > 0 ? { numClasses: r.numClasses, labels: data.labels } : {}),
-            onProgress: progress('loss-by-t'),
-          });
-        } finally {
-          data.x.dispose();
-        }
-        await writeChart(f.out, lossByTSpec(res, { title: `Loss by timestep: ${path.basename(path.resolve(f.run))}` }));
-        if (f.json) writeFileAtomic(f.json, `${JSON.stringify({ run: f.run, checkpoint: r.checkpoint, data: data.what, seconds: (performance.now() - t0) / 1000, ...res }, null, 2)}\n`);
-        const at = (i: number): string => `t=${res.t[i]}: ${res.loss[i]!.toFixed(4)}`;
-        process.stdout.write(`loss by t (${res.objective}, ${res.weighting}) over ${res.images} images, ${res.t.length} timesteps: ${at(0)}, ${at(Math.floor(res.t.length / 2))}, ${at(res.t.length - 1)}\n`);
-        process.stderr.write(`wrote ${f.out}${f.json ? ` and ${f.json}` : ''}\n`);
-      } finally {
-        r.predictor.dispose();
-      }
     });
 
   addRunOptions(viz.command('reverse'))
@@ -346,56 +230,5 @@ export function vizCommand(): Command {
       }
     });
 
-  addRunOptions(viz.command('nll'))
-    .description('negative log-likelihood of test images in bits per dimension, from the variational bound (as improved-diffusion reports it)')
-    .option('-n, --n <count>', 'test images', positiveInt('-n'), 1000)
-    .option('--json <file>', 'also write the result (per-t terms included) as JSON')
-    .option('--variance <kind>', `reverse variance: ${VARIANCES.join(', ')} (default: the run's samples.variance; posterior = "fixed small", beta = "fixed large")`, choice('--variance', VARIANCES))
-    .option('--no-clip', 'do not clamp the predicted x_0 to [-1, 1] (improved-diffusion clips)')
-    .option('--batch-size <n>', 'images per forward pass', positiveInt('--batch-size'), 256)
-    .option('--data <dir>', 'Fashion-MNIST folder (or the run\'s image folder)')
-    .action((f: RunFlags & { n: number; json?: string; variance?: Variance; clip: boolean; batchSize: number; data?: string }) => {
-      if (f.json) checkExt('--json', f.json, ['.json']);
-      const r = openRun(f);
-      try {
-        const variance = f.variance ?? r.config.samples.variance ?? 'posterior';
-        const data = evalImages(r.config, f.n, f.data);
-        const t0 = performance.now();
-        let res;
-        try {
-          res = variationalBound(data.x, {
-            model: r.fn, diffusion: r.diffusion, objective: r.objective, variance, clipDenoised: f.clip,
-            batchSize: f.batchSize, generator: new Generator(f.seed),
-            ...(r.numClasses > 0 ? { numClasses: r.numClasses, labels: data.labels } : {}),
-            onProgress: progress('nll'),
-          });
-        } finally {
-          data.x.dispose();
-        }
-        const seconds = (performance.now() - t0) / 1000;
-        const sd = Math.sqrt(res.perImage.reduce((a, v) => a + (v - res.bpd) ** 2, 0) / Math.max(1, res.images - 1));
-        const kl = res.bpd - res.terms.prior - res.terms.decoder;
-        const { imageChannels: c, imageSize: s } = r.config.model;
-        process.stdout.write([
-          `NLL <= ${res.bpd.toFixed(4)} bits/dim (+- ${(sd / Math.sqrt(res.images)).toFixed(4)} standard error) on ${data.what}`,
-          `  ${s}x${s}x${c} = ${res.dims} dims, T = ${r.diffusion.T}, ${r.objective} objective, variance ${variance}, x0 ${f.clip ? 'clipped' : 'not clipped'}${r.numClasses > 0 ? ', conditional on the true class' : ''}, ${seconds.toFixed(1)} s`,
-          `  prior   KL(q(x_T|x_0) || N(0,I))      ${res.terms.prior.toFixed(4)}`,
-          `  sum of KL(q(x_t-1|x_t,x_0) || p)      ${kl.toFixed(4)}`,
-          `  decoder -log p(x_0|x_1)               ${res.terms.decoder.toFixed(4)}`,
-          '',
-        ].join('\n'));
-        if (f.json) {
-          writeFileAtomic(f.json, `${JSON.stringify({
-            run: f.run, checkpoint: r.checkpoint, data: data.what, images: res.images, dims: res.dims, T: r.diffusion.T, objective: r.objective,
-            variance, clipDenoised: res.clipDenoised, seed: f.seed, seconds, bpd: res.bpd, standardError: sd / Math.sqrt(res.images),
-            terms: { prior: res.terms.prior, decoder: res.terms.decoder, klSum: kl, vb: Array.from(res.terms.vb) },
-            epsMse: Array.from(res.epsMse), x0Mse: Array.from(res.x0Mse), perImage: Array.from(res.perImage),
-          }, null, 2)}\n`);
-          process.stderr.write(`wrote ${f.json}\n`);
-        }
-      } finally {
-        r.predictor.dispose();
-      }
-    });
   return viz;
 }
