@@ -19,3 +19,5 @@ export { loadFashionMnist, locateFashionMnist } from './data/fashion-mnist.js';
 export { prepareImages, randomHorizontalFlip } from './data/transforms.js';
 export { BatchLoader } from './data/loader.js';
 export { loadImageFolder, imageFolderTensors } from './data/image-folder.js';
+// FID, KID, precision/recall, the Inception-Score analogue, bits/dim and loss by t: `import { metrics } from 'ddpm-ts'`.
+export * as metrics from './eval/index.js';

@@ -1,4 +1,5 @@
-// Sample-quality metrics against Fashion-MNIST with the shipped feature network (`ddpm eval`).
+// Sample-quality metrics against Fashion-MNIST with the shipped feature network (`ddpm eval`), the
+// variational bound in bits/dim and the loss per timestep.
 export { DEFAULT_FEATURE_NET_PATH, EMBED_BATCH, loadFeatureNet, embed, type FeatureNet, type Embedding } from './feature-net.js';
 export { gaussianStats, frechetDistance, traceSqrtProduct, sqrtmPsd, fid, type GaussianStats } from './fid.js';
 export { mmd2Unbiased, kid, kidFromSubsets, KID_SUBSETS, KID_SUBSET_SIZE, type KidResult, type KidSubset } from './kid.js';
@@ -9,3 +10,7 @@ export {
   type ReferenceStats, type ReferenceKey, type ReferenceOptions,
 } from './reference.js';
 export { evaluateSamples, MIN_EVAL_SAMPLES, type EvalMetrics, type EvalOptions } from './evaluate.js';
+export {
+  variationalBound, normalKl, discretizedGaussianLogLikelihood, reverseLogVariance, quantize8bit, type BoundOptions, type BoundResult,
+} from './nll.js';
+export { lossByT, lossTimesteps, defaultLossPoints, type LossByTOptions, type LossByTResult } from './loss-by-t.js';
