@@ -1,4 +1,4 @@
-// Lint rules: typescript-eslint's recommended set over src, tests and benches; Node globals.
+// Lint rules: typescript-eslint's recommended set over src, tests and benches; Node globals (browser ones for the studio page).
 import js from '@eslint/js';
 import tseslint from 'typescript-eslint';
 import globals from 'globals';
@@ -16,5 +16,7 @@ export default tseslint.config(
       'no-control-regex': 'off',
     },
   },
+  // The studio page runs in the browser.
+  { files: ['src/studio/page/**/*.ts'], languageOptions: { globals: { ...globals.browser } } },
   { files: ['**/*.cjs'], languageOptions: { sourceType: 'commonjs' }, rules: { '@typescript-eslint/no-require-imports': 'off' } },
 );

@@ -2,12 +2,12 @@
 # Installs what ddpm-ts needs and builds it. Safe to run again: each step is skipped when done.
 #   - Debian packages (as root): libtorch-dev, libopenblas0-pthread (without OpenBLAS, Debian's libtorch
 #     multiplies matrices ~30x slower; DESIGN.md), dataset-fashion-mnist, fonts-dejavu-core (text in PNG
-#     charts), plus any given as arguments
-#   - npm ci, the libtorch addon (node-gyp), the TypeScript build
+#     charts), chromium (the studio's browser tests drive it headless), plus any given as arguments
+#   - npm ci, the libtorch addon (node-gyp), the TypeScript build, the studio page (scripts/build-studio.mjs)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-want=(libtorch-dev libopenblas0-pthread dataset-fashion-mnist fonts-dejavu-core "$@")
+want=(libtorch-dev libopenblas0-pthread dataset-fashion-mnist fonts-dejavu-core chromium "$@")
 missing=()
 for p in "${want[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -39,3 +39,10 @@ fi
 
 echo "setup: compiling TypeScript" >&2
 npx --no-install tsc -p tsconfig.json
+
+# The studio page (esbuild bundle + its own type check), rebuilt when a page source is newer than it.
+page=dist/studio/public/app.js
+if [ ! -f "$page" ] || [ -n "$(find src/studio/page src/studio/protocol.ts scripts/build-studio.mjs package-lock.json -newer "$page" -print -quit)" ]; then
+  echo "setup: building the studio page (esbuild)" >&2
+  node scripts/build-studio.mjs
+fi

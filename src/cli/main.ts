@@ -6,6 +6,7 @@ import { sampleCommand } from './sample.js';
 import { vizCommand } from './viz.js';
 import { dataCommand } from './data.js';
 import { evalCommand } from './eval.js';
+import { studioCommand } from './studio.js';
 
 function version(): string {
   const pkg = JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as { version: string };
@@ -23,6 +24,7 @@ export function program(): Command {
   p.addCommand(vizCommand());
   p.addCommand(dataCommand());
   p.addCommand(evalCommand());
+  p.addCommand(studioCommand());
   for (const c of [p, ...p.commands, ...p.commands.flatMap((c) => c.commands)]) c.exitOverride();
   return p;
 }

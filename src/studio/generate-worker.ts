@@ -1,0 +1,87 @@
+// The studio's generation process (forked by jobs.ts): samples from a run's checkpoint and posts,
+// at up to maxFrames evenly spaced steps, the x_t fed to the step beside the x0_hat it predicted
+// (as recordReverse in viz/reverse.ts records them); at the end the final grid PNG and the
+// trajectory GIF. The sampling loop is synchronous, so a stop is a kill (nothing is saved).
+import { Generator, keep, randn, setBlasThreads, setNumThreads, type Tensor } from '../tensor/index.js';
+import { loadRun } from '../train/checkpoint.js';
+import { runObjective } from '../train/config.js';
+import { inferencePredictor } from '../models/index.js';
+import { assertFinite, defaultX0Processing, sample } from '../samplers/index.js';
+import { encodePng, type Image8 } from '../io/png.js';
+import { encodeGif } from '../io/gif.js';
+import { makeGrid } from '../viz/grid.js';
+import { evenlySpaced } from '../viz/forward.js';
+import { hconcat } from '../viz/reverse.js';
+import { sendToParent, type GenerateJobInput, type ParentMessage } from './ipc.js';
+
+/** Images are drawn about this many pixels wide (a 16x16 image at 4x). */
+const DISPLAY_PX = 64;
+
+const values = (x: Tensor): Float32Array => Float32Array.from(x.float().dataSync() as Float32Array);
+const dataUrl = (img: Image8): string => `data:image/png;base64,${encodePng(img).toString('base64')}`;
+
+async function run(input: GenerateJobInput): Promise<void> {
+  setNumThreads(input.threads);
+  // DESIGN.md: sampling is fastest here with two OpenBLAS threads.
+  setBlasThreads(Math.min(2, input.threads));
+  const { config, model, diffusion } = loadRun(input.runDir, input.checkpointDir);
+  const { imageChannels: c, imageSize: s } = config.model;
+  const n = input.count;
+  const scale = Math.max(1, Math.round(DISPLAY_PX / s));
+  const grid = (v: Float32Array): Image8 => makeGrid(v, n, c, s, s, { nrow: input.nrow, scale });
+  const side = (xt: Image8, x0: Image8): Image8 => hconcat([xt, x0], 4 * scale);
+  const frameAt = new Set(evenlySpaced(input.steps, Math.min(input.maxFrames, input.steps)));
+
+  const gen = new Generator(input.seed);
+  const xT = keep(randn([n, c, s, s], { generator: gen })); // (N, C, H, W)
+  // The x_t a frame step is fed: x_T for step 0, else the previous step's output, copied only when needed.
+  let fed: Float32Array | null = frameAt.has(0) ? values(xT) : null;
+  const gifFrames: Image8[] = [];
+  let lastX0: Image8 | null = null;
+  const pending: Promise<void>[] = [];
+  const predictor = inferencePredictor(model);
+  let x: Tensor;
+  try {
+    x = sample({
+      model: (xt, t, cond) => predictor.forward(xt, t, cond),
+      diffusion, objective: runObjective(config), shape: [n, c, s, s], sampler: input.sampler, steps: input.steps,
+      x0Processing: defaultX0Processing(runObjective(config)), generator: gen, xT,
+      ...(input.eta !== undefined ? { eta: input.eta } : {}),
+      ...(input.labels ? { numClasses: config.model.numClasses ?? 0, labels: input.labels, guidance: input.guidance ?? 0 } : {}),
+      onStep: (st) => {
+        if (frameAt.has(st.index) && fed) {
+          const xtImg = grid(fed);
+          lastX0 = grid(values(st.x0));
+          gifFrames.push(side(xtImg, lastX0));
+          pending.push(sendToParent({
+            type: 'progress',
+            progress: { kind: 'generate', index: st.index, steps: st.steps, t: st.t, tPrev: st.tPrev, sigma: st.sigma, xt: dataUrl(xtImg), x0: dataUrl(lastX0) },
+          }));
+        }
+        fed = frameAt.has(st.index + 1) ? values(st.x) : null;
+      },
+    });
+  } finally {
+    predictor.dispose();
+    xT.dispose();
+  }
+  assertFinite(x, `samples of ${input.checkpointDir ?? input.runDir}`);
+  const final = grid(values(x));
+  x.dispose();
+  // The last frame: the finished images beside the last x0_hat.
+  if (lastX0) gifFrames.push(side(final, lastX0));
+  await Promise.all(pending);
+  await sendToParent({ type: 'done', stopped: false, grid: encodePng(final), gif: encodeGif(gifFrames, { delayMs: 80 }) });
+}
+
+process.on('disconnect', () => process.exit(0));
+process.on('message', (m: ParentMessage) => {
+  if (m.type !== 'start' || m.input.kind !== 'generate') return;
+  run(m.input).then(
+    () => process.exit(0),
+    async (e: unknown) => {
+      await sendToParent({ type: 'error', message: e instanceof Error ? e.message : String(e) }).catch(() => undefined);
+      process.exit(1);
+    },
+  );
+});

@@ -1,0 +1,209 @@
+// Generate view: POST /api/generate, then the reverse process frame by frame from the job's events
+// (x_t beside the predicted x0, step, t, sigma), a slider over the received frames, and downloads of
+// the final grid (PNG) and the trajectory (GIF).
+import type { GenerateFrame, GenerateRequest, JobInfo, RunDetail, RunSummary } from '../protocol.js';
+import { api, guard, subscribe, urls, type JobEvents } from './api.js';
+import { FASHION_MNIST_CLASSES, type Context, type View } from './context.js';
+import { facts, field, fill, fmt, h, numberInput, numberOf, select } from './dom.js';
+
+/** `ddpm sample`'s default steps: DDIM 50, DPM-Solver++(2M) 20, ancestral samplers every t. */
+function defaultSteps(sampler: string, T: number): number {
+  if (sampler === 'ddim') return Math.min(50, T);
+  if (sampler === 'dpmpp2m') return Math.min(20, T);
+  return T;
+}
+
+export function createGenerateView(ctx: Context): View {
+  const L = ctx.options.limits;
+  const runSel = h('select', { name: 'run', testid: 'gen-run' });
+  const ckptSel = h('select', { name: 'checkpoint', testid: 'gen-checkpoint' });
+  const samplerSel = select('sampler', 'gen-sampler', ctx.options.samplers, ctx.options.samplers.includes('ddim') ? 'ddim' : ctx.options.samplers[0]);
+  const steps = numberInput('steps', 'gen-steps', { min: 1, step: 1 });
+  const eta = numberInput('eta', 'gen-eta', { min: 0, max: 1, step: 'any', value: 0 });
+  const guidance = numberInput('guidance', 'gen-guidance', { min: 0, max: L.maxGuidance, step: 'any', value: 3 });
+  const classSel = h('select', { name: 'class', testid: 'gen-class' });
+  const seed = numberInput('seed', 'gen-seed', { min: 0, max: L.maxSeed, step: 1, value: 0 });
+  const count = numberInput('count', 'gen-count', { min: 1, max: L.maxCount, step: 1, value: 16 });
+  const etaRow = field('eta (DDIM noise)', eta, '0: deterministic, 1: DDPM-like');
+  const guidanceRow = field('Guidance weight', guidance, 'classifier-free; 0: none');
+  const classRow = field('Class', classSel);
+  const go = h('button', { type: 'submit', class: 'primary', testid: 'gen-start' }, 'Generate');
+  const form = h('form', { class: 'card form', testid: 'gen-form' },
+    h('h2', {}, 'Sample from a run'),
+    h('div', { class: 'grid-form' },
+      field('Run', runSel), field('Checkpoint', ckptSel), field('Sampler', samplerSel),
+      field('Steps', steps, 'model evaluations K ≤ T'), etaRow, guidanceRow, classRow,
+      field('Seed', seed), field('Count', count, `at most ${L.maxCount}`)),
+    h('div', { class: 'actions' }, go));
+  form.addEventListener('submit', (ev) => { ev.preventDefault(); guard(start); });
+
+  const img = {
+    xt: h('img', { class: 'px frame', testid: 'gen-xt', alt: 'x_t' }),
+    x0: h('img', { class: 'px frame', testid: 'gen-x0', alt: 'predicted x0' }),
+  };
+  const info = {
+    state: h('span', { class: 'badge', testid: 'gen-state' }, 'idle'),
+    step: h('span', { testid: 'gen-step' }, '–'),
+    t: h('span', { testid: 'gen-t' }, '–'),
+    sigma: h('span', { testid: 'gen-sigma' }, '–'),
+    frames: h('span', { testid: 'gen-frames' }, '0 frames'),
+  };
+  const scrub = h('input', { type: 'range', testid: 'gen-scrub', min: 0, max: 0, value: 0, step: 1, disabled: true });
+  const result = h('div', { class: 'result', testid: 'gen-result' });
+  const panel = h('section', { class: 'card', testid: 'gen-output' },
+    h('div', { class: 'detail-head' }, h('h2', {}, 'Reverse process'), info.state),
+    facts(null, ['step', info.step], ['t → t_prev', info.t], ['σ', info.sigma], ['received', info.frames]),
+    h('div', { class: 'frames' },
+      h('figure', {}, img.xt, h('figcaption', {}, 'x', h('sub', {}, 't'), ' (fed to the step)')),
+      h('figure', {}, img.x0, h('figcaption', {}, 'predicted x', h('sub', {}, '0')))),
+    h('label', { class: 'field' }, h('span', { class: 'field-label' }, 'Scrub the received frames'), scrub),
+    result);
+  const el = h('div', { class: 'two-col wide-right' }, form, panel);
+
+  let runs: RunSummary[] = [];
+  let detail: RunDetail | null = null;
+  let frames: GenerateFrame[] = [];
+  let following = true;
+  let closeEvents: (() => void) | null = null;
+
+  async function loadRuns(want?: string): Promise<void> {
+    runs = (await api.runs()).filter((r) => r.checkpointCount > 0);
+    const keep = want ?? runSel.value;
+    fill(runSel, ...runs.map((r) => h('option', { value: r.name }, r.name)));
+    if (!runs.length) runSel.append(h('option', { value: '' }, 'no run with a checkpoint yet'));
+    if (runs.some((r) => r.name === keep)) runSel.value = keep;
+    await loadRun();
+  }
+
+  async function loadRun(): Promise<void> {
+    const name = runSel.value;
+    detail = name ? await api.run(name) : null;
+    if (detail?.name !== runSel.value) return;
+    const ckpts = detail ? [...detail.checkpoints].sort((a, b) => b.step - a.step) : [];
+    fill(ckptSel, h('option', { value: '' }, 'latest'), ...ckpts.map((c) => h('option', { value: c.name }, `${c.name}${c.hasEma ? ' (EMA)' : ''}`)));
+    const classes = numClasses(detail);
+    const names = classNames(detail, classes);
+    fill(classSel, h('option', { value: '' }, 'each class in turn (one column each)'), ...names.map((n, k) => h('option', { value: k }, `${k}: ${n}`)));
+    updateFields(true);
+  }
+
+  function updateFields(resetSteps: boolean): void {
+    const T = detail?.timesteps ?? 1000;
+    steps.max = String(Math.min(T, L.maxSteps));
+    if (resetSteps || !steps.value) steps.value = String(defaultSteps(samplerSel.value, T));
+    etaRow.hidden = samplerSel.value !== 'ddim';
+    const cond = detail?.classConditional ?? false;
+    guidanceRow.hidden = !cond;
+    classRow.hidden = !cond;
+  }
+
+  runSel.addEventListener('change', () => guard(loadRun));
+  samplerSel.addEventListener('change', () => updateFields(true));
+
+  async function start(): Promise<void> {
+    if (!detail) return;
+    const req: GenerateRequest = { run: detail.name, sampler: samplerSel.value, count: numberOf(count) ?? 16 };
+    if (ckptSel.value) req.checkpoint = ckptSel.value;
+    const k = numberOf(steps);
+    if (k !== undefined) req.steps = k;
+    if (!etaRow.hidden) req.eta = numberOf(eta) ?? 0;
+    if (!guidanceRow.hidden) {
+      req.guidance = numberOf(guidance) ?? 0;
+      if (classSel.value) req.class = Number(classSel.value);
+    }
+    const s = numberOf(seed);
+    if (s !== undefined) req.seed = s;
+    go.disabled = true;
+    try {
+      attach(await api.generate(req));
+    } catch (err) {
+      go.disabled = false;
+      throw err;
+    }
+  }
+
+  function attach(job: JobInfo): void {
+    closeEvents?.();
+    frames = [];
+    following = true;
+    scrub.disabled = true;
+    scrub.max = '0';
+    info.frames.textContent = '0 frames';
+    img.xt.removeAttribute('src');
+    img.x0.removeAttribute('src');
+    fill(result);
+    showState(job);
+    closeEvents = subscribe<JobEvents>(`/api/jobs/${encodeURIComponent(job.id)}/events`, {
+      progress: (p) => { if (p.kind === 'generate' && 'xt' in p) addFrame(p); },
+      done: (j) => finish(j),
+      error: () => guard(async () => finish(await api.job(job.id))),
+    }, ['done', 'error']);
+  }
+
+  function addFrame(f: GenerateFrame): void {
+    frames.push(f);
+    scrub.max = String(frames.length - 1);
+    scrub.disabled = frames.length < 2;
+    info.frames.textContent = `${frames.length} frame${frames.length === 1 ? '' : 's'}`;
+    if (following) {
+      scrub.value = String(frames.length - 1);
+      showFrame(frames.length - 1);
+    }
+  }
+
+  scrub.addEventListener('input', () => {
+    const i = Number(scrub.value);
+    following = i === frames.length - 1;
+    showFrame(i);
+  });
+
+  function showFrame(i: number): void {
+    const f = frames[i];
+    if (!f) return;
+    img.xt.src = f.xt;
+    img.x0.src = f.x0;
+    info.step.textContent = `${f.index + 1} / ${f.steps}`;
+    info.t.textContent = `${f.t} → ${f.tPrev < 0 ? 'x₀' : f.tPrev}`;
+    info.sigma.textContent = fmt(f.sigma);
+  }
+
+  function finish(job: JobInfo): void {
+    showState(job);
+    go.disabled = false;
+    if (job.state !== 'done') return;
+    fill(result,
+      h('figure', {}, h('img', { class: 'px grid', testid: 'gen-grid', src: urls.grid(job.id), alt: 'final samples' }), h('figcaption', {}, 'final samples')),
+      h('div', { class: 'actions' },
+        h('a', { class: 'button', testid: 'gen-download-png', href: urls.grid(job.id), download: `${job.run}-samples.png` }, 'Download grid (PNG)'),
+        h('a', { class: 'button', testid: 'gen-download-gif', href: urls.trajectory(job.id), download: `${job.run}-trajectory.gif` }, 'Download trajectory (GIF)')));
+  }
+
+  function showState(job: JobInfo): void {
+    info.state.textContent = job.state;
+    info.state.className = `badge state-${job.state}`;
+    if (job.error) info.state.title = job.error;
+  }
+
+  ctx.onRunsChanged(() => guard(() => loadRuns()));
+  let loaded = false;
+  return {
+    el,
+    show(arg) {
+      if (!loaded || arg) {
+        loaded = true;
+        guard(() => loadRuns(arg));
+      }
+    },
+  };
+}
+
+function numClasses(run: RunDetail | null): number {
+  const model = (run?.config as { model?: { numClasses?: unknown } } | undefined)?.model;
+  return typeof model?.numClasses === 'number' ? model.numClasses : 0;
+}
+
+function classNames(run: RunDetail | null, n: number): string[] {
+  const dataset = (run?.config as { train?: { dataset?: unknown } } | undefined)?.train?.dataset;
+  if (n === FASHION_MNIST_CLASSES.length && dataset !== 'folder') return [...FASHION_MNIST_CLASSES];
+  return Array.from({ length: n }, (_, k) => `class ${k}`);
+}

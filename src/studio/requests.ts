@@ -1,0 +1,127 @@
+// POST /api/train and /api/generate bodies to job inputs: every field checked for type and range
+// (validate.ts), then the library's own checks (checkRunConfig, createModel, resolveSampling) run
+// here, on the server, so a bad combination is a 400 before any process starts.
+import path from 'node:path';
+import { existsSync } from 'node:fs';
+import { presetDefaults, checkRunConfig, runNumClasses, runObjective, type RunConfig } from '../train/config.js';
+import { PRESETS, createModel } from '../models/index.js';
+import {
+  Diffusion, makeSchedule, scheduleLength, SCHEDULES, OBJECTIVES, LOSS_WEIGHTINGS, type ScheduleConfig, type ScheduleKind,
+} from '../diffusion/index.js';
+import { SAMPLERS, defaultSteps, resolveSampling, type SamplerName } from '../samplers/index.js';
+import { FASHION_MNIST_CLASSES } from '../data/fashion-mnist.js';
+import type { RunFolder } from '../io/run.js';
+import { LIMITS } from './protocol.js';
+import type { GenerateJobInput } from './ipc.js';
+import { Fields, RequestError, badRequest } from './validate.js';
+import { checkpointDir, readRunConfig, runFolder } from './runs.js';
+
+/** Schedules a request may name ('custom' needs a list of betas, which the page does not send). */
+export const TRAIN_SCHEDULES = SCHEDULES.filter((k): k is Exclude<ScheduleKind, 'custom'> => k !== 'custom');
+/** Fashion-MNIST's training set: a larger limit would mean "all" anyway. */
+const MAX_LIMIT = 60000;
+
+const TRAIN_FIELDS = ['name', 'preset', 'epochs', 'batchSize', 'lr', 'seed', 'limit', 'schedule', 'timesteps', 'objective', 'lossWeight', 'emaDecay', 'classCond', 'imageSize'] as const;
+
+/** The schedule of `kind` with T steps, keeping the preset's parameters when the kind is the preset's (as `ddpm train` does). */
+function scheduleFor(base: ScheduleConfig, kind: Exclude<ScheduleKind, 'custom'>, T: number): ScheduleConfig {
+  const same = base.kind === kind;
+  switch (kind) {
+    case 'linear': return same && base.kind === 'linear' ? { ...base, T } : { kind, T, betaStart: 1e-4, betaEnd: 0.02 };
+    case 'scaled-linear': return same && base.kind === 'scaled-linear' ? { ...base, T } : { kind, T, betaStart: 0.00085, betaEnd: 0.012 };
+    case 'cosine': return same && base.kind === 'cosine' ? { ...base, T } : { kind, T, s: 0.008 };
+    case 'sigmoid': return same && base.kind === 'sigmoid' ? { ...base, T } : { kind, T, start: -3, end: 3, tau: 1 };
+  }
+}
+
+/** A library refusal (ArgumentError and friends) as a 400 naming the field it concerns. */
+function asBadRequest<T>(field: string | undefined, fn: () => T): T {
+  try {
+    return fn();
+  } catch (e) {
+    if (e instanceof RequestError) throw e;
+    return badRequest((e as Error).message, field);
+  }
+}
+
+/** A TrainRequest to the new run's folder and config; 409 when the name is taken. */
+export function parseTrainRequest(body: Record<string, unknown>, runsDir: string): { name: string; runDir: string; config: RunConfig } {
+  const f = new Fields(body, TRAIN_FIELDS);
+  const name = f.name('name');
+  const preset = f.choice('preset', PRESETS);
+  const c = presetDefaults(preset);
+  c.train.epochs = f.optInt('epochs', 1, LIMITS.maxEpochs) ?? c.train.epochs;
+  c.train.batchSize = f.optInt('batchSize', 1, LIMITS.maxBatchSize) ?? c.train.batchSize;
+  c.train.lr = f.number('lr', 0, 1, { minOpen: true, optional: true }) ?? c.train.lr;
+  c.train.seed = f.optInt('seed', 0, LIMITS.maxSeed) ?? c.train.seed;
+  if (body['limit'] !== null) c.train.limit = f.optInt('limit', 1, MAX_LIMIT) ?? c.train.limit;
+  const limit = c.train.limit;
+  if (limit !== null && limit < c.train.batchSize) {
+    badRequest(`limit must be at least batchSize (${c.train.batchSize}) so an epoch holds a whole batch, got ${limit}`, 'limit');
+  }
+  c.model.imageSize = f.optInt('imageSize', 8, LIMITS.maxImageSize) ?? c.model.imageSize;
+  if (f.has('schedule') || f.has('timesteps')) {
+    const base = c.schedule;
+    const kind = f.choice('schedule', TRAIN_SCHEDULES, true) ?? (base.kind === 'custom' ? 'linear' : base.kind);
+    const T = f.optInt('timesteps', 2, LIMITS.maxTimesteps) ?? scheduleLength(base);
+    c.schedule = scheduleFor(base, kind, T);
+    c.model.T = T;
+  }
+  c.objective = f.choice('objective', OBJECTIVES, true) ?? c.objective;
+  const weighting = f.choice('lossWeight', LOSS_WEIGHTINGS, true);
+  if (weighting !== undefined) c.loss = { ...(c.loss ?? { weighting, minSnrGamma: 5, offsetNoise: 0 }), weighting };
+  c.train.emaDecay = f.number('emaDecay', 0, 1, { maxOpen: true, optional: true }) ?? c.train.emaDecay;
+  if (f.bool('classCond') === true) c.model.numClasses = FASHION_MNIST_CLASSES.length;
+  asBadRequest(undefined, () => checkRunConfig(c));
+  // The U-Net refuses image sizes its poolings cannot halve; building it (no data) asks it.
+  asBadRequest('imageSize', () => createModel(c.model).dispose());
+  const runDir = path.join(runsDir, name);
+  if (existsSync(runDir)) throw new RequestError(409, `name "${name}" is taken: ${runDir} already exists; choose another name`, 'name');
+  return { name, runDir, config: c };
+}
+
+const GENERATE_FIELDS = ['run', 'checkpoint', 'sampler', 'steps', 'eta', 'guidance', 'class', 'seed', 'count'] as const;
+
+/** A GenerateRequest to a generation worker's input (threads filled in by the server). */
+export function parseGenerateRequest(body: Record<string, unknown>, runsDir: string): { run: string; input: Omit<GenerateJobInput, 'threads'> } {
+  const f = new Fields(body, GENERATE_FIELDS);
+  const run: RunFolder = runFolder(runsDir, f.name('run'));
+  const config = readRunConfig(run);
+  const checkpoint = f.name('checkpoint', true);
+  const ckptDir = checkpoint !== undefined ? checkpointDir(run, checkpoint) : run.latestCheckpoint()?.dir;
+  if (ckptDir === undefined) throw new RequestError(409, `run ${path.basename(run.root)} has no checkpoint yet (one is written at the end of each epoch, or when training is stopped)`, 'checkpoint');
+  const sampler: SamplerName = f.choice('sampler', SAMPLERS);
+  const T = config.model.T;
+  const steps = f.optInt('steps', 1, Math.min(T, LIMITS.maxSteps)) ?? Math.min(defaultSteps(sampler, T), LIMITS.maxSteps);
+  if (f.has('eta') && sampler !== 'ddim') badRequest(`eta applies to the ddim sampler only (${sampler} has no eta), got eta ${String(body['eta'])} with sampler ${sampler}`, 'eta');
+  const eta = f.number('eta', 0, 1, { optional: true });
+  const numClasses = runNumClasses(config);
+  for (const k of ['guidance', 'class'] as const) {
+    if (f.has(k) && numClasses === 0) badRequest(`${k} needs a class-conditional run, and ${path.basename(run.root)} was trained without classes; leave ${k} out`, k);
+  }
+  const guidance = f.number('guidance', 0, LIMITS.maxGuidance, { optional: true });
+  const cls = numClasses > 0 ? f.optInt('class', 0, numClasses - 1) : undefined;
+  const seed = f.optInt('seed', 0, LIMITS.maxSeed) ?? 0;
+  const count = f.int('count', 1, LIMITS.maxCount);
+  // Without a class, a class-conditional run draws the classes in turn, one column each.
+  const labels = numClasses === 0 ? undefined : Array.from({ length: count }, (_, i) => cls ?? i % numClasses);
+  const nrow = numClasses > 0 && cls === undefined ? Math.min(count, numClasses) : Math.ceil(Math.sqrt(count));
+  const { imageChannels: c, imageSize: s } = config.model;
+  // The samplers' own refusals (e.g. an eps model on a zero-terminal-SNR schedule) as a 400 now, not a failed job later.
+  const d = new Diffusion(makeSchedule(config.schedule));
+  try {
+    asBadRequest(undefined, () => resolveSampling({
+      model: () => { throw new Error('not called'); }, diffusion: d, objective: runObjective(config), shape: [count, c, s, s], sampler, steps,
+      ...(eta !== undefined ? { eta } : {}), ...(labels ? { numClasses, labels } : {}), ...(guidance !== undefined ? { guidance } : {}),
+    }));
+  } finally {
+    d.dispose();
+  }
+  return {
+    run: path.basename(run.root),
+    input: {
+      kind: 'generate', runDir: run.root, checkpointDir: ckptDir, sampler, steps, nrow, seed, count, maxFrames: LIMITS.maxFrames,
+      ...(eta !== undefined ? { eta } : {}), ...(guidance !== undefined ? { guidance } : {}), ...(labels ? { labels } : {}),
+    },
+  };
+}
