@@ -8,7 +8,7 @@ import { Diffusion, makeSchedule, type Objective } from '../diffusion/index.js';
 import { presetDefaults, runNumClasses, type RunConfig } from '../train/config.js';
 import {
   SAMPLERS, X0_PROCESSINGS, defaultSteps, defaultSpacing, defaultVariance, defaultX0Processing, checkSteps,
-  type SamplerName, type X0Processing, type SamplerOptions,
+  VARIANCES, type SamplerName, type X0Processing, type SamplerOptions, type Variance,
 } from '../samplers/index.js';
 import { RunFolder } from '../io/run.js';
 import { writePng } from '../io/png.js';
@@ -16,7 +16,9 @@ import { encodeGif } from '../io/gif.js';
 import { writeFileAtomic } from '../io/atomic.js';
 import { tensorGrid } from '../viz/tensor-grid.js';
 import { makeGrid } from '../viz/grid.js';
-import { evenlySpaced, forwardStrip } from '../viz/forward.js';
+import { evenlySpaced, forwardStrip, markovChainStrip, forwardNoiseCheck } from '../viz/forward.js';
+import { denoiseFrom, denoiseTiles } from '../viz/denoise.js';
+import { cat } from '../tensor/index.js';
 import { writeChart, schedulesSpec, lossCurveSpec, parseLossLog } from '../viz/plot.js';
 import {
   recordReverse, reverseRows, reversePicture, reverseFrames, guidanceSweep, samplerComparison,
@@ -25,7 +27,7 @@ import {
 import { choice, checkExt, finiteNumber, nonNegativeInt, positiveInt } from './args.js';
 import { addRunOptions, openRun, type RunFlags } from './open-run.js';
 
-interface ForwardFlags { index: number; out: string; data?: string; run?: string; steps: number; seed: number; scale: number }
+interface ForwardFlags { index: number; out: string; data?: string; run?: string; steps: number; seed: number; scale: number; chain?: boolean }
 
 /** "-1,0,1,2,4" -> numbers; refuses anything that is not a comma-separated list of finite numbers. */
 export function numberList(name: string): (v: string) => number[] {
@@ -85,6 +87,7 @@ export function vizCommand(): Command {
     .option('--data <dir>', 'Fashion-MNIST folder')
     .option('--seed <n>', 'seed of the noise', nonNegativeInt('--seed'), 0)
     .option('--scale <n>', 'upscale factor (nearest)', positiveInt('--scale'), 4)
+    .option('--chain', 'add a second row: x_t from the Markov chain q(x_t | x_{t-1}) run step by step, and print the noise statistics of both routes')
     .action((f: ForwardFlags) => {
       const config: RunConfig = f.run ? new RunFolder(f.run).readConfig<RunConfig>() : presetDefaults('dli02');
       const ds = loadFashionMnist('train', f.data !== undefined ? { dir: f.data } : {});
@@ -94,6 +97,17 @@ export function vizCommand(): Command {
       const d = new Diffusion(makeSchedule(config.schedule));
       const ts = evenlySpaced(d.T, f.steps);
       const strip = forwardStrip(d, x0.squeeze(0), ts, f.seed);
+      if (f.chain) {
+        // seeds/000 Q2 and Q4: the step-by-step chain and the closed-form jump give x_t of the same law.
+        const chain = markovChainStrip(d, x0.squeeze(0), ts, f.seed + 1);
+        writePng(f.out, tensorGrid(cat([strip, chain], 0), { nrow: ts.length, scale: f.scale }));
+        process.stderr.write(`wrote ${f.out}: image ${f.index} (${ds.classNames[ds.labels[f.index]!]}) at t = ${ts.join(', ')}; top row q(x_t | x_0) in one jump, bottom row the chain q(x_t | x_{t-1}) run step by step\n`);
+        process.stderr.write('noise part r = x_t - sqrt(alphabar_t) x_0 over 256 draws: mean and std, closed form | chain | std expected sqrt(1 - alphabar_t)\n');
+        for (const c of forwardNoiseCheck(d, x0.squeeze(0), ts, 256, f.seed + 2)) {
+          process.stderr.write(`  t=${String(c.t).padStart(4)}  ${c.closedFormMean.toFixed(3).padStart(7)} ${c.closedFormStd.toFixed(3)} | ${c.chainMean.toFixed(3).padStart(7)} ${c.chainStd.toFixed(3)} | ${c.expectedStd.toFixed(3)}\n`);
+        }
+        return;
+      }
       writePng(f.out, tensorGrid(strip, { nrow: ts.length, scale: f.scale }));
       process.stderr.write(`wrote ${f.out}: image ${f.index} (${ds.classNames[ds.labels[f.index]!]}) at t = ${ts.join(', ')}\n`);
     });
@@ -225,6 +239,47 @@ export function vizCommand(): Command {
         const label = (st: SamplerSetting): string => `${({ ddpm: 'DDPM', ddim: 'DDIM', dpmpp2m: 'DPM-Solver++(2M)', pc: 'predictor-corrector' } as const)[st.sampler]} ${st.steps}`;
         process.stderr.write(`wrote ${f.out} in ${((performance.now() - t0) / 1000).toFixed(1)} s: the same x_T (seed ${f.seed}, ${cond.note}) in every row; rows top to bottom:\n`);
         settings.forEach((st, i) => process.stderr.write(`  row ${i + 1}: ${label(st)} steps\n`));
+      } finally {
+        r.predictor.dispose();
+      }
+    });
+
+  addRunOptions(viz.command('denoise'))
+    .description('a trained model as a denoiser: a test image noised to x_t, the one-step prediction x0_hat, and the reverse process run from t (one row per t)')
+    .requiredOption('--out <file>', 'PNG to write')
+    .option('--index <n>', 'first Fashion-MNIST test image', nonNegativeInt('--index'), 0)
+    .option('-n, --n <count>', 'consecutive test images', positiveInt('-n'), 1)
+    .option('--t <list>', 'start timesteps, comma-separated, one row each (default: about T/10, T/3 and 2T/3)', numberList('--t'))
+    .option('--variance <kind>', `reverse variance, ${VARIANCES.join(', ')}`, choice('--variance', VARIANCES), 'notebook')
+    .option('--data <dir>', 'Fashion-MNIST folder')
+    .option('--scale <n>', 'upscale factor (nearest)', positiveInt('--scale'), 4)
+    .action((f: RunFlags & { out: string; index: number; n: number; t?: number[]; variance: Variance; data?: string; scale: number }) => {
+      checkExt('--out', f.out, ['.png']);
+      if (f.n > 8) throw new Error(`-n ${f.n}: at most 8 images fit a readable denoise picture (4 tiles each per row)`);
+      const config = new RunFolder(f.run).readConfig<RunConfig>();
+      const T = config.schedule.kind === 'custom' ? config.schedule.betas.length : config.schedule.T;
+      const ts = f.t ?? [...new Set([Math.round(T / 10), Math.round(T / 3), Math.round((2 * T) / 3)])];
+      const bad = ts.find((t) => !Number.isInteger(t) || t < 0 || t >= T);
+      if (bad !== undefined) throw new Error(`--t: ${bad} is not a timestep of ${f.run}, whose T = ${T}; give integers in 0..${T - 1}`);
+      const ds = loadFashionMnist('test', f.data !== undefined ? { dir: f.data } : {});
+      if (f.index + f.n > ds.count) throw new Error(`--index ${f.index} with -n ${f.n} is out of range: the test set has ${ds.count} images (0..${ds.count - 1})`);
+      if (runNumClasses(config) > 0) process.stderr.write(`${f.run} is class-conditional; denoising it unconditionally (no class given)\n`);
+      const r = openRun(f);
+      try {
+        const px = ds.height * ds.width;
+        const { imageChannels: c, imageSize: s } = r.config.model;
+        if (c !== 1) throw new Error(`denoise: ${f.run} makes ${c}-channel images, and the Fashion-MNIST test images are grey (1 channel)`);
+        const x0 = prepareImages(ds.images.subarray(f.index * px, (f.index + f.n) * px), { n: f.n, c: 1, h: ds.height, w: ds.width }, s); // (n, 1, s, s)
+        const rows = denoiseFrom({ model: r.fn, diffusion: r.diffusion, objective: r.objective, x0, ts, variance: f.variance, x0Processing: defaultX0Processing(r.objective), seed: f.seed });
+        const size = c * s * s;
+        writePng(f.out, makeGrid(denoiseTiles(x0.float().dataSync() as Float32Array, rows, f.n, size), rows.length * f.n * 4, c, s, s, { nrow: 4 * f.n, scale: f.scale }));
+        const names = Array.from({ length: f.n }, (_, i) => ds.classNames[ds.labels[f.index + i]!]).join(', ');
+        process.stderr.write(`wrote ${f.out}: test images ${f.index}..${f.index + f.n - 1} (${names}); per image: x_0 | x_t | x0_hat (one model call) | after the reverse process from t (${f.variance} variance)\n`);
+        process.stderr.write('mean squared error to x_0 (pixels in [-1, 1]):\n');
+        for (const row of rows) {
+          process.stderr.write(`  t=${String(row.t).padStart(4)}  alphabar ${r.diffusion.terms.alphaBar[row.t]!.toFixed(3)}  x_t ${row.mse.xt.toFixed(4)}  x0_hat ${row.mse.x0Hat.toFixed(4)}  reversed ${row.mse.reversed.toFixed(4)}\n`);
+        }
+        x0.dispose();
       } finally {
         r.predictor.dispose();
       }
