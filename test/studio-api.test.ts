@@ -5,7 +5,7 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { request } from 'node:http';
 import { execFileSync } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { appendFileSync, cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { rand, tensor } from '../src/tensor/index.js';
@@ -14,6 +14,8 @@ import { train } from '../src/train/trainer.js';
 import { RunFolder } from '../src/io/run.js';
 import { decodePng } from '../src/io/png.js';
 import { startStudio, type Studio } from '../src/studio/server.js';
+import { Jobs } from '../src/studio/jobs.js';
+import { RequestError } from '../src/studio/validate.js';
 import type { GenerateFrame, JobInfo, LogRow, RunDetail, RunSummary, Status, TrainProgress } from '../src/studio/protocol.js';
 
 const hasData = existsSync('/usr/share/datasets/fashion-mnist') || process.env.FASHION_MNIST_DIR !== undefined;
@@ -243,6 +245,63 @@ test('malformed, unknown and out-of-range requests get a 4xx whose message names
   assert.match((big.json() as { error: string }).error, /more than the 65536 bytes \(64 KiB\) allowed/);
   assert.equal((await raw('POST', '/api/generate', '{}', { 'content-type': 'application/json', origin: 'http://evil.example' })).status, 403);
   assert.equal((await raw('GET', '/api/status', undefined, { host: 'evil.example' })).status, 403, 'DNS rebinding: a foreign Host is refused');
+  // A sandboxed iframe or a file: page sends Origin "null": a foreign page, even for a POST without a body.
+  const nullOrigin = await raw('POST', '/api/jobs/train-1/stop', '', { origin: 'null' });
+  assert.equal(nullOrigin.status, 403);
+  assert.match((nullOrigin.json() as { error: string }).error, /cross-origin request from null refused/);
+  assert.equal((await raw('GET', '/api/status', undefined, { host: `LOCALHOST:${studio.port}` })).status, 200, 'Host names are case-insensitive');
+  const own = `127.0.0.1:${studio.port}`;
+  assert.equal((await raw('POST', '/api/jobs/nope-1/stop', '', { host: own, origin: `http://${own}` })).status, 404, 'the page\'s own origin passes the guard');
+});
+
+test('a damaged or foreign run folder does not break the run list; its own routes say which file is wrong', async () => {
+  const other = path.join(work, 'runs-damaged');
+  mkdirSync(other);
+  cpSync(path.join(runs, 'tiny'), path.join(other, 'good'), { recursive: true });
+  // Rows that are JSON but no log row, and a torn line, among good ones.
+  appendFileSync(path.join(other, 'good', 'log.jsonl'), 'null\n5\n{"loss": 1}\n{"step": 3, "epo\n"[1,2]"\n');
+  mkdirSync(path.join(other, 'half'));
+  writeFileSync(path.join(other, 'half', 'config.json'), '{"model": {"preset": "dli0');
+  mkdirSync(path.join(other, 'foreign'));
+  writeFileSync(path.join(other, 'foreign', 'config.json'), '{"name": "not a run"}');
+  const s = await startStudio({ runsDir: other, port: 0, publicDir: pub });
+  try {
+    const get = (p: string): Promise<Response> => fetch(new URL(p, s.url));
+    const list = await get('/api/runs');
+    assert.equal(list.status, 200, await list.clone().text());
+    const runsListed = (await list.json()) as RunSummary[];
+    assert.deepEqual(runsListed.map((r) => [r.name, r.lastStep]), [['good', 2]]);
+    const detail = (await (await get('/api/runs/good')).json()) as RunDetail;
+    assert.deepEqual(detail.log.map((r) => r.step), [1, 2]);
+    assert.deepEqual(((await (await get('/api/runs/good/log?after=1')).json()) as LogRow[]).map((r) => r.step), [2]);
+    const half = await get('/api/runs/half');
+    assert.equal(half.status, 500);
+    assert.match(((await half.json()) as { error: string }).error, /half\/config\.json is not valid JSON/);
+    const foreign = await get('/api/runs/foreign');
+    assert.equal(foreign.status, 500);
+    assert.match(((await foreign.json()) as { error: string }).error, /foreign\/config\.json is not a run config: it has no model, schedule, train objects/);
+  } finally {
+    await s.close();
+  }
+});
+
+test('the printed address: a wildcard host is shown as loopback, --port 0 as the port chosen; a busy port says what to do', async () => {
+  const s = await startStudio({ runsDir: runs, host: '0.0.0.0', port: 0, publicDir: pub });
+  try {
+    assert.ok(s.port > 0);
+    assert.equal(s.url, `http://127.0.0.1:${s.port}/`);
+    assert.equal((await fetch(new URL('/api/status', s.url))).status, 200, 'the printed address answers');
+    await assert.rejects(startStudio({ runsDir: runs, host: '0.0.0.0', port: s.port, publicDir: pub }), new RegExp(`port ${s.port} on 0\\.0\\.0\\.0 is in use .*--port 0`));
+  } finally {
+    await s.close();
+  }
+});
+
+test('once closing, the studio starts no new job (it would outlive the server)', async () => {
+  const jobs = new Jobs(1);
+  await jobs.close(0);
+  assert.throws(() => jobs.start('generate', 'tiny', { kind: 'generate', runDir: path.join(runs, 'tiny'), sampler: 'ddim', steps: 1, nrow: 1, seed: 0, count: 1, maxFrames: 1 }),
+    (e: unknown) => e instanceof RequestError && e.status === 503 && /shutting down/.test(e.message));
 });
 
 test('run, checkpoint and sample names cannot leave --runs: 400 before any file is read; unknown names 404', async () => {
@@ -339,6 +398,9 @@ test('training runs in a worker: status answers at once, a second training gets 
   const stop = await post(`/api/jobs/${job.id}/stop`, {});
   assert.equal(stop.status, 202);
   assert.equal((stop.json() as JobInfo).state, 'stopping');
+  const again = await post(`/api/jobs/${job.id}/stop`, {});
+  assert.equal(again.status, 202, 'a second stop while stopping is a no-op');
+  assert.equal((again.json() as JobInfo).state, 'stopping');
   const end = await waitEnd(job.id);
   assert.equal(end.state, 'stopped', JSON.stringify(end));
   const ckpts = readdirSync(path.join(runs, 'live', 'checkpoints')).filter((n) => /^step-\d+$/.test(n));

@@ -47,14 +47,14 @@ export class RunFolder {
 
   checkpointDir(step: number): string { return path.join(this.checkpointsDir, `step-${step}`); }
 
-  /** Complete checkpoints (every file present), oldest first. Temp folders are ignored. */
+  /** Complete checkpoints (every file present), oldest first. Temp folders, and one pruned while this reads, are left out. */
   listCheckpoints(): { step: number; dir: string }[] {
     if (!existsSync(this.checkpointsDir)) return [];
     return readdirSync(this.checkpointsDir)
       .map((name) => ({ name, m: /^step-(\d+)$/.exec(name) }))
       .filter((e): e is { name: string; m: RegExpExecArray } => e.m !== null)
       .map((e) => ({ step: Number(e.m[1]), dir: path.join(this.checkpointsDir, e.name) }))
-      .filter((c) => statSync(c.dir).isDirectory() && CHECKPOINT_FILES.every((f) => existsSync(path.join(c.dir, f))))
+      .filter((c) => statSync(c.dir, { throwIfNoEntry: false })?.isDirectory() === true && CHECKPOINT_FILES.every((f) => existsSync(path.join(c.dir, f))))
       .sort((a, b) => a.step - b.step);
   }
 

@@ -37,6 +37,8 @@ const WORKERS: Record<JobKind, URL> = {
 export class Jobs {
   readonly #jobs = new Map<string, Job>();
   #count = 0;
+  /** Set by close(): a job started during its grace period would outlive the server. */
+  #closing = false;
 
   /** threads: libtorch threads of every job, a server setting (not a request field). */
   constructor(private readonly threads: number) {}
@@ -55,6 +57,7 @@ export class Jobs {
 
   /** Starts a job in a worker process; 409 naming the running job when one of this kind is busy. */
   start(kind: JobKind, run: string, input: Omit<TrainJobInput, 'threads'> | Omit<GenerateJobInput, 'threads'>): JobInfo {
+    if (this.#closing) throw new RequestError(503, 'the studio is shutting down and starts no new jobs; start `ddpm studio` again');
     const busy = this.active(kind);
     if (busy) {
       const what = kind === 'train' ? 'training' : 'generation';
@@ -88,10 +91,11 @@ export class Jobs {
     return info;
   }
 
-  /** Asks a job to stop: training after its current step (it checkpoints), generation at once. */
+  /** Asks a job to stop: training after its current step (it checkpoints), generation at once. A second stop is a no-op. */
   stop(id: string): JobInfo {
     const job = this.get(id);
     if (ENDED.has(job.info.state)) throw new RequestError(409, `job ${id} has already ended (${job.info.state}); there is nothing to stop`, 'id');
+    if (job.info.state === 'stopping') return job.info;
     job.info.state = 'stopping';
     if (job.info.kind === 'train') this.#send(job, { type: 'stop' });
     else job.child?.kill('SIGTERM');
@@ -120,9 +124,14 @@ export class Jobs {
 
   /** Stops every job: training gets `graceMs` to write its checkpoint, then everything left is killed. */
   async close(graceMs: number): Promise<void> {
+    this.#closing = true;
     const live = [...this.#jobs.values()].filter((j) => j.child);
     for (const j of live) {
-      if (j.info.kind === 'train' && !ENDED.has(j.info.state)) { j.info.state = 'stopping'; this.#send(j, { type: 'stop' }); } else j.child?.kill('SIGTERM');
+      if (j.info.kind === 'train' && !ENDED.has(j.info.state)) {
+        j.info.state = 'stopping';
+        // Without its IPC channel the worker still stops with a checkpoint on SIGINT (train-worker.ts).
+        if (j.child?.connected) this.#send(j, { type: 'stop' }); else j.child?.kill('SIGINT');
+      } else j.child?.kill('SIGTERM');
     }
     await Promise.all(live.map((j) => new Promise<void>((resolve) => {
       const child = j.child;

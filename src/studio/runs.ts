@@ -15,13 +15,23 @@ export function runFolder(runsDir: string, name: unknown, field = 'run'): RunFol
   return run;
 }
 
+/** config.json of a run; 500 naming the file when it is half-written or not a run config (the page shows why). */
 export function readRunConfig(run: RunFolder): RunConfig {
+  let c: unknown;
   try {
-    return run.readConfig<RunConfig>();
+    c = run.readConfig<unknown>();
   } catch (e) {
     throw new RequestError(500, (e as Error).message);
   }
+  const missing = ['model', 'schedule', 'train'].filter((k) => !isObject(c) || !isObject(c[k]));
+  if (missing.length > 0) {
+    throw new RequestError(500, `${run.configPath} is not a run config: it has no ${missing.join(', ')} object${missing.length > 1 ? 's' : ''} (it was not written by \`ddpm train\`, or was damaged)`);
+  }
+  return c as RunConfig;
 }
+
+const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
+const isLogRow = (v: unknown): v is LogRow => isObject(v) && typeof v['step'] === 'number' && Number.isFinite(v['step']);
 
 /** Parses log.jsonl text; a last line without its newline is still being written and is left for later. */
 export function parseLog(text: string): { rows: LogRow[]; rest: string } {
@@ -29,11 +39,15 @@ export function parseLog(text: string): { rows: LogRow[]; rest: string } {
   const rows: LogRow[] = [];
   for (const line of text.slice(0, end + 1).split('\n')) {
     if (line.trim() === '') continue;
+    let row: unknown;
     try {
-      rows.push(JSON.parse(line) as LogRow);
+      row = JSON.parse(line);
     } catch {
       // A damaged line (a crash mid-write before atomic appends existed) is skipped, not fatal to the page.
+      continue;
     }
+    // Valid JSON that is no row (null, a number, an object without a step) is skipped too: callers filter and sort by step.
+    if (isLogRow(row)) rows.push(row);
   }
   return { rows, rest: text.slice(end + 1) };
 }
@@ -69,17 +83,19 @@ export class LogTail {
   }
 }
 
+export function checkpointInfo({ step, dir }: { step: number; dir: string }): CheckpointInfo {
+  let epoch: number | null = null;
+  try {
+    const state = JSON.parse(readFileSync(path.join(dir, 'state.json'), 'utf8')) as { epoch?: unknown } | null;
+    if (typeof state?.epoch === 'number') epoch = state.epoch;
+  } catch {
+    // Listed as complete, so state.json exists; an unreadable one (or one pruned meanwhile) just leaves the epoch unknown.
+  }
+  return { name: path.basename(dir), step, epoch, hasEma: existsSync(path.join(dir, 'ema.safetensors')) };
+}
+
 export function checkpointInfos(run: RunFolder): CheckpointInfo[] {
-  return run.listCheckpoints().map(({ step, dir }) => {
-    let epoch: number | null = null;
-    try {
-      const state = JSON.parse(readFileSync(path.join(dir, 'state.json'), 'utf8')) as { epoch?: unknown };
-      if (typeof state.epoch === 'number') epoch = state.epoch;
-    } catch {
-      // Listed as complete, so state.json exists; an unreadable one just leaves the epoch unknown.
-    }
-    return { name: path.basename(dir), step, epoch, hasEma: existsSync(path.join(dir, 'ema.safetensors')) };
-  });
+  return run.listCheckpoints().map(checkpointInfo);
 }
 
 /** The checkpoint folder `name` of a run; 400 for a bad name, 404 when the run has no such complete checkpoint. */
@@ -126,7 +142,7 @@ function summary(name: string, run: RunFolder, config: RunConfig, trainingRun: s
   };
 }
 
-/** Every folder of runsDir with a readable config.json, by name; others (half-made, foreign) are left out. */
+/** Every folder of runsDir with a readable run config.json, by name; others (half-made, foreign, damaged) are left out. */
 export function listRuns(runsDir: string, trainingRun: string | null): RunSummary[] {
   if (!existsSync(runsDir)) return [];
   const out: RunSummary[] = [];
@@ -134,13 +150,12 @@ export function listRuns(runsDir: string, trainingRun: string | null): RunSummar
     if (!e.isDirectory() || !NAME_OK(e.name)) continue;
     const run = new RunFolder(path.join(runsDir, e.name));
     if (!existsSync(run.configPath)) continue;
-    let config: RunConfig;
+    // One run being written, damaged or foreign must not take the list of every other run down with it.
     try {
-      config = run.readConfig<RunConfig>();
+      out.push(summary(e.name, run, readRunConfig(run), trainingRun));
     } catch {
       continue;
     }
-    out.push(summary(e.name, run, config, trainingRun));
   }
   return out.sort((a, b) => a.name.localeCompare(b.name));
 }

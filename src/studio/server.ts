@@ -15,7 +15,9 @@ import { FashionMnistError, locateFashionMnist } from '../data/fashion-mnist.js'
 import { LIMITS, type Options, type Status } from './protocol.js';
 import { Fields, RequestError, badRequest, checkName, queryObject } from './validate.js';
 import { isUnsafeSegment, openEventStream, readJsonBody, sendBytes, sendError, sendJson, splitUrl, type EventStream } from './http.js';
-import { LogTail, checkpointInfos, listRuns, readLog, readRunConfig, runDetail, runFolder, sampleFiles, samplePath } from './runs.js';
+import { LogTail, checkpointInfo, listRuns, readLog, readRunConfig, runDetail, runFolder, sampleFiles, samplePath } from './runs.js';
+import { checkHostAndOrigin } from './guard.js';
+import { serveStatic } from './static.js';
 import { TRAIN_SCHEDULES, parseGenerateRequest, parseTrainRequest } from './requests.js';
 import { defaultForwardSource, forwardFrame, scheduleCurves } from './forward.js';
 import { Jobs } from './jobs.js';
@@ -39,14 +41,6 @@ export interface Studio { url: string; port: number; close(): Promise<void> }
 
 /** How often a run's event stream looks at its folder (fs.watch misses appends on some filesystems). */
 const POLL_MS = 500;
-
-const CONTENT_TYPES: Record<string, string> = {
-  '.html': 'text/html; charset=utf-8', '.js': 'text/javascript; charset=utf-8', '.mjs': 'text/javascript; charset=utf-8',
-  '.css': 'text/css; charset=utf-8', '.map': 'application/json; charset=utf-8', '.json': 'application/json; charset=utf-8',
-  '.svg': 'image/svg+xml', '.png': 'image/png', '.gif': 'image/gif', '.ico': 'image/x-icon', '.woff2': 'font/woff2', '.txt': 'text/plain; charset=utf-8',
-};
-
-const LOOPBACK = new Set(['127.0.0.1', 'localhost', '::1', '[::1]']);
 
 function version(): string {
   try {
@@ -142,7 +136,11 @@ export async function startStudio(o: StudioOptions): Promise<Studio> {
         // The first batch is sent even when empty: the page then knows it has the whole log.
         if (rows.length > 0 || first) s.send('log', rows);
         first = false;
-        for (const c of checkpointInfos(run)) if (!seen.has(`c:${c.name}`)) { seen.add(`c:${c.name}`); s.send('checkpoint', c); }
+        // Only a new checkpoint's state.json is read: a long run has many, and this runs twice a second.
+        for (const c of run.listCheckpoints()) {
+          const key = `c:${path.basename(c.dir)}`;
+          if (!seen.has(key)) { seen.add(key); s.send('checkpoint', checkpointInfo(c)); }
+        }
         for (const f of sampleFiles(run)) if (!seen.has(`s:${f}`)) { seen.add(`s:${f}`); s.send('sample', f); }
       } catch {
         // The folder went away (deleted by hand); the stream stays open and quiet.
@@ -194,41 +192,13 @@ export async function startStudio(o: StudioOptions): Promise<Studio> {
     unsubscribe = jobs.subscribe(id, (e) => s.send(e.event, e.data));
   });
 
-  /** The built page: only plain names under publicDir, never a path out of it. */
-  const serveStatic = (res: ServerResponse, segments: string[]): void => {
-    if (!existsSync(path.join(publicDir, 'index.html'))) {
-      res.writeHead(500, { 'Content-Type': 'text/plain; charset=utf-8' });
-      res.end(`ddpm studio: the page is not built (${path.join(publicDir, 'index.html')} is missing). Run \`npm run build\` (or \`npm run setup\`) in the ddpm-ts folder, then reload.\n`);
-      return;
-    }
-    const names = segments.length === 0 || (segments.length === 1 && segments[0] === '') ? ['index.html'] : segments;
-    for (const n of names) checkName('path', n);
-    const file = path.join(publicDir, ...names);
-    if (!file.startsWith(publicDir + path.sep) || !existsSync(file) || !statSync(file).isFile()) throw new RequestError(404, `no such page file: /${names.join('/')}`, 'path');
-    const type = CONTENT_TYPES[path.extname(file).toLowerCase()] ?? 'application/octet-stream';
-    sendBytes(res, type, readFileSync(file), { 'Cache-Control': 'no-cache', 'X-Content-Type-Options': 'nosniff' });
-  };
-
-  /** DNS rebinding guard: on a loopback address, only loopback Host names; a POST from another origin is refused. */
-  const checkOrigin = (req: IncomingMessage): void => {
-    const hostHeader = req.headers.host ?? '';
-    const hostname = hostHeader.replace(/:\d+$/, '');
-    if (LOOPBACK.has(host) && !LOOPBACK.has(hostname)) throw new RequestError(403, `the studio listens on ${host} and answers only requests addressed to it (Host ${JSON.stringify(hostHeader)} refused)`);
-    const origin = req.headers.origin;
-    if (req.method === 'POST' && origin !== undefined && origin !== 'null') {
-      let originHost = '';
-      try { originHost = new URL(origin).host; } catch { /* an unparsable Origin is refused below */ }
-      if (originHost !== hostHeader) throw new RequestError(403, `cross-origin request from ${origin} refused: the studio's API is for its own page`);
-    }
-  };
-
   const handle = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
     try {
-      checkOrigin(req);
+      checkHostAndOrigin(req, host);
       const { segments, query } = splitUrl(req.url ?? '/');
       if (segments[0] !== 'api') {
         if (req.method !== 'GET' && req.method !== 'HEAD') { res.setHeader('Allow', 'GET, HEAD'); throw new RequestError(405, `${req.method} is not allowed on the page's files; use GET`); }
-        serveStatic(res, segments);
+        serveStatic(res, publicDir, segments);
         return;
       }
       const matched = routes.map((r) => ({ r, params: match(r, segments) })).filter((m) => m.params !== null);
@@ -251,23 +221,37 @@ export async function startStudio(o: StudioOptions): Promise<Studio> {
   };
 
   const server = createServer((req, res) => { void handle(req, res); });
+  const wanted = o.port ?? 7860;
   await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(o.port ?? 7860, host, () => { server.off('error', reject); resolve(); });
+    server.once('error', (e: NodeJS.ErrnoException) => {
+      if (e.code === 'EADDRINUSE') reject(new Error(`port ${wanted} on ${host} is in use (another studio?); pass --port with a free port, or --port 0 to pick one`, { cause: e }));
+      else reject(e);
+    });
+    server.listen(wanted, host, () => { server.removeAllListeners('error'); resolve(); });
   });
   const port = (server.address() as AddressInfo).port;
-  const shownHost = host.includes(':') ? `[${host}]` : host;
   let closing: Promise<void> | null = null;
   return {
-    url: `http://${shownHost}:${port}/`,
+    url: `http://${browsableHost(host)}:${port}/`,
     port,
     close: () => {
       closing ??= (async () => {
+        // No new connections, and no new jobs, while a training job writes its checkpoint.
+        const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+        server.closeIdleConnections();
         for (const s of [...streams]) s.close();
         await jobs.close(o.stopGraceMs ?? 60000);
-        await new Promise<void>((resolve) => { server.close(() => resolve()); server.closeAllConnections(); });
+        server.closeAllConnections();
+        await closed;
       })();
       return closing;
     },
   };
+}
+
+/** The host of the URL to open: a wildcard address (0.0.0.0, ::) is listened on but cannot be browsed to everywhere. */
+export function browsableHost(host: string): string {
+  if (host === '0.0.0.0' || host === '') return '127.0.0.1';
+  if (host === '::' || host === '[::]') return '[::1]';
+  return host.includes(':') && !host.startsWith('[') ? `[${host}]` : host;
 }
