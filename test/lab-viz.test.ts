@@ -10,9 +10,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { Generator, rand, randn, tidy, tensor, type Tensor } from '../src/tensor/index.js';
 import { Diffusion, makeSchedule } from '../src/diffusion/index.js';
-import { presetDefaults, type RunConfig } from '../src/train/config.js';
-import { train } from '../src/train/trainer.js';
-import { RunFolder } from '../src/io/run.js';
+import { trainTinyRun } from './tiny-run.js';
 import { decodePng } from '../src/io/png.js';
 import { makeGrid } from '../src/viz/grid.js';
 import { forwardStrip, markovChainStrip, forwardNoiseCheck } from '../src/viz/forward.js';
@@ -31,19 +29,7 @@ function ddpm(...args: string[]): { code: number; err: string } {
   return { code: r.status ?? -1, err: r.stderr };
 }
 
-before(async () => {
-  // A dli02 run with T = 10 trained for two steps on random images: enough to load and denoise with.
-  const base = presetDefaults('dli02');
-  const config: RunConfig = {
-    ...base,
-    model: { ...base.model, T: 10 },
-    schedule: { kind: 'linear', T: 10, betaStart: 1e-3, betaEnd: 0.2 },
-    train: { ...base.train, epochs: 1, batchSize: 16, limit: 32, logEvery: 1 },
-  };
-  const images = rand([32, 1, 16, 16]).mul(2).sub(1);
-  await train(config, new RunFolder(run), { threads: 1, sampleGrids: false, maxSteps: 2, dataset: { images, labels: null, classNames: null, dataDir: 'memory' } });
-  images.dispose();
-});
+before(async () => { await trainTinyRun(run); });
 
 test('markovChainStrip: one x_t per asked t, at the closed form\'s scale; unordered or out-of-range t refused', () => tidy(() => {
   const x0 = rand([1, 16, 16]).mul(2).sub(1); // (C, H, W)

@@ -8,14 +8,12 @@ import { execFileSync } from 'node:child_process';
 import { appendFileSync, cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { rand, tensor } from '../src/tensor/index.js';
 import { presetDefaults, type RunConfig } from '../src/train/config.js';
-import { train } from '../src/train/trainer.js';
-import { RunFolder } from '../src/io/run.js';
 import { decodePng } from '../src/io/png.js';
 import { startStudio, type Studio } from '../src/studio/server.js';
 import { Jobs } from '../src/studio/jobs.js';
 import { RequestError } from '../src/studio/validate.js';
+import { trainTinyRun } from './tiny-run.js';
 import type { GenerateFrame, JobInfo, LogRow, RunDetail, RunSummary, Status, TrainProgress } from '../src/studio/protocol.js';
 
 const hasData = existsSync('/usr/share/datasets/fashion-mnist') || process.env.FASHION_MNIST_DIR !== undefined;
@@ -24,26 +22,9 @@ const runs = path.join(work, 'runs');
 const pub = path.join(work, 'public');
 let studio: Studio;
 
-/** A dli02 run with T = 10, two steps on random images: enough to list, load and sample from. */
-async function tinyRun(name: string, numClasses: number): Promise<void> {
-  const base = presetDefaults('dli02');
-  const config: RunConfig = {
-    ...base,
-    model: { ...base.model, T: 10, numClasses },
-    schedule: { kind: 'linear', T: 10, betaStart: 1e-3, betaEnd: 0.2 },
-    train: { ...base.train, epochs: 1, batchSize: 16, limit: 32, logEvery: 1 },
-    samples: { ...base.samples, count: 4 },
-  };
-  const images = rand([32, 1, 16, 16]).mul(2).sub(1);
-  const labels = numClasses > 0 ? tensor(BigInt64Array.from({ length: 32 }, (_, i) => BigInt(i % numClasses)), [32], { dtype: 'int64' }) : null;
-  await train(config, new RunFolder(path.join(runs, name)), { threads: 1, dataset: { images, labels, classNames: null, dataDir: 'memory' } });
-  images.dispose();
-  labels?.dispose();
-}
-
 before(async () => {
-  await tinyRun('tiny', 0);
-  await tinyRun('cond', 10);
+  await trainTinyRun(path.join(runs, 'tiny'), 0, { sampleGrids: true });
+  await trainTinyRun(path.join(runs, 'cond'), 10, { sampleGrids: true });
   mkdirSync(pub);
   writeFileSync(path.join(pub, 'index.html'), '<!doctype html><title>studio</title>');
   writeFileSync(path.join(pub, 'app.css'), 'body{}');

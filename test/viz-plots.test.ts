@@ -7,10 +7,6 @@ import { spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync, readFileSync, existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { rand, tensor } from '../src/tensor/index.js';
-import { presetDefaults, type RunConfig } from '../src/train/config.js';
-import { train } from '../src/train/trainer.js';
-import { RunFolder } from '../src/io/run.js';
 import { decodePng } from '../src/io/png.js';
 import {
   renderSvg, writeChart, schedulesSpec, lossCurveSpec, lossByTSpec, parseLossLog, movingAverage, findFont, type LogRow,
@@ -20,6 +16,7 @@ import { Diffusion, makeSchedule } from '../src/diffusion/index.js';
 import type { Tensor } from '../src/tensor/index.js';
 import type { LossByTResult } from '../src/eval/loss-by-t.js';
 import { ROOT } from './helpers.js';
+import { trainTinyRun } from './tiny-run.js';
 
 const BIN = path.join(ROOT, 'bin', 'ddpm.js');
 const work = mkdtempSync(path.join(tmpdir(), 'ddpm-viz-'));
@@ -33,25 +30,9 @@ function ddpm(...args: string[]): { code: number; out: string; err: string } {
   return { code: r.status ?? -1, out: r.stdout, err: r.stderr };
 }
 
-/** A dli02 run with T = 10 trained for two steps on random images: enough to load and sample from. */
-async function tinyRun(dir: string, numClasses: number): Promise<void> {
-  const base = presetDefaults('dli02');
-  const config: RunConfig = {
-    ...base,
-    model: { ...base.model, T: 10, numClasses },
-    schedule: { kind: 'linear', T: 10, betaStart: 1e-3, betaEnd: 0.2 },
-    train: { ...base.train, epochs: 1, batchSize: 16, limit: 32, logEvery: 1 },
-  };
-  const images = rand([32, 1, 16, 16]).mul(2).sub(1);
-  const labels = numClasses > 0 ? tensor(BigInt64Array.from({ length: 32 }, (_, i) => BigInt(i % numClasses)), [32], { dtype: 'int64' }) : null;
-  await train(config, new RunFolder(dir), { threads: 1, sampleGrids: false, maxSteps: 2, dataset: { images, labels, classNames: null, dataDir: 'memory' } });
-  images.dispose();
-  labels?.dispose();
-}
-
 before(async () => {
-  await tinyRun(uncond, 0);
-  await tinyRun(cond, 3);
+  await trainTinyRun(uncond, 0);
+  await trainTinyRun(cond, 3);
 });
 
 /**

@@ -3,7 +3,7 @@
 import type { ScheduleCurves } from '../protocol.js';
 import { api, guard } from './api.js';
 import { LineChart } from './chart.js';
-import type { Context, View } from './context.js';
+import { lazyView, type Context, type View } from './context.js';
 import { facts, field, fill, fmt, h, numberInput, numberOf } from './dom.js';
 
 export function createForwardView(ctx: Context): View {
@@ -116,14 +116,5 @@ export function createForwardView(ctx: Context): View {
   runSel.addEventListener('change', () => guard(async () => { await loadSchedule(); await update(); }));
   ctx.onRunsChanged(() => guard(() => loadRuns()));
 
-  let loaded = false;
-  return {
-    el,
-    show(arg) {
-      if (!loaded || arg) {
-        loaded = true;
-        guard(() => reload(arg));
-      }
-    },
-  };
+  return lazyView(el, reload);
 }

@@ -3,7 +3,7 @@
 // the final grid (PNG) and the trajectory (GIF).
 import type { GenerateFrame, GenerateRequest, JobInfo, RunDetail, RunSummary } from '../protocol.js';
 import { api, guard, subscribe, urls, type JobEvents } from './api.js';
-import { FASHION_MNIST_CLASSES, type Context, type View } from './context.js';
+import { FASHION_MNIST_CLASSES, lazyView, type Context, type View } from './context.js';
 import { facts, field, fill, fmt, h, numberInput, numberOf, select } from './dom.js';
 
 /** `ddpm sample`'s default steps: DDIM 50, DPM-Solver++(2M) 20, ancestral samplers every t. */
@@ -185,16 +185,7 @@ export function createGenerateView(ctx: Context): View {
   }
 
   ctx.onRunsChanged(() => guard(() => loadRuns()));
-  let loaded = false;
-  return {
-    el,
-    show(arg) {
-      if (!loaded || arg) {
-        loaded = true;
-        guard(() => loadRuns(arg));
-      }
-    },
-  };
+  return lazyView(el, loadRuns);
 }
 
 function numClasses(run: RunDetail | null): number {

@@ -3,7 +3,7 @@
 import type { CheckpointInfo, RunDetail, RunSummary } from '../protocol.js';
 import { api, guard, subscribe, urls, type RunEvents } from './api.js';
 import { LineChart, LossSeries } from './chart.js';
-import type { Context, View } from './context.js';
+import { lazyView, type Context, type View } from './context.js';
 import { facts, fill, fmt, h } from './dom.js';
 
 export function createRunsView(ctx: Context): View {
@@ -87,20 +87,11 @@ export function createRunsView(ctx: Context): View {
   }
 
   ctx.onRunsChanged(() => guard(loadList));
-  let loaded = false;
-  return {
-    el,
-    show(arg) {
-      if (!loaded || arg) {
-        loaded = true;
-        guard(async () => {
-          await loadList();
-          const want = arg ?? selected ?? runs[0]?.name;
-          if (want && runs.some((r) => r.name === want)) await select(want);
-        });
-      }
-    },
-  };
+  return lazyView(el, async (arg) => {
+    await loadList();
+    const want = arg ?? selected ?? runs[0]?.name;
+    if (want && runs.some((r) => r.name === want)) await select(want);
+  });
 }
 
 function summary(run: RunDetail): HTMLDListElement {
