@@ -9,7 +9,7 @@ import { resolveResume } from '../train/checkpoint.js';
 import { RunFolder } from '../io/run.js';
 import { PRESETS, createModel, type PresetName } from '../models/index.js';
 import {
-  SCHEDULES, OBJECTIVES, LOSS_WEIGHTINGS, scheduleLength, type ScheduleKind, type ScheduleConfig, type Objective, type LossWeighting,
+  SCHEDULES, OBJECTIVES, LOSS_WEIGHTINGS, scheduleLength, scheduleOfKind, type ScheduleKind, type ScheduleConfig, type Objective, type LossWeighting,
 } from '../diffusion/index.js';
 import { FASHION_MNIST_CLASSES, FASHION_MNIST_FILES, fashionMnistFile } from '../data/fashion-mnist.js';
 import { choice, defaultThreads, positiveInt, positiveNumber, nonNegativeInt, numberInRange } from './args.js';
@@ -106,18 +106,10 @@ function scheduleFromFlags(f: TrainFlags, base: ScheduleConfig, given: (name: st
   if ((f.betaStart !== undefined || f.betaEnd !== undefined) && kind !== 'linear' && kind !== 'scaled-linear') {
     throw new Error(`--beta-start and --beta-end set the ends of a linear or scaled-linear schedule; the ${kind} schedule has none`);
   }
-  const sameKind = base.kind === kind;
-  switch (kind) {
-    case 'linear':
-    case 'scaled-linear': {
-      const defaults = kind === 'linear' ? [1e-4, 0.02] : [0.00085, 0.012];
-      const b = sameKind && (base.kind === 'linear' || base.kind === 'scaled-linear') ? [base.betaStart, base.betaEnd] : defaults;
-      return withZero({ kind, T, betaStart: f.betaStart ?? b[0]!, betaEnd: f.betaEnd ?? b[1]! });
-    }
-    case 'cosine': return withZero({ kind, T, s: sameKind && base.kind === 'cosine' ? base.s : 0.008 });
-    case 'sigmoid': return withZero(sameKind && base.kind === 'sigmoid' ? { ...base, T } : { kind, T, start: -3, end: 3, tau: 1 });
-    default: throw new Error(`unknown schedule ${String(kind)}`);
-  }
+  if (kind === 'custom') throw new Error('a custom schedule is given with --betas LIST|FILE, not --schedule');
+  const c = scheduleOfKind(kind, T, base);
+  if (c.kind === 'linear' || c.kind === 'scaled-linear') return withZero({ ...c, betaStart: f.betaStart ?? c.betaStart, betaEnd: f.betaEnd ?? c.betaEnd });
+  return withZero(c);
 }
 
 const kebab = (s: string): string => s.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`);

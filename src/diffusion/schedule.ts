@@ -164,6 +164,23 @@ export interface SigmoidScheduleConfig extends ScheduleCommon { kind: 'sigmoid';
 export interface CustomScheduleConfig extends ScheduleCommon { kind: 'custom'; betas: number[] }
 export type ScheduleConfig = LinearScheduleConfig | ScaledLinearScheduleConfig | CosineScheduleConfig | SigmoidScheduleConfig | CustomScheduleConfig;
 
+/**
+ * A `kind` schedule of T steps: `base`'s own parameters when it is of that kind, else the kind's
+ * usual ones (Ho et al.'s linear 1e-4..0.02, Stable Diffusion's scaled-linear 0.00085..0.012,
+ * Nichol & Dhariwal's cosine s = 0.008, sigmoid -3..3 with tau 1). Zero-terminal-SNR is not carried over.
+ */
+export function scheduleOfKind(kind: Exclude<ScheduleKind, 'custom'>, T: number, base?: ScheduleConfig): ScheduleConfig {
+  switch (kind) {
+    case 'linear':
+    case 'scaled-linear': {
+      const [betaStart, betaEnd] = base?.kind === kind ? [base.betaStart, base.betaEnd] : kind === 'linear' ? [1e-4, 0.02] : [0.00085, 0.012];
+      return { kind, T, betaStart, betaEnd };
+    }
+    case 'cosine': return { kind, T, s: base?.kind === 'cosine' ? base.s : 0.008 };
+    case 'sigmoid': return base?.kind === 'sigmoid' ? { kind, T, start: base.start, end: base.end, tau: base.tau } : { kind, T, start: -3, end: 3, tau: 1 };
+  }
+}
+
 /** The betas a configuration describes (before any zero-terminal-SNR rescaling). */
 export function scheduleBetas(c: ScheduleConfig): Float64Array {
   switch (c.kind) {

@@ -48,6 +48,11 @@ export function encodePng(img: Image8): Buffer {
   });
 }
 
+/** The PNG as a data: URL, for pages that show images without a file. */
+export function pngDataUrl(img: Image8): string {
+  return `data:image/png;base64,${encodePng(img).toString('base64')}`;
+}
+
 /** Decodes any PNG to 8 bits (palette expanded, 16-bit rounded); keeps grey as 1 channel, RGB as 3. */
 export function decodePng(bytes: Uint8Array, source: string): Image8 {
   let meta;

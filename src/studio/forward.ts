@@ -6,7 +6,7 @@ import { Diffusion, makeSchedule, type ScheduleConfig } from '../diffusion/index
 import { FASHION_MNIST_CLASSES, FashionMnistError, loadFashionMnist, type FashionMnist } from '../data/fashion-mnist.js';
 import { prepareImages } from '../data/transforms.js';
 import { presetDefaults } from '../train/config.js';
-import { encodePng } from '../io/png.js';
+import { pngDataUrl } from '../io/png.js';
 import { tensorGrid } from '../viz/tensor-grid.js';
 import { LIMITS, type ForwardFrame, type ScheduleCurves } from './protocol.js';
 import { Fields, RequestError } from './validate.js';
@@ -46,8 +46,7 @@ export function defaultForwardSource(): ForwardSource {
   return { schedule: c.schedule, imageSize: c.model.imageSize };
 }
 
-const dataUrl = (x: Parameters<typeof tensorGrid>[0], scale: number): string =>
-  `data:image/png;base64,${encodePng(tensorGrid(x, { nrow: 1, padding: 0, scale })).toString('base64')}`;
+const dataUrl = (x: Parameters<typeof tensorGrid>[0], scale: number): string => pngDataUrl(tensorGrid(x, { nrow: 1, padding: 0, scale }));
 
 /** x_0 and x_t = sqrt(alphabar_t) x_0 + sqrt(1 - alphabar_t) eps of training image `index`, with alphabar_t and SNR(t). */
 export function forwardFrame(q: Fields, src: ForwardSource, dataDir: string | undefined): ForwardFrame {

@@ -7,7 +7,7 @@ import { loadRun } from '../train/checkpoint.js';
 import { runObjective } from '../train/config.js';
 import { inferencePredictor } from '../models/index.js';
 import { assertFinite, defaultX0Processing, sample } from '../samplers/index.js';
-import { encodePng, type Image8 } from '../io/png.js';
+import { encodePng, pngDataUrl, type Image8 } from '../io/png.js';
 import { encodeGif } from '../io/gif.js';
 import { makeGrid } from '../viz/grid.js';
 import { evenlySpaced } from '../viz/forward.js';
@@ -18,7 +18,6 @@ import { sendToParent, type GenerateJobInput, type ParentMessage } from './ipc.j
 const DISPLAY_PX = 64;
 
 const values = (x: Tensor): Float32Array => Float32Array.from(x.float().dataSync() as Float32Array);
-const dataUrl = (img: Image8): string => `data:image/png;base64,${encodePng(img).toString('base64')}`;
 
 async function run(input: GenerateJobInput): Promise<void> {
   setNumThreads(input.threads);
@@ -26,6 +25,7 @@ async function run(input: GenerateJobInput): Promise<void> {
   setBlasThreads(Math.min(2, input.threads));
   const { config, model, diffusion } = loadRun(input.runDir, input.checkpointDir);
   const { imageChannels: c, imageSize: s } = config.model;
+  const objective = runObjective(config);
   const n = input.count;
   const scale = Math.max(1, Math.round(DISPLAY_PX / s));
   const grid = (v: Float32Array): Image8 => makeGrid(v, n, c, s, s, { nrow: input.nrow, scale });
@@ -44,8 +44,8 @@ async function run(input: GenerateJobInput): Promise<void> {
   try {
     x = sample({
       model: (xt, t, cond) => predictor.forward(xt, t, cond),
-      diffusion, objective: runObjective(config), shape: [n, c, s, s], sampler: input.sampler, steps: input.steps,
-      x0Processing: defaultX0Processing(runObjective(config)), generator: gen, xT,
+      diffusion, objective, shape: [n, c, s, s], sampler: input.sampler, steps: input.steps,
+      x0Processing: defaultX0Processing(objective), generator: gen, xT,
       ...(input.eta !== undefined ? { eta: input.eta } : {}),
       ...(input.labels ? { numClasses: config.model.numClasses ?? 0, labels: input.labels, guidance: input.guidance ?? 0 } : {}),
       onStep: (st) => {
@@ -55,7 +55,7 @@ async function run(input: GenerateJobInput): Promise<void> {
           gifFrames.push(side(xtImg, lastX0));
           pending.push(sendToParent({
             type: 'progress',
-            progress: { kind: 'generate', index: st.index, steps: st.steps, t: st.t, tPrev: st.tPrev, sigma: st.sigma, xt: dataUrl(xtImg), x0: dataUrl(lastX0) },
+            progress: { kind: 'generate', index: st.index, steps: st.steps, t: st.t, tPrev: st.tPrev, sigma: st.sigma, xt: pngDataUrl(xtImg), x0: pngDataUrl(lastX0) },
           }));
         }
         fed = frameAt.has(st.index + 1) ? values(st.x) : null;

@@ -6,7 +6,7 @@ import { existsSync } from 'node:fs';
 import { presetDefaults, checkRunConfig, runNumClasses, runObjective, type RunConfig } from '../train/config.js';
 import { PRESETS, createModel } from '../models/index.js';
 import {
-  Diffusion, makeSchedule, scheduleLength, SCHEDULES, OBJECTIVES, LOSS_WEIGHTINGS, type ScheduleConfig, type ScheduleKind,
+  Diffusion, makeSchedule, scheduleLength, scheduleOfKind, SCHEDULES, OBJECTIVES, LOSS_WEIGHTINGS, type ScheduleKind,
 } from '../diffusion/index.js';
 import { SAMPLERS, defaultSteps, resolveSampling, type SamplerName } from '../samplers/index.js';
 import { FASHION_MNIST_CLASSES } from '../data/fashion-mnist.js';
@@ -22,17 +22,6 @@ export const TRAIN_SCHEDULES = SCHEDULES.filter((k): k is Exclude<ScheduleKind, 
 const MAX_LIMIT = 60000;
 
 const TRAIN_FIELDS = ['name', 'preset', 'epochs', 'batchSize', 'lr', 'seed', 'limit', 'schedule', 'timesteps', 'objective', 'lossWeight', 'emaDecay', 'classCond', 'imageSize'] as const;
-
-/** The schedule of `kind` with T steps, keeping the preset's parameters when the kind is the preset's (as `ddpm train` does). */
-function scheduleFor(base: ScheduleConfig, kind: Exclude<ScheduleKind, 'custom'>, T: number): ScheduleConfig {
-  const same = base.kind === kind;
-  switch (kind) {
-    case 'linear': return same && base.kind === 'linear' ? { ...base, T } : { kind, T, betaStart: 1e-4, betaEnd: 0.02 };
-    case 'scaled-linear': return same && base.kind === 'scaled-linear' ? { ...base, T } : { kind, T, betaStart: 0.00085, betaEnd: 0.012 };
-    case 'cosine': return same && base.kind === 'cosine' ? { ...base, T } : { kind, T, s: 0.008 };
-    case 'sigmoid': return same && base.kind === 'sigmoid' ? { ...base, T } : { kind, T, start: -3, end: 3, tau: 1 };
-  }
-}
 
 /** A library refusal (ArgumentError and friends) as a 400 naming the field it concerns. */
 function asBadRequest<T>(field: string | undefined, fn: () => T): T {
@@ -64,7 +53,7 @@ export function parseTrainRequest(body: Record<string, unknown>, runsDir: string
     const base = c.schedule;
     const kind = f.choice('schedule', TRAIN_SCHEDULES, true) ?? (base.kind === 'custom' ? 'linear' : base.kind);
     const T = f.optInt('timesteps', 2, LIMITS.maxTimesteps) ?? scheduleLength(base);
-    c.schedule = scheduleFor(base, kind, T);
+    c.schedule = scheduleOfKind(kind, T, base);
     c.model.T = T;
   }
   c.objective = f.choice('objective', OBJECTIVES, true) ?? c.objective;
