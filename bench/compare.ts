@@ -17,26 +17,32 @@ const { values: a } = parseArgs({ options: { rounds: { type: 'string', default: 
 const rounds = Number(a.rounds);
 
 interface Result { median: number; per_repeat: number[]; unit: string; blas?: string; torch?: string; libtorch?: string }
-interface Workload { what: string; label: string; args: string[]; blasThreads: string[] }
+interface Workload { what: string; label: string; args: string[]; blasThreads: string[]; replicas?: string[]; pytorchDefaultMalloc?: boolean }
 
 const quick = a.quick === true;
 const WORKLOADS: Workload[] = [
   { what: 'opcall', label: 'one tiny op call (us, lower is better)', args: ['--repeats', '5'], blasThreads: ['1'] },
   { what: 'stack', label: 'conv/BN/ReLU stack train step, batch 128, 16x16 (img/s)', args: ['--repeats', quick ? '3' : '5', '--steps', quick ? '5' : '20'], blasThreads: ['1'] },
   { what: 'train', label: 'dli02 train step, batch 128, 16x16 (img/s)', args: ['--repeats', quick ? '3' : '5', '--steps', quick ? '5' : '20'], blasThreads: ['1'] },
-  { what: 'sample', label: 'dli02 sampling, 150 steps, batch 500 (img/s)', args: ['--repeats', '1', '--warmup', '1'], blasThreads: ['1'] },
+  // Two full reverse processes per run (the first pays for growing the heap: see README, Speed).
+  // ddpm-ts also as `ddpm sample --replicas 2` runs it: two single-thread model replicas, each on
+  // half of every batch. PyTorch with glibc's default malloc takes over a minute per run here and is
+  // never its best, so it is left out of this workload.
+  { what: 'sample', label: 'dli02 sampling, 150 steps, batch 500 (img/s)', args: ['--repeats', '2', '--warmup', '1'], blasThreads: ['1'], replicas: ['1', '2'], pytorchDefaultMalloc: false },
 ];
 
 const MALLOC_ENV = { MALLOC_MMAP_THRESHOLD_: String(32 * 1024 * 1024), MALLOC_TRIM_THRESHOLD_: String(1024 * 1024 * 1024) };
-interface Config { label: string; env: Record<string, string> }
-function configs(engine: 'ddpm-ts' | 'pytorch', blas: string): Config[] {
-  const base = { label: `BLAS ${blas}`, env: { OPENBLAS_NUM_THREADS: blas } };
-  return engine === 'ddpm-ts' ? [base] : [base, { label: `BLAS ${blas}, malloc tuned`, env: { OPENBLAS_NUM_THREADS: blas, ...MALLOC_ENV } }];
+interface Config { label: string; env: Record<string, string>; args: string[] }
+function configs(engine: 'ddpm-ts' | 'pytorch', w: Workload, blas: string): Config[] {
+  const base = { label: `BLAS ${blas}`, env: { OPENBLAS_NUM_THREADS: blas }, args: [] };
+  const tuned = { ...base, label: `BLAS ${blas}, malloc tuned`, env: { ...base.env, ...MALLOC_ENV } };
+  if (engine === 'pytorch') return w.pytorchDefaultMalloc === false ? [tuned] : [base, tuned];
+  return (w.replicas ?? ['1']).map((r) => (r === '1' ? base : { ...base, label: `BLAS ${blas}, ${r} replicas`, args: ['--replicas', r] }));
 }
 
 function runOne(engine: 'ddpm-ts' | 'pytorch', w: Workload, cfg: Config): Result {
   const cmd = engine === 'ddpm-ts'
-    ? [process.execPath, [path.join(ROOT, 'dist', 'bench', 'workloads.js'), '--what', w.what, '--threads', '2', ...w.args]]
+    ? [process.execPath, [path.join(ROOT, 'dist', 'bench', 'workloads.js'), '--what', w.what, '--threads', '2', ...w.args, ...cfg.args]]
     : ['/usr/bin/python3', [path.join(ROOT, 'bench', 'pytorch_dli02.py'), '--what', w.what, '--threads', '2', ...w.args]];
   const r = spawnSync(cmd[0] as string, cmd[1] as string[], { encoding: 'utf8', env: { ...process.env, ...cfg.env }, cwd: ROOT });
   if (r.status !== 0) throw new Error(`${engine} ${w.what} failed:\n${r.stderr}`);
@@ -51,7 +57,7 @@ let blasLine = '';
 for (const w of WORKLOADS.filter((x) => !only || only.includes(x.what))) {
   const best: Record<string, { median: number; blas: string; all: number[] }> = {};
   for (const engine of ['ddpm-ts', 'pytorch'] as const) best[engine] = { median: NaN, blas: '', all: [] };
-  const all: { engine: 'ddpm-ts' | 'pytorch'; cfg: Config }[] = w.blasThreads.flatMap((b) => (['ddpm-ts', 'pytorch'] as const).flatMap((engine) => configs(engine, b).map((cfg) => ({ engine, cfg }))));
+  const all: { engine: 'ddpm-ts' | 'pytorch'; cfg: Config }[] = w.blasThreads.flatMap((b) => (['ddpm-ts', 'pytorch'] as const).flatMap((engine) => configs(engine, w, b).map((cfg) => ({ engine, cfg }))));
   const per = new Map<(typeof all)[number], number[]>(all.map((x) => [x, []]));
   for (let r = 0; r < rounds; r++) {
     // Alternate the order each round so that slow phases of the machine hit every configuration.

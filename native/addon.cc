@@ -272,13 +272,10 @@ OP(blasInfo) {
   auto fn = reinterpret_cast<Fn>(blasSymbol("openblas_get_config"));
   return Napi::String::New(a.env(), fn ? std::string(fn()) : std::string("not OpenBLAS (reference BLAS or MKL)"));
 }
-// glibc hands blocks above its mmap threshold back to the kernel on free, so each new activation
-// tensor page-faults all its pages again; on this project's machines that doubled the time of a
-// backward pass. Raising the thresholds keeps freed blocks in the heap for reuse.
-OP(setMallocThresholds) {
+// One glibc malloc parameter (src/tensor/native.ts says which and why): true when glibc took it.
+OP(mallopt) {
 #ifdef __GLIBC__
-  bool ok = mallopt(M_MMAP_THRESHOLD, static_cast<int>(a.I(0))) == 1 && mallopt(M_TRIM_THRESHOLD, static_cast<int>(a.I(1))) == 1;
-  return Napi::Boolean::New(a.env(), ok);
+  return Napi::Boolean::New(a.env(), mallopt(static_cast<int>(a.I(0)), static_cast<int>(a.I(1))) == 1);
 #else
   return Napi::Boolean::New(a.env(), false);
 #endif

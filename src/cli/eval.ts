@@ -8,7 +8,7 @@ import path from 'node:path';
 import { Generator, setNumThreads, setBlasThreads, type Tensor } from '../tensor/index.js';
 import { loadRun } from '../train/checkpoint.js';
 import { runObjective, runNumClasses, type RunConfig } from '../train/config.js';
-import { inferencePredictor, type DiffusionUNet } from '../models/index.js';
+import type { DiffusionUNet } from '../models/index.js';
 import type { Diffusion } from '../diffusion/index.js';
 import {
   sample, assertFinite, defaultSteps, defaultSpacing, defaultVariance, defaultX0Processing, SAMPLERS, VARIANCES, type SamplerName, type Variance,
@@ -22,9 +22,10 @@ import {
 } from '../eval/index.js';
 import { choice, defaultThreads, finiteNumber, nonNegativeInt, positiveInt } from './args.js';
 import { runNll, runLossByT } from './likelihood.js';
+import { REPLICAS_HELP, parseReplicas, samplingPredictor } from './predictor.js';
 
 interface EvalFlags {
-  run?: string; samples?: string; checkpoint?: string; ema: boolean; n?: number; seed: number; batchSize?: number; threads: number;
+  run?: string; samples?: string; checkpoint?: string; ema: boolean; n?: number; seed: number; batchSize?: number; threads: number; replicas: number;
   sampler?: SamplerName; steps?: number; eta?: number; guidance?: number;
   json?: string; data?: string; features?: string; cache?: string | false;
   nll?: boolean; lossByT?: boolean; out?: string; points?: number; variance?: Variance; clip: boolean;
@@ -46,6 +47,7 @@ export function evalCommand(): Command {
     .option('--seed <n>', 'seed of the sampling noise and of the KID and precision/recall subsets', nonNegativeInt('--seed'), 0)
     .option('--batch-size <n>', '--run only: images per sampling loop (default: all n, up to 500)', positiveInt('--batch-size'))
     .option('--threads <n>', 'libtorch threads', positiveInt('--threads'), defaultThreads())
+    .option('--replicas <n>', `--run only: ${REPLICAS_HELP}`, parseReplicas, 1)
     .option('--sampler <name>', `--run only: ${SAMPLERS.join(', ')} (default: ddpm)`, choice('--sampler', SAMPLERS))
     .option('--steps <k>', '--run only: model timesteps K <= T (default: T for ddpm and pc, 50 for ddim, 20 for dpmpp2m)', positiveInt('--steps'))
     .option('--eta <x>', '--run with --sampler ddim only: noise of each step, 0 .. 1 (default: 0)', finiteNumber('--eta'))
@@ -86,7 +88,7 @@ function checkFlags(f: EvalFlags, cmd: Command): void {
   if (f.run === undefined && f.samples === undefined) fail('say what to score: --run DIR (sample from a trained run) or --samples DIR (a folder of PNGs)');
   if (f.run !== undefined && f.samples !== undefined) fail('give --run or --samples, not both');
   if (f.samples !== undefined) {
-    const runOnly = [['checkpoint', '--checkpoint'], ['ema', '--no-ema'], ['batchSize', '--batch-size'], ['sampler', '--sampler'], ['steps', '--steps'], ['eta', '--eta'], ['guidance', '--guidance']] as const;
+    const runOnly = [['checkpoint', '--checkpoint'], ['ema', '--no-ema'], ['batchSize', '--batch-size'], ['replicas', '--replicas'], ['sampler', '--sampler'], ['steps', '--steps'], ['eta', '--eta'], ['guidance', '--guidance']] as const;
     for (const [key, flag] of runOnly) if (given(key)) fail(`${flag} applies to --run only; --samples scores images that already exist`);
     if (!existsSync(f.samples) || !statSync(f.samples).isDirectory()) fail(`--samples ${f.samples} is not a folder`);
   } else {
@@ -138,7 +140,7 @@ function sampleRun(f: EvalFlags, config: RunConfig, model: DiffusionUNet, diffus
   const clip = defaultX0Processing(objective);
   // Balanced classes, interleaved: every split of the Inception Score sees each class equally.
   const labels = numClasses > 0 ? Array.from({ length: n }, (_, i) => i % numClasses) : undefined;
-  const predictor = inferencePredictor(model);
+  const predictor = samplingPredictor(model, config.model, { threads: f.threads, replicas: f.replicas });
   const t0 = performance.now();
   let x: Tensor;
   try {

@@ -2,10 +2,9 @@
 import { Command, InvalidArgumentError } from 'commander';
 import { mkdirSync } from 'node:fs';
 import path from 'node:path';
-import { Generator, setNumThreads, setBlasThreads, tidy, keep, cat, stack, type Tensor } from '../tensor/index.js';
+import { Generator, tidy, keep, cat, stack, type Tensor } from '../tensor/index.js';
 import { loadRun } from '../train/checkpoint.js';
 import { runObjective, runNumClasses } from '../train/config.js';
-import { inferencePredictor } from '../models/index.js';
 import {
   sample, assertFinite, defaultSteps, defaultSpacing, defaultVariance, defaultX0Processing, DEFAULT_SNR,
   SAMPLERS, SPACINGS, VARIANCES, X0_PROCESSINGS, type SamplerName, type Spacing, type Variance, type X0Processing, type StepResult,
@@ -14,9 +13,10 @@ import { writePng } from '../io/png.js';
 import { tensorGrid, tensorTrajectoryGrid } from '../viz/tensor-grid.js';
 import { toUint8Image, trajectorySteps } from '../viz/grid.js';
 import { choice, defaultThreads, finiteNumber, nonNegativeInt, positiveInt } from './args.js';
+import { REPLICAS_HELP, parseReplicas, samplingPredictor } from './predictor.js';
 
 interface SampleFlags {
-  run: string; checkpoint?: string; n: number; seed: number; batchSize?: number; threads: number; ema: boolean;
+  run: string; checkpoint?: string; n: number; seed: number; batchSize?: number; threads: number; replicas: number; ema: boolean;
   grid?: string; outDir?: string; trajectory?: string; trajectoryX0?: boolean; scale: number;
   sampler: SamplerName; steps?: number; eta?: number; spacing?: Spacing; variance?: Variance; clip?: X0Processing;
   guidance?: number; class?: number[]; correctorSteps?: number; snr?: number;
@@ -40,6 +40,7 @@ export function sampleCommand(): Command {
     .option('--seed <n>', 'seed of the sampling noise', nonNegativeInt('--seed'), 0)
     .option('--batch-size <n>', 'images per model call (default: all n at once, up to 500)', positiveInt('--batch-size'))
     .option('--threads <n>', 'libtorch threads', positiveInt('--threads'), defaultThreads())
+    .option('--replicas <n>', REPLICAS_HELP, parseReplicas, 1)
     .option('--sampler <name>', `${SAMPLERS.join(', ')}`, choice('--sampler', SAMPLERS), 'ddpm')
     .option('--steps <k>', 'model timesteps K <= T (default: T for ddpm and pc, 50 for ddim, 20 for dpmpp2m, at most T)', positiveInt('--steps'))
     .option('--eta <x>', 'ddim only: noise of each step, 0 (deterministic) .. 1 (default: 0)', finiteNumber('--eta'))
@@ -94,9 +95,6 @@ function runSample(f: SampleFlags, nGiven: boolean): void {
     throw new Error('sample: nothing to write; give --grid FILE, --out-dir DIR and/or --trajectory FILE');
   }
   checkSamplerFlags(f);
-  setNumThreads(f.threads);
-  // DESIGN.md: sampling (eval, big batches) is fastest with two OpenBLAS threads here.
-  setBlasThreads(Math.min(2, f.threads));
   const { config, model, diffusion, checkpoint } = loadRun(f.run, f.checkpoint, { ema: f.ema });
   const objective = runObjective(config);
   const numClasses = runNumClasses(config);
@@ -126,7 +124,7 @@ function runSample(f: SampleFlags, nGiven: boolean): void {
   };
 
   const t0 = performance.now();
-  const predictor = inferencePredictor(model);
+  const predictor = samplingPredictor(model, config.model, { threads: f.threads, replicas: f.replicas });
   let x: Tensor;
   try {
     x = sample({

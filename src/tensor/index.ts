@@ -4,5 +4,5 @@ export * from './runtime.js';
 export { Generator, defaultGenerator, manualSeed } from './generator.js';
 export { tidy, keep } from './scope.js';
 export { ArgumentError } from './check.js';
-export type { DType } from './dtype.js';
+export type { DType, AnyTypedArray } from './dtype.js';
 export { DTYPE_BYTES, DTYPE_CODE, isFloating } from './dtype.js';

@@ -32,7 +32,19 @@ if (process.env.OPENBLAS_NUM_THREADS === undefined) process.env.OPENBLAS_NUM_THR
 
 export const native: Record<string, NativeFn> = require(findAddon());
 
-// Keep freed tensor memory in the heap instead of returning it to the kernel after every op
-// (native/addon.cc, setMallocThresholds): 32 MiB is glibc's largest mmap threshold, and up to
-// 1 GiB of free heap top is kept. DDPM_MALLOC=default leaves glibc's own dynamic thresholds.
-if (process.env.DDPM_MALLOC !== 'default') native.setMallocThresholds!(32 * 1024 * 1024, 1024 * 1024 * 1024);
+// glibc's malloc, tuned for tensors (native/addon.cc, mallopt). DDPM_MALLOC=default leaves glibc's own settings.
+// - Keep freed tensor memory in the heap instead of returning it to the kernel after every op: glibc
+//   hands blocks above its mmap threshold back on free, so each new activation tensor page-faults all
+//   its pages again, and page faults are slow on virtual machines. 32 MiB is glibc's largest mmap
+//   threshold; up to 1 GiB of free heap top is kept.
+// - One arena for every thread: a thread's own arena grows in 64 MiB heaps that glibc unmaps as soon
+//   as they empty, so a model replica in a worker thread (models/data-parallel.ts) page-faulted its
+//   activations afresh every few steps. Set before any worker thread allocates.
+const M_TRIM_THRESHOLD = -1;
+const M_MMAP_THRESHOLD = -3;
+const M_ARENA_MAX = -8;
+if (process.env.DDPM_MALLOC !== 'default') {
+  native.mallopt!(M_MMAP_THRESHOLD, 32 * 1024 * 1024);
+  native.mallopt!(M_TRIM_THRESHOLD, 1024 * 1024 * 1024);
+  native.mallopt!(M_ARENA_MAX, 1);
+}
