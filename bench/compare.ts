@@ -53,6 +53,7 @@ const median = (xs: number[]): number => { const s = [...xs].sort((x, y) => x - 
 
 const only = a.only?.split(',');
 const rows: string[] = [];
+const configRows: string[] = [];
 let blasLine = '';
 for (const w of WORKLOADS.filter((x) => !only || only.includes(x.what))) {
   const best: Record<string, { median: number; blas: string; all: number[] }> = {};
@@ -70,6 +71,7 @@ for (const w of WORKLOADS.filter((x) => !only || only.includes(x.what))) {
   }
   for (const x of all) {
     const m = median(per.get(x)!);
+    configRows.push(`| ${w.what} | ${x.engine} | ${x.cfg.label} | ${fmt(m)} |`);
     const lowerBetter = w.what === 'opcall';
     const b = best[x.engine]!;
     if (Number.isNaN(b.median) || (lowerBetter ? m < b.median : m > b.median)) Object.assign(b, { median: m, blas: x.cfg.label, all: per.get(x) });
@@ -87,3 +89,7 @@ console.log(`BLAS: ${blasLine}\n`);
 console.log('| workload | ddpm-ts | PyTorch | ratio (ddpm-ts speed / PyTorch speed) |');
 console.log('| --- | --- | --- | --- |');
 for (const r of rows) console.log(r);
+console.log('\nEvery configuration (median of all its repeats):\n');
+console.log('| workload | engine | configuration | median |');
+console.log('| --- | --- | --- | --- |');
+for (const r of configRows) console.log(r);

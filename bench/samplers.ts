@@ -23,7 +23,7 @@ const n = Number(a.n);
 const repeats = Number(a.repeats);
 const threads = Number(a.threads);
 setNumThreads(threads);
-setBlasThreads(Math.min(2, threads)); // as `ddpm sample` (DESIGN.md: sampling is fastest with two OpenBLAS threads here)
+setBlasThreads(1); // as `ddpm sample` (src/cli/predictor.ts)
 const out = a.out ?? path.join(a.run, 'bench-samplers');
 mkdirSync(out, { recursive: true });
 

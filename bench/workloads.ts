@@ -28,7 +28,8 @@ const warmup = Number(a.warmup);
 const replicas = Number(a.replicas);
 const batch = Number(a.batch ?? (what === 'sample' ? 500 : 128));
 const steps = Number(a.steps ?? ({ train: 20, stack: 20, sample: 150, opcall: 100000 } as Record<string, number>)[what]);
-setNumThreads(threads);
+// With replicas this thread is one of them from the start (src/cli/predictor.ts says why).
+setNumThreads(replicas > 1 ? Math.max(1, Math.floor(threads / replicas)) : threads);
 if (a.blas !== undefined) setBlasThreads(Number(a.blas));
 manualSeed(0);
 const gen = new Generator(0);

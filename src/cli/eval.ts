@@ -214,13 +214,18 @@ async function runEval(f: EvalFlags, cmd: Command): Promise<void> {
   if (f.nll) return runNll({ ...common, n: f.n ?? DEFAULT_NLL_N, clip: f.clip, ...(f.variance !== undefined ? { variance: f.variance } : {}) });
   if (f.lossByT) return runLossByT({ ...common, n: f.n ?? DEFAULT_LOSS_BY_T_N, ...(f.out !== undefined ? { out: f.out } : {}), ...(f.points !== undefined ? { points: f.points } : {}) });
   const t0 = performance.now();
-  setNumThreads(f.threads);
-  // DESIGN.md: sampling (eval, big batches) is fastest with two OpenBLAS threads here.
-  setBlasThreads(Math.min(2, f.threads));
+  // Sampling sets its own threads (cli/predictor.ts); with replicas this thread must not run on
+  // more threads before it. The feature network runs on all of them.
+  const threadsForFeatures = (): void => {
+    setNumThreads(f.threads);
+    setBlasThreads(1); // cli/predictor.ts
+  };
+  if (f.run === undefined) threadsForFeatures();
   const net = loadFeatureNet(f.features ?? DEFAULT_FEATURE_NET_PATH);
   let drawn: Drawn | undefined;
   try {
     drawn = f.run !== undefined ? drawFromRun(f) : readSamples(f);
+    threadsForFeatures();
     const n = drawn.images.shape[0]!;
     const t1 = performance.now();
     const cacheDir = f.cache === false ? null : f.cache ?? defaultCacheDir();

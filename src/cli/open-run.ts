@@ -27,8 +27,8 @@ export interface OpenRun extends LoadedRun { predictor: InferencePredictor; fn: 
 
 export function openRun(f: RunFlags): OpenRun {
   setNumThreads(f.threads);
-  // DESIGN.md: inference batches are fastest with two OpenBLAS threads here.
-  setBlasThreads(Math.min(2, f.threads));
+  // One OpenBLAS thread: two made inference slower here (cli/predictor.ts).
+  setBlasThreads(1);
   const loaded = loadRun(f.run, f.checkpoint, { ema: f.ema });
   const predictor = inferencePredictor(loaded.model);
   return { ...loaded, predictor, fn: (x, t, c) => predictor.forward(x, t, c), numClasses: runNumClasses(loaded.config), objective: runObjective(loaded.config) };

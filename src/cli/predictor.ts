@@ -13,14 +13,16 @@ export const parseReplicas = positiveInt('--replicas');
  * `replicas` with threads / replicas each (at least one) until dispose().
  */
 export function samplingPredictor(model: DiffusionUNet, config: ModelConfig, o: { threads: number; replicas: number }): InferencePredictor {
-  // DESIGN.md: one model call on big batches is fastest with two OpenBLAS threads here.
-  const blas = Math.min(2, o.threads);
-  setNumThreads(o.threads);
-  setBlasThreads(blas);
-  if (o.replicas === 1) return dataParallelPredictor(model, config, { replicas: 1 });
+  // One OpenBLAS thread, replicas or not: two made `ddpm sample` 1.7x slower for dli02 (21.8 against
+  // 37.2 img/s, 500 images) and 1.2x for the ddpm preset here, where DESIGN.md had measured them faster.
+  setBlasThreads(1);
+  if (o.replicas === 1) {
+    setNumThreads(o.threads);
+    return dataParallelPredictor(model, config, { replicas: 1 });
+  }
   const perReplica = Math.max(1, Math.floor(o.threads / o.replicas));
-  // Replicas call OpenBLAS at the same time, each on its own threads.
-  setBlasThreads(perReplica);
-  const p = dataParallelPredictor(model, config, { replicas: o.replicas, threadsPerReplica: perReplica });
-  return { forward: (x, t, c) => p.forward(x, t, c), dispose: () => { p.dispose(); setBlasThreads(blas); } };
+  // This thread goes straight to one replica's threads: one that first ran on more libtorch threads
+  // sampled its first 150 steps about 10% slower here (measured; the cause was not found).
+  setNumThreads(perReplica);
+  return dataParallelPredictor(model, config, { replicas: o.replicas, threadsPerReplica: perReplica });
 }

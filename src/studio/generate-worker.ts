@@ -21,8 +21,8 @@ const values = (x: Tensor): Float32Array => Float32Array.from(x.float().dataSync
 
 async function run(input: GenerateJobInput): Promise<void> {
   setNumThreads(input.threads);
-  // DESIGN.md: sampling is fastest here with two OpenBLAS threads.
-  setBlasThreads(Math.min(2, input.threads));
+  // One OpenBLAS thread: two made sampling slower here (cli/predictor.ts).
+  setBlasThreads(1);
   const { config, model, diffusion } = loadRun(input.runDir, input.checkpointDir);
   const { imageChannels: c, imageSize: s } = config.model;
   const objective = runObjective(config);

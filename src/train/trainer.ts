@@ -150,7 +150,8 @@ export function stepSettings(config: RunConfig, totalSteps: number): StepSetting
 
 export async function train(config: RunConfig, run: RunFolder, o: TrainOptions): Promise<TrainSummary> {
   setNumThreads(o.threads);
-  // DESIGN.md: OpenBLAS's own threads fight libtorch's when training; one BLAS thread is fastest here.
+  // DESIGN.md: OpenBLAS's own threads fight libtorch's; one BLAS thread is fastest here, for training
+  // and (measured since) for sampling too.
   setBlasThreads(1);
   checkRunConfig(config);
   const diffusion = new Diffusion(makeSchedule(config.schedule));
@@ -209,7 +210,7 @@ export async function train(config: RunConfig, run: RunFolder, o: TrainOptions):
     const r = trainStep(s, diffusion, settings);
     if (r === 'end-of-epoch') {
       const grid = path.join(run.samplesDir, `epoch-${String(epoch + 1).padStart(3, '0')}.png`);
-      if (o.sampleGrids ?? true) writeSampleGrid(s, diffusion, config, grid, o.threads);
+      if (o.sampleGrids ?? true) writeSampleGrid(s, diffusion, config, grid);
       save();
       o.hooks?.onEpoch?.({ epoch, step: s.step, meanLoss: epochLossSum / Math.max(epochSteps, 1), grid, checkpoint });
       epochLossSum = 0;
@@ -331,9 +332,8 @@ function firstNonFiniteGrad(s: TrainingSession): string | null {
 
 function mean(xs: number[]): number { return xs.reduce((a, b) => a + b, 0) / Math.max(xs.length, 1); }
 
-function writeSampleGrid(s: TrainingSession, diffusion: Diffusion, config: RunConfig, file: string, threads: number): void {
+function writeSampleGrid(s: TrainingSession, diffusion: Diffusion, config: RunConfig, file: string): void {
   s.model.eval();
-  setBlasThreads(Math.min(2, threads));
   try {
     const draw = (): void => noGrad(() => tidy(() => {
       const x = sampleGrid(s.model, diffusion, config);
@@ -343,7 +343,6 @@ function writeSampleGrid(s: TrainingSession, diffusion: Diffusion, config: RunCo
     if (s.ema) s.ema.withWeights(s.model, draw);
     else draw();
   } finally {
-    setBlasThreads(1);
     s.model.train();
   }
 }
