@@ -4,7 +4,7 @@
 import { parseArgs } from 'node:util';
 import { mkdirSync } from 'node:fs';
 import path from 'node:path';
-import { Generator, setNumThreads, setBlasThreads, blasInfo, libtorchVersion, type Tensor } from '../src/tensor/index.js';
+import { Generator, setNumThreads, blasInfo, libtorchVersion, type Tensor } from '../src/tensor/index.js';
 import { loadRun } from '../src/train/checkpoint.js';
 import { runObjective, runNumClasses } from '../src/train/config.js';
 import { inferencePredictor } from '../src/models/index.js';
@@ -23,7 +23,6 @@ const n = Number(a.n);
 const repeats = Number(a.repeats);
 const threads = Number(a.threads);
 setNumThreads(threads);
-setBlasThreads(1); // as `ddpm sample` (src/cli/predictor.ts)
 const out = a.out ?? path.join(a.run, 'bench-samplers');
 mkdirSync(out, { recursive: true });
 

@@ -9,7 +9,7 @@ import {
 } from '../src/tensor/index.js';
 import { Adam, Sequential, Conv2d, BatchNorm2d, ReLU, MaxPool2d, type Layer } from '../src/nn/index.js';
 import { Dli02UNet, DLI02_DEFAULTS } from '../src/models/index.js';
-import { dataParallelPredictor } from '../src/models/data-parallel.js';
+import { dataParallelPredictor, threadsPerReplica } from '../src/models/data-parallel.js';
 import { Diffusion, makeSchedule, simpleLoss } from '../src/diffusion/index.js';
 import { ddpmSample } from '../src/samplers/index.js';
 import { native } from '../src/tensor/native.js';
@@ -29,7 +29,7 @@ const replicas = Number(a.replicas);
 const batch = Number(a.batch ?? (what === 'sample' ? 500 : 128));
 const steps = Number(a.steps ?? ({ train: 20, stack: 20, sample: 150, opcall: 100000 } as Record<string, number>)[what]);
 // With replicas this thread is one of them from the start (src/cli/predictor.ts says why).
-setNumThreads(replicas > 1 ? Math.max(1, Math.floor(threads / replicas)) : threads);
+setNumThreads(replicas > 1 ? threadsPerReplica(threads, replicas) : threads);
 if (a.blas !== undefined) setBlasThreads(Number(a.blas));
 manualSeed(0);
 const gen = new Generator(0);
@@ -75,7 +75,7 @@ function bench(): { perRepeat: number[]; unit: string } {
       // What `ddpm sample --replicas R` runs: the eval-mode model with BatchNorm folded into its
       // convolutions, each batch split across R replicas (R = 1: the calling thread alone).
       const config = { preset: 'dli02' as const, imageChannels: DLI02_DEFAULTS.imageChannels, imageSize: DLI02_DEFAULTS.imageSize, T: DLI02_DEFAULTS.T };
-      const predictor = dataParallelPredictor(model, config, { replicas, threadsPerReplica: Math.max(1, Math.floor(threads / replicas)) });
+      const predictor = dataParallelPredictor(model, config, { replicas, threadsPerReplica: threadsPerReplica(threads, replicas) });
       const eps = (xt: Tensor, t: Tensor): Tensor => predictor.forward(xt, t);
       noGrad(() => { for (let i = 0; i < warmup; i++) tidy(() => eps(fakeImages(batch), randint(1, 2, [batch]))); });
       // One repeat is the full 150-step reverse loop, as the PyTorch script's default.

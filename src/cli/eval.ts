@@ -5,7 +5,7 @@
 import { Command } from 'commander';
 import { existsSync, statSync } from 'node:fs';
 import path from 'node:path';
-import { Generator, setNumThreads, setBlasThreads, type Tensor } from '../tensor/index.js';
+import { Generator, setNumThreads, type Tensor } from '../tensor/index.js';
 import { loadRun } from '../train/checkpoint.js';
 import { runObjective, runNumClasses, type RunConfig } from '../train/config.js';
 import type { DiffusionUNet } from '../models/index.js';
@@ -216,16 +216,12 @@ async function runEval(f: EvalFlags, cmd: Command): Promise<void> {
   const t0 = performance.now();
   // Sampling sets its own threads (cli/predictor.ts); with replicas this thread must not run on
   // more threads before it. The feature network runs on all of them.
-  const threadsForFeatures = (): void => {
-    setNumThreads(f.threads);
-    setBlasThreads(1); // cli/predictor.ts
-  };
-  if (f.run === undefined) threadsForFeatures();
+  if (f.run === undefined) setNumThreads(f.threads);
   const net = loadFeatureNet(f.features ?? DEFAULT_FEATURE_NET_PATH);
   let drawn: Drawn | undefined;
   try {
     drawn = f.run !== undefined ? drawFromRun(f) : readSamples(f);
-    threadsForFeatures();
+    setNumThreads(f.threads);
     const n = drawn.images.shape[0]!;
     const t1 = performance.now();
     const cacheDir = f.cache === false ? null : f.cache ?? defaultCacheDir();

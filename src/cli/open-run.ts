@@ -7,7 +7,7 @@ import { runObjective, runNumClasses, type RunConfig } from '../train/config.js'
 import { loadRun, type LoadedRun } from '../train/checkpoint.js';
 import { loadTrainingImages } from '../train/trainer.js';
 import { inferencePredictor, type InferencePredictor } from '../models/index.js';
-import { type Tensor, setNumThreads, setBlasThreads, tidy, keep } from '../tensor/index.js';
+import { type Tensor, setNumThreads, tidy, keep } from '../tensor/index.js';
 import type { ConditionalModelFn } from '../samplers/index.js';
 import { quantize8bit } from '../eval/nll.js';
 import { defaultThreads, nonNegativeInt, positiveInt } from './args.js';
@@ -27,8 +27,6 @@ export interface OpenRun extends LoadedRun { predictor: InferencePredictor; fn: 
 
 export function openRun(f: RunFlags): OpenRun {
   setNumThreads(f.threads);
-  // One OpenBLAS thread: two made inference slower here (cli/predictor.ts).
-  setBlasThreads(1);
   const loaded = loadRun(f.run, f.checkpoint, { ema: f.ema });
   const predictor = inferencePredictor(loaded.model);
   return { ...loaded, predictor, fn: (x, t, c) => predictor.forward(x, t, c), numClasses: runNumClasses(loaded.config), objective: runObjective(loaded.config) };

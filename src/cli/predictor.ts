@@ -1,8 +1,8 @@
 // The network a sampling command runs: the run's model, BatchNorm folded, optionally split across
 // model replicas on their own threads (models/data-parallel.ts), with the thread counts it needs.
-import { setNumThreads, setBlasThreads } from '../tensor/index.js';
+import { setNumThreads } from '../tensor/index.js';
 import type { DiffusionUNet, InferencePredictor, ModelConfig } from '../models/index.js';
-import { dataParallelPredictor } from '../models/data-parallel.js';
+import { dataParallelPredictor, threadsPerReplica } from '../models/data-parallel.js';
 import { positiveInt } from './args.js';
 
 export const REPLICAS_HELP = 'split each sampling batch across N model replicas, one thread each when --threads allows (data parallel: the same images up to float rounding, faster on 2+ cores)';
@@ -13,14 +13,11 @@ export const parseReplicas = positiveInt('--replicas');
  * `replicas` with threads / replicas each (at least one) until dispose().
  */
 export function samplingPredictor(model: DiffusionUNet, config: ModelConfig, o: { threads: number; replicas: number }): InferencePredictor {
-  // One OpenBLAS thread, replicas or not: two made `ddpm sample` 1.7x slower for dli02 (21.8 against
-  // 37.2 img/s, 500 images) and 1.2x for the ddpm preset here, where DESIGN.md had measured them faster.
-  setBlasThreads(1);
   if (o.replicas === 1) {
     setNumThreads(o.threads);
     return dataParallelPredictor(model, config, { replicas: 1 });
   }
-  const perReplica = Math.max(1, Math.floor(o.threads / o.replicas));
+  const perReplica = threadsPerReplica(o.threads, o.replicas);
   // This thread goes straight to one replica's threads: one that first ran on more libtorch threads
   // sampled its first 150 steps about 10% slower here (measured; the cause was not found).
   setNumThreads(perReplica);

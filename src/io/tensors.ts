@@ -1,6 +1,6 @@
 // Tensors to and from safetensors files: the bridge between the byte-level reader/writer and the engine.
 import { type Tensor, type DType, tensor, DTYPE_BYTES } from '../tensor/index.js';
-import { type RawTensor, type SafetensorsDtype, readSafetensorsFile, serializeSafetensors, SafetensorsError } from './safetensors.js';
+import { type ParsedSafetensors, type RawTensor, type SafetensorsDtype, parseSafetensors, readSafetensorsFile, serializeSafetensors, SafetensorsError } from './safetensors.js';
 
 const TO_SAFE: Partial<Record<DType, SafetensorsDtype>> = {
   float32: 'F32', float64: 'F64', float16: 'F16', bfloat16: 'BF16', int64: 'I64', int32: 'I32', int16: 'I16', int8: 'I8', uint8: 'U8', bool: 'BOOL',
@@ -45,10 +45,19 @@ export function serializeTensors(tensors: Map<string, Tensor>, metadata?: Record
   return serializeSafetensors(raw, metadata);
 }
 
-/** Reads every tensor of a safetensors file (validated whole before any tensor is made). */
-export function loadTensors(path: string): { tensors: Map<string, Tensor>; metadata: Record<string, string> } {
-  const parsed = readSafetensorsFile(path);
+/** Every tensor of parsed safetensors (validated whole before any tensor is made). */
+function tensorsOf(parsed: ParsedSafetensors, source: string): { tensors: Map<string, Tensor>; metadata: Record<string, string> } {
   const tensors = new Map<string, Tensor>();
-  for (const [k, r] of parsed.tensors) tensors.set(k, fromRaw(r, k, path));
+  for (const [k, r] of parsed.tensors) tensors.set(k, fromRaw(r, k, source));
   return { tensors, metadata: parsed.metadata };
+}
+
+/** Reads every tensor of a safetensors file. */
+export function loadTensors(path: string): { tensors: Map<string, Tensor>; metadata: Record<string, string> } {
+  return tensorsOf(readSafetensorsFile(path), path);
+}
+
+/** Every tensor of safetensors bytes (serializeTensors' output); `source` names them in errors. */
+export function parseTensors(bytes: Uint8Array, source: string): { tensors: Map<string, Tensor>; metadata: Record<string, string> } {
+  return tensorsOf(parseSafetensors(bytes, source), source);
 }

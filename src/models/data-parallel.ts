@@ -31,6 +31,9 @@ const EXITED = 2;
 
 interface Replica { worker: Worker; port: MessagePort; control: Int32Array; index: number }
 
+/** libtorch threads of each of `replicas` replicas sharing `threads`: an even share, at least one. */
+export function threadsPerReplica(threads: number, replicas: number): number { return Math.max(1, Math.floor(threads / replicas)); }
+
 /** Sizes of `parts` slices of `n` rows, as even as possible, largest first (torch.chunk's order). */
 export function splitSizes(n: number, parts: number): number[] {
   const k = Math.min(parts, n);

@@ -4,8 +4,7 @@
 // control word says EXITED, so the caller never waits on a thread that is gone.
 import { workerData, type MessagePort } from 'node:worker_threads';
 import { type AnyTypedArray, tensor, tidy, noGrad, setNumThreads } from '../tensor/index.js';
-import { parseSafetensors } from '../io/safetensors.js';
-import { fromRaw } from '../io/tensors.js';
+import { parseTensors } from '../io/tensors.js';
 import { type InferencePredictor, type ModelConfig, createModel, inferencePredictor } from './index.js';
 
 export interface ReplicaWorkerData { config: ModelConfig; weights: Uint8Array; threads: number; port: MessagePort; control: SharedArrayBuffer }
@@ -34,8 +33,7 @@ let predictor: InferencePredictor | null = null;
 try {
   setNumThreads(data.threads);
   const model = createModel(data.config);
-  const parsed = parseSafetensors(data.weights, 'data-parallel weights');
-  const state = new Map([...parsed.tensors].map(([k, r]) => [k, fromRaw(r, k, 'data-parallel weights')]));
+  const state = parseTensors(data.weights, 'data-parallel weights').tensors;
   try {
     model.loadStateDict(state, 'data-parallel weights');
   } finally {

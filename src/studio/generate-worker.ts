@@ -2,7 +2,7 @@
 // at up to maxFrames evenly spaced steps, the x_t fed to the step beside the x0_hat it predicted
 // (as recordReverse in viz/reverse.ts records them); at the end the final grid PNG and the
 // trajectory GIF. The sampling loop is synchronous, so a stop is a kill (nothing is saved).
-import { Generator, keep, randn, setBlasThreads, setNumThreads, type Tensor } from '../tensor/index.js';
+import { Generator, keep, randn, setNumThreads, type Tensor } from '../tensor/index.js';
 import { loadRun } from '../train/checkpoint.js';
 import { runObjective } from '../train/config.js';
 import { inferencePredictor } from '../models/index.js';
@@ -21,8 +21,6 @@ const values = (x: Tensor): Float32Array => Float32Array.from(x.float().dataSync
 
 async function run(input: GenerateJobInput): Promise<void> {
   setNumThreads(input.threads);
-  // One OpenBLAS thread: two made sampling slower here (cli/predictor.ts).
-  setBlasThreads(1);
   const { config, model, diffusion } = loadRun(input.runDir, input.checkpointDir);
   const { imageChannels: c, imageSize: s } = config.model;
   const objective = runObjective(config);

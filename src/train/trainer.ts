@@ -150,8 +150,7 @@ export function stepSettings(config: RunConfig, totalSteps: number): StepSetting
 
 export async function train(config: RunConfig, run: RunFolder, o: TrainOptions): Promise<TrainSummary> {
   setNumThreads(o.threads);
-  // DESIGN.md: OpenBLAS's own threads fight libtorch's; one BLAS thread is fastest here, for training
-  // and (measured since) for sampling too.
+  // DESIGN.md: OpenBLAS's own threads fight libtorch's when training; one BLAS thread is fastest here.
   setBlasThreads(1);
   checkRunConfig(config);
   const diffusion = new Diffusion(makeSchedule(config.schedule));
