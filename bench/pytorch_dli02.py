@@ -20,7 +20,10 @@ Run (from the repo root; OpenBLAS's threading matters, see DESIGN.md):
     /usr/bin/python3 bench/pytorch_dli02.py --what sample --threads 2
     /usr/bin/python3 bench/pytorch_dli02.py --what stack
     /usr/bin/python3 bench/pytorch_dli02.py --what opcall
-Options: --threads N (torch.set_num_threads), --batch, --steps, --repeats, --warmup, --seed.
+Options: --threads N (torch.set_num_threads), --batch, --steps, --repeats, --warmup, --seed, and for
+train and sample --variant subpixel-cl: the model with the two changes ddpm-ts makes for speed
+(transposed convolutions as sub-pixel convolutions, channels-last weights), to show how much of
+ddpm-ts's margin they are; `npm run bench` prints it beside the notebook's model.
 Prints one JSON line on stdout; the median is over repeats (a 2-core machine is noisy: `other_cpu`
 gives, per repeat, the share of the CPUs other processes used, so contaminated repeats show).
 Defaults keep train, stack and opcall under about 60 s; `sample` does a single full loop (12-90 s
@@ -99,12 +102,58 @@ def time_repeats(fn, repeats):
     return seconds, other
 
 
+def conv_transpose2d_sub_pixel(x, w, b, stride, padding):
+    """F.conv_transpose2d (groups 1, no dilation) as a convolution to stride^2 Cout channels plus a
+    pixel shuffle: the sub-pixel form ddpm-ts runs (src/nn/sub-pixel.ts has the derivation)."""
+    cin, cout, k = w.shape[0], w.shape[1], w.shape[2]
+    s, p = stride, padding
+    phases = [[((r + p) // s - n, (r + p) % s + s * n) for n in range(-(-(k - (r + p) % s) // s))] for r in range(s)]
+    offsets = [e for taps in phases for e, _ in taps]
+    e_min, size = min(offsets), max(offsets) - min(offsets) + 1
+    idx = torch.tensor([dict(taps).get(e_min + q, k) for taps in phases for q in range(size)])
+    w2 = F.pad(w.permute(1, 0, 2, 3), (0, 1, 0, 1)).index_select(2, idx).index_select(3, idx)
+    w2 = w2.reshape(cout, cin, s, size, s, size).permute(0, 2, 4, 1, 3, 5).reshape(cout * s * s, cin, size, size)
+    if x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous():
+        w2 = w2.contiguous(memory_format=torch.channels_last)
+    return x, w2, b.repeat_interleave(s * s), e_min, size
+
+
+class SubPixelConvTranspose2d(nn.Module):
+    """Wraps a ConvTranspose2d(k, stride s, padding p, output_padding op) and computes it sub-pixel."""
+
+    def __init__(self, conv):
+        super().__init__()
+        self.conv = conv
+
+    def forward(self, x):
+        c = self.conv
+        s, p, op, k = c.stride[0], c.padding[0], c.output_padding[0], c.kernel_size[0]
+        x, w2, b2, e_min, size = conv_transpose2d_sub_pixel(x, c.weight, c.bias, s, p)
+        n_in = x.shape[2]
+        n_out = (n_in - 1) * s - 2 * p + k + op
+        m = -(-n_out // s)
+        before, after = -e_min, m - 1 + e_min + size - 1 - (n_in - 1)
+        y = F.pixel_shuffle(F.conv2d(F.pad(x, (before, after, before, after)), w2, b2), s)
+        return y[:, :, :n_out, :n_out]
+
+
+def make_model(variant):
+    """The notebook's UNet; with variant "subpixel-cl", the two changes ddpm-ts makes to it for speed:
+    transposed convolutions computed sub-pixel and channels-last weights (same values to float rounding)."""
+    model = dli02.UNet()
+    if variant == "subpixel-cl":
+        for up in (model.up1, model.up2):
+            up.model[0] = SubPixelConvTranspose2d(up.model[0])
+        model = model.to(memory_format=torch.channels_last)
+    return model
+
+
 def fake_images(n, gen):
     return torch.rand((n, dli02.IMG_CH, dli02.IMG_SIZE, dli02.IMG_SIZE), generator=gen) * 2 - 1  # (B, 1, 16, 16)
 
 
 def bench_train(args, gen):
-    model = dli02.UNet()
+    model = make_model(args.variant)
     optimizer = torch.optim.Adam(model.parameters(), lr=0.001)
     model.train()
     x = fake_images(args.batch, gen)
@@ -138,7 +187,7 @@ def reverse_loop(model, n, steps):
 
 
 def bench_sample(args, gen):
-    model = dli02.UNet()
+    model = make_model(args.variant)
     model.eval()
     with torch.no_grad():
         for _ in range(args.warmup):  # warm-up counts model calls, not full loops
@@ -209,6 +258,9 @@ def main():
     p.add_argument("--repeats", type=int, help="timed repeats; the median is reported (train/stack/opcall 7, sample 1: a full loop at batch 500 took 12-90 s here)")
     p.add_argument("--warmup", type=int, help="untimed steps first (train/stack 3 steps, sample 2 model calls, opcall 1000 calls)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--variant", choices=["notebook", "subpixel-cl"], default="notebook",
+                   help="train/sample: the notebook's model as written (default), or with ddpm-ts's two speed changes "
+                        "(sub-pixel transposed convolutions, channels-last weights), for reference")
     args = p.parse_args()
     for k, v in DEFAULTS[args.what].items():
         if getattr(args, k) is None:
@@ -226,6 +278,7 @@ def main():
         "engine": "pytorch",
         "torch": torch.__version__,
         "what": args.what,
+        "variant": args.variant,
         "threads": args.threads,
         "batch": args.batch,
         "steps": args.steps,

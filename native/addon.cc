@@ -291,6 +291,8 @@ OP(contiguous) {
   return W(a.T(0).contiguous(a.B(1) ? at::MemoryFormat::ChannelsLast : at::MemoryFormat::Contiguous));
 }
 OP(detach) { return W(a.T(0).detach()); }
+// torch's `t.data = src`: t keeps its identity (autograd leaf, requires_grad) and takes src's storage.
+OP(setData) { a.T(0).set_data(a.T(1)); return a.env().Undefined(); }
 
 // ---------------------------------------------------------------- elementwise
 BINARY(add, at::add(x, y))

@@ -125,6 +125,9 @@ export class Dli02UNet extends Module {
       new Conv2d(up[2], up[2], 3, { stride: 1, padding: 1 }), new BatchNorm2d(up[2]), new ReLU(),
       new Conv2d(up[2], c, 3, { stride: 1, padding: 1 }),
     ));
+    // After initialisation, so the values stay PyTorch's: channels-last weights make every
+    // convolution run oneDNN's NHWC kernels (a training step is about 20% faster; bench/README.md).
+    this.toMemoryFormat('channelsLast');
   }
 
   /**

@@ -3,6 +3,7 @@ import * as F from '../tensor/functional.js';
 import { type Tensor, empty, ones, zeros, noGrad, ArgumentError } from '../tensor/index.js';
 import { Layer } from './module.js';
 import { biasUniform, fans, kaimingUniformDefault, normal } from './init.js';
+import { type SubPixelPlan, subPixelPlan, convTranspose2dSubPixel } from './sub-pixel.js';
 
 type Pair = number | [number, number];
 
@@ -39,12 +40,19 @@ export class Conv2d extends Layer {
 
 export interface ConvTranspose2dOptions extends Conv2dOptions { outputPadding?: Pair }
 
+/**
+ * torch.nn.ConvTranspose2d. Without groups or dilation it runs as a sub-pixel convolution
+ * (nn/sub-pixel.ts): the same values to float rounding, about twice as fast on a CPU.
+ */
 export class ConvTranspose2d extends Layer {
   readonly weight: Tensor;
   readonly bias: Tensor | null;
+  /** The sub-pixel layout forward uses, or null where libtorch's transposed convolution runs. */
+  readonly subPixel: SubPixelPlan | null;
   constructor(readonly inChannels: number, readonly outChannels: number, readonly kernelSize: Pair, readonly options: ConvTranspose2dOptions = {}) {
     super();
     const [kh, kw] = typeof kernelSize === 'number' ? [kernelSize, kernelSize] : kernelSize;
+    this.subPixel = subPixelPlan([kh, kw], options);
     const groups = options.groups ?? 1;
     // torch stores transposed-conv weights as (in, out/groups, kH, kW); its fan_in is then out/groups * k * k.
     this.weight = this.registerParameter('weight', empty([inChannels, outChannels / groups, kh, kw]));
@@ -52,7 +60,11 @@ export class ConvTranspose2d extends Layer {
     this.bias = options.bias === false ? null : this.registerParameter('bias', empty([outChannels]));
     if (this.bias) biasUniform(this.bias, fans(this.weight.shape).fanIn);
   }
-  forward(x: Tensor): Tensor { return F.convTranspose2d(x, this.weight, this.bias, this.options); }
+  forward(x: Tensor): Tensor {
+    return this.subPixel
+      ? convTranspose2dSubPixel(x, this.weight, this.bias, this.subPixel, this.options)
+      : F.convTranspose2d(x, this.weight, this.bias, this.options);
+  }
 }
 
 export class BatchNorm2d extends Layer {

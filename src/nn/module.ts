@@ -1,6 +1,6 @@
 // Module: named parameters, buffers and submodules, train/eval mode and state dicts, with
 // PyTorch's naming and ordering so a state dict lines up with its PyTorch twin key for key.
-import { Tensor, keep, noGrad, ArgumentError } from '../tensor/index.js';
+import { Tensor, keep, noGrad, ArgumentError, type MemoryFormat } from '../tensor/index.js';
 import { native } from '../tensor/native.js';
 
 /** A trainable tensor: requires grad and lives outside tidy scopes until its module is disposed. */
@@ -77,6 +77,23 @@ export class Module {
     }
     if (problems.length) throw new ArgumentError(`cannot load ${source} into ${this.constructor.name}: ${problems.join('; ')}`);
     noGrad(() => { for (const [k, t] of own) t.copy_(state.get(k)!); });
+  }
+
+  /**
+   * Lays every 4-D parameter and buffer out in the given memory format, in place, as torch's
+   * module.to(memory_format=...): the tensors keep their identity and values. With channels-last
+   * weights libtorch's convolutions run oneDNN's NHWC kernels and hand NHWC activations on.
+   */
+  toMemoryFormat(format: MemoryFormat): this {
+    noGrad(() => {
+      for (const t of this.stateDict().values()) {
+        if (t.rank !== 4 || t.isContiguous(format)) continue;
+        const laidOut = t.contiguous(format);
+        t.setData(laidOut);
+        laidOut.dispose();
+      }
+    });
+    return this;
   }
 
   train(mode = true): this {

@@ -47,8 +47,18 @@ export function conv2d(x: Tensor, weight: Tensor, bias?: Tensor | null, o: Conv2
 
 export interface ConvTranspose2dOptions extends Conv2dOptions { outputPadding?: Pair }
 
-/** x (N, Cin, H, W), weight (Cin, Cout/groups, kH, kW). */
-export function convTranspose2d(x: Tensor, weight: Tensor, bias?: Tensor | null, o: ConvTranspose2dOptions = {}): Tensor {
+/** convTranspose2d's arguments, checked, with each pair spelled out. */
+export interface ConvTranspose2dParams {
+  stride: [number, number]; padding: [number, number]; outputPadding: [number, number]; dilation: [number, number]; groups: number;
+  /** Output height and width. */
+  outSize: [number, number];
+}
+
+/**
+ * Checks convTranspose2d's input, weight, bias and options as torch would, with messages that name
+ * the mismatch; the sub-pixel form (nn/sub-pixel.ts) checks through here too.
+ */
+export function checkConvTranspose2d(x: Tensor, weight: Tensor, bias: Tensor | null | undefined, o: ConvTranspose2dOptions): ConvTranspose2dParams {
   const xs = need4d('convTranspose2d', x);
   checkSameDevice('convTranspose2d', x, weight);
   const groups = checkInt('convTranspose2d: groups', o.groups ?? 1, 1);
@@ -59,12 +69,23 @@ export function convTranspose2d(x: Tensor, weight: Tensor, bias?: Tensor | null,
   checkBias('convTranspose2d', bias, w[1]! * groups);
   const stride = pair('convTranspose2d: stride', o.stride ?? 1, 1);
   const dilation = pair('convTranspose2d: dilation', o.dilation ?? 1, 1);
-  const outPad = pair('convTranspose2d: outputPadding', o.outputPadding ?? 0);
-  if (outPad[0] >= Math.max(stride[0], dilation[0]) || outPad[1] >= Math.max(stride[1], dilation[1])) {
-    throw new ArgumentError(`convTranspose2d: outputPadding [${outPad.join(', ')}] must be smaller than stride or dilation [${stride.join(', ')}]`);
+  const padding = pair('convTranspose2d: padding', o.padding ?? 0);
+  const outputPadding = pair('convTranspose2d: outputPadding', o.outputPadding ?? 0);
+  if (outputPadding[0] >= Math.max(stride[0], dilation[0]) || outputPadding[1] >= Math.max(stride[1], dilation[1])) {
+    throw new ArgumentError(`convTranspose2d: outputPadding [${outputPadding.join(', ')}] must be smaller than stride or dilation [${stride.join(', ')}]`);
   }
-  return new Tensor(native.convTranspose2d(x.handle, weight.handle, bias?.handle ?? null,
-    stride, pair('convTranspose2d: padding', o.padding ?? 0), outPad, groups, dilation));
+  // torch: out = (in - 1) stride - 2 padding + dilation (kernel - 1) + outputPadding + 1
+  const outSize = [0, 1].map((i) => (xs[2 + i]! - 1) * stride[i]! - 2 * padding[i]! + dilation[i]! * (w[2 + i]! - 1) + outputPadding[i]! + 1) as [number, number];
+  if (outSize[0] < 1 || outSize[1] < 1) {
+    throw new ArgumentError(`convTranspose2d: input [${xs.join(', ')}] with kernel ${w[2]}x${w[3]}, stride [${stride.join(', ')}] and padding [${padding.join(', ')}] gives an output of ${outSize.join('x')}; it must be at least 1x1`);
+  }
+  return { stride, padding, outputPadding, dilation, groups, outSize };
+}
+
+/** x (N, Cin, H, W), weight (Cin, Cout/groups, kH, kW). */
+export function convTranspose2d(x: Tensor, weight: Tensor, bias?: Tensor | null, o: ConvTranspose2dOptions = {}): Tensor {
+  const p = checkConvTranspose2d(x, weight, bias, o);
+  return new Tensor(native.convTranspose2d(x.handle, weight.handle, bias?.handle ?? null, p.stride, p.padding, p.outputPadding, p.groups, p.dilation));
 }
 
 export function maxPool2d(x: Tensor, kernelSize: Pair, o: { stride?: Pair; padding?: Pair; dilation?: Pair; ceilMode?: boolean } = {}): Tensor {

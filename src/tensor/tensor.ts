@@ -10,6 +10,8 @@ import type { Generator } from './generator.js';
 
 export type Device = 'cpu' | 'cuda' | `cuda:${number}`;
 export type Scalar = number;
+/** How a 4-D tensor's values lie in memory: row-major NCHW, or NHWC strides ("channels last"). */
+export type MemoryFormat = 'contiguous' | 'channelsLast';
 export type TensorLike = Tensor | number;
 
 export interface CreateOptions {
@@ -61,7 +63,10 @@ export class Tensor implements Disposable {
   size(dim: number): number { const s = this.shape; return s[normDim('size', dim, s.length)]!; }
   get requiresGrad(): boolean { return native.requiresGrad(this.handle); }
   get isLeaf(): boolean { return native.isLeaf(this.handle); }
-  isContiguous(): boolean { return native.isContiguous(this.handle); }
+  /** Whether the values lie densely in the given order (torch's is_contiguous(memory_format=...)). */
+  isContiguous(memoryFormat: MemoryFormat = 'contiguous'): boolean {
+    return memoryFormat === 'channelsLast' ? native.isChannelsLast(this.handle) : native.isContiguous(this.handle);
+  }
   toString(): string { return `Tensor(shape=[${this.shape.join(', ')}], dtype=${this.dtype}, device=${this.device})`; }
 
   // ------------------------------------------------------------------ data out
@@ -91,10 +96,23 @@ export class Tensor implements Disposable {
   double(): Tensor { return this.to('float64'); }
   long(): Tensor { return this.to('int64'); }
   clone(): Tensor { return new Tensor(native.clone(this.handle)); }
-  contiguous(memoryFormat: 'contiguous' | 'channelsLast' = 'contiguous'): Tensor {
+  /** The values laid out densely: row-major, or channels-last (NHWC strides for a 4-D tensor). */
+  contiguous(memoryFormat: MemoryFormat = 'contiguous'): Tensor {
     return new Tensor(native.contiguous(this.handle, memoryFormat === 'channelsLast'));
   }
   detach(): Tensor { return new Tensor(native.detach(this.handle)); }
+  /**
+   * torch's `t.data = src`: this tensor (its handle, autograd leaf status, requiresGrad) stays, and
+   * takes src's storage and strides; src must have this tensor's shape, dtype and device. Used to
+   * change a parameter's memory format in place (Module.toMemoryFormat).
+   */
+  setData(src: Tensor): this {
+    if (src.shape.join() !== this.shape.join() || src.dtype !== this.dtype || src.device !== this.device) {
+      throw new ArgumentError(`setData: source ${src.toString()} does not match ${this.toString()}: shape, dtype and device must agree`);
+    }
+    native.setData(this.handle, src.handle);
+    return this;
+  }
 
   // ------------------------------------------------------------------ arithmetic (broadcasting)
   add(other: TensorLike): Tensor { return this.#binary('add', other, 'add', 'addScalar'); }
@@ -414,7 +432,14 @@ export function empty(shape: number[], o: CreateOptions = {}): Tensor {
 export function full(shape: number[], value: number, o: CreateOptions = {}): Tensor {
   return finish(new Tensor(native.full(checkShape('full', shape), value, ...opts('full', o))), o);
 }
-export function zerosLike(t: Tensor): Tensor { return zeros(t.shape, { dtype: t.dtype, device: t.device }); }
+/** Zeros with t's shape, dtype, device and (as torch's preserve_format) channels-last layout. */
+export function zerosLike(t: Tensor): Tensor {
+  const z = zeros(t.shape, { dtype: t.dtype, device: t.device });
+  if (t.rank !== 4 || t.isContiguous() || !t.isContiguous('channelsLast')) return z;
+  const laidOut = z.contiguous('channelsLast');
+  z.dispose();
+  return laidOut;
+}
 export function onesLike(t: Tensor): Tensor { return ones(t.shape, { dtype: t.dtype, device: t.device }); }
 /** [start, end) in steps; integer arguments give int64, as torch.arange does. */
 export function arange(start: number, end?: number, step = 1, o: CreateOptions = {}): Tensor {

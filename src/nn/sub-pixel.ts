@@ -1,0 +1,131 @@
+// A transposed convolution computed as a sub-pixel convolution: an ordinary convolution with
+// stride^2 times the output channels, then a pixel shuffle (Shi et al. 2016, "Real-Time Single
+// Image and Video Super-Resolution Using an Efficient Sub-Pixel Convolutional Neural Network";
+// the equivalence is worked out in Shi et al. 2016, "Is the deconvolution layer the same as a
+// convolutional layer?").
+//
+// Along one axis, a transposed convolution with stride s, kernel k and padding p writes
+//   y[o] = sum over (i, j) with o = s i - p + j of x[i] w[j].
+// Split the outputs by phase, o = s m + r (0 <= r < s): with c = (r + p) mod s and
+// d = floor((r + p) / s), the taps are j = c + s n and i = m + d - n, so every phase is a plain
+// correlation of x with a few of w's taps at offsets e = d - n. Putting each phase's taps on a
+// shared window of offsets [eMin, eMax] (zeros where a phase has none) gives one convolution with
+// kernel eMax - eMin + 1 whose s^2 output-channel groups are the phases; pixelShuffle(s) puts them
+// back in place. For dli02's transposed convolutions (kernel 3, stride 2, padding 1, output
+// padding 1) that is a 2x2 convolution to 4 Cout channels; for kernel 2, stride 2 a 1x1.
+//
+// Same values to float rounding. It is faster on a CPU because libtorch runs the convolution with
+// oneDNN, while its transposed convolution is im2col + GEMM + col2im: forward and backward of
+// dli02's two transposed convolutions at batch 128 took 6.5 and 8.4 ms instead of 12.2 and 11.1
+// (PyTorch 1.13, 2 threads; bench/README.md has the model-level figures).
+import * as F from '../tensor/functional.js';
+import { type Tensor, tensor } from '../tensor/index.js';
+
+/** How one axis's kernel taps fall on the phases. */
+interface AxisPlan {
+  /** Kernel size of the sub-pixel convolution along this axis (eMax - eMin + 1). */
+  size: number;
+  /** Smallest input offset any phase reads (may be negative: zero padding before the input). */
+  eMin: number;
+  /** For phase r and window position q, the tap of w at index r * size + q; `kernel` means none (a zero). */
+  taps: number[];
+}
+
+/** A transposed convolution's sub-pixel layout; see subPixelPlan. */
+export interface SubPixelPlan {
+  stride: number;
+  kernel: [number, number];
+  axes: [AxisPlan, AxisPlan];
+}
+
+function axisPlan(kernel: number, stride: number, padding: number): AxisPlan {
+  const phases: [number, number][][] = []; // per phase: [offset e, tap j]
+  for (let r = 0; r < stride; r++) {
+    const c = (r + padding) % stride;
+    const d = Math.floor((r + padding) / stride);
+    const taps: [number, number][] = [];
+    for (let n = 0; c + stride * n < kernel; n++) taps.push([d - n, c + stride * n]);
+    phases.push(taps);
+  }
+  const offsets = phases.flat().map(([e]) => e);
+  const eMin = Math.min(...offsets);
+  const size = Math.max(...offsets) - eMin + 1;
+  const taps: number[] = [];
+  for (const phase of phases) {
+    const byOffset = new Map(phase);
+    for (let q = 0; q < size; q++) taps.push(byOffset.get(eMin + q) ?? kernel);
+  }
+  return { size, eMin, taps };
+}
+
+/**
+ * The sub-pixel layout of a transposed convolution with this kernel and these options, or null
+ * where the plain kernel must run: groups or dilation above 1, or different strides along H and W.
+ */
+export function subPixelPlan(kernel: [number, number], o: F.ConvTranspose2dOptions): SubPixelPlan | null {
+  const stride = typeof o.stride === 'number' || o.stride === undefined ? [o.stride ?? 1, o.stride ?? 1] : o.stride;
+  const padding = typeof o.padding === 'number' || o.padding === undefined ? [o.padding ?? 0, o.padding ?? 0] : o.padding;
+  const dilation = typeof o.dilation === 'number' || o.dilation === undefined ? [o.dilation ?? 1, o.dilation ?? 1] : o.dilation;
+  if ((o.groups ?? 1) !== 1 || dilation[0] !== 1 || dilation[1] !== 1 || stride[0] !== stride[1]) return null;
+  const s = stride[0];
+  return { stride: s, kernel, axes: [axisPlan(kernel[0], s, padding[0]), axisPlan(kernel[1], s, padding[1])] };
+}
+
+/**
+ * The sub-pixel convolution's weight (Cout s^2, Cin, KH, KW) from a transposed convolution's
+ * (Cin, Cout, kH, kW), as autograd ops, so gradients flow back to the original weight. Output
+ * channel co s^2 + rh s + rw is phase (rh, rw) of channel co, the order pixelShuffle expects.
+ */
+export function subPixelWeight(weight: Tensor, plan: SubPixelPlan): Tensor {
+  const [cin, cout] = weight.shape as [number, number];
+  const { stride: s, axes: [h, w] } = plan;
+  const indexH = tensor(h.taps, [h.taps.length], { dtype: 'int64' });
+  const indexW = tensor(w.taps, [w.taps.length], { dtype: 'int64' });
+  // A zero tap at index k of each kernel axis, then each phase's taps picked out along H and W.
+  const padded = F.pad(weight.permute([1, 0, 2, 3]), [0, 1, 0, 1]); // (Cout, Cin, kH + 1, kW + 1)
+  return padded.indexSelect(2, indexH).indexSelect(3, indexW) // (Cout, Cin, s KH, s KW)
+    .reshape([cout, cin, s, h.size, s, w.size]).permute([0, 2, 4, 1, 3, 5]).reshape([cout * s * s, cin, h.size, w.size]);
+}
+
+/** Each output channel's bias repeated for its s^2 phases. */
+export function subPixelBias(bias: Tensor, plan: SubPixelPlan): Tensor {
+  const s2 = plan.stride * plan.stride;
+  return bias.reshape([-1, 1]).repeat([1, s2]).reshape([-1]);
+}
+
+/** Pads (or, for a negative amount, crops) one spatial dim of x (N, C, H, W). */
+function padOrCrop(x: Tensor, dim: 2 | 3, before: number, after: number): Tensor {
+  let y = x;
+  if (before < 0 || after < 0) {
+    const start = Math.max(0, -before);
+    y = y.narrow(dim, start, y.shape[dim]! - start - Math.max(0, -after));
+  }
+  const b = Math.max(0, before);
+  const a = Math.max(0, after);
+  if (b === 0 && a === 0) return y;
+  return F.pad(y, dim === 3 ? [b, a] : [0, 0, b, a]);
+}
+
+/**
+ * The transposed convolution's output from the sub-pixel weight and bias (subPixelWeight,
+ * subPixelBias), for an output of outSize (checkConvTranspose2d gives it). The weight follows x
+ * into channels-last when x is channels-last, as torch's convolution picks its layout.
+ */
+export function subPixelConv(x: Tensor, weight: Tensor, bias: Tensor | null, plan: SubPixelPlan, outSize: [number, number]): Tensor {
+  const s = plan.stride;
+  const [, , height, width] = x.shape as [number, number, number, number];
+  const [h, w] = plan.axes;
+  const mh = Math.ceil(outSize[0] / s);
+  const mw = Math.ceil(outSize[1] / s);
+  // Window position m of the sub-pixel convolution reads input rows m + eMin .. m + eMin + size - 1.
+  const xp = padOrCrop(padOrCrop(x, 2, -h.eMin, mh - 1 + h.eMin + h.size - 1 - (height - 1)), 3, -w.eMin, mw - 1 + w.eMin + w.size - 1 - (width - 1));
+  const channelsLast = !x.isContiguous() && x.isContiguous('channelsLast');
+  const y = F.pixelShuffle(F.conv2d(xp, channelsLast ? weight.contiguous('channelsLast') : weight, bias), s); // (N, Cout, s mh, s mw)
+  return s * mh === outSize[0] && s * mw === outSize[1] ? y : y.narrow(2, 0, outSize[0]).narrow(3, 0, outSize[1]);
+}
+
+/** conv_transpose2d's values, through a sub-pixel convolution; for a plan subPixelPlan gave. */
+export function convTranspose2dSubPixel(x: Tensor, weight: Tensor, bias: Tensor | null, plan: SubPixelPlan, o: F.ConvTranspose2dOptions): Tensor {
+  const { outSize } = F.checkConvTranspose2d(x, weight, bias, o);
+  return subPixelConv(x, subPixelWeight(weight, plan), bias ? subPixelBias(bias, plan) : null, plan, outSize);
+}
