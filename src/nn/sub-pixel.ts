@@ -14,12 +14,15 @@
 // back in place. For dli02's transposed convolutions (kernel 3, stride 2, padding 1, output
 // padding 1) that is a 2x2 convolution to 4 Cout channels; for kernel 2, stride 2 a 1x1.
 //
-// Same values to float rounding. It is faster on a CPU because libtorch runs the convolution with
-// oneDNN, while its transposed convolution is im2col + GEMM + col2im: forward and backward of
-// dli02's two transposed convolutions at batch 128 took 6.5 and 8.4 ms instead of 12.2 and 11.1
-// (PyTorch 1.13, 2 threads; bench/README.md has the model-level figures).
+// Same values to float rounding, though the convolution multiplies more zeros (16 taps per input
+// pixel instead of 9 for dli02's). It is faster on a CPU all the same: libtorch runs it with oneDNN,
+// while its transposed convolution is im2col + GEMM + col2im. Forward and backward of dli02's two
+// transposed convolutions at batch 128 took 6.5 and 8.4 ms instead of 12.2 and 11.1 (5.7 and 7.7
+// with channels-last activations; libtorch 1.13, 2 threads); the README's Speed section has the
+// model-level figures.
 import * as F from '../tensor/functional.js';
 import { type Tensor, tensor } from '../tensor/index.js';
+import { pair } from '../tensor/check.js';
 
 /** How one axis's kernel taps fall on the phases. */
 interface AxisPlan {
@@ -63,9 +66,9 @@ function axisPlan(kernel: number, stride: number, padding: number): AxisPlan {
  * where the plain kernel must run: groups or dilation above 1, or different strides along H and W.
  */
 export function subPixelPlan(kernel: [number, number], o: F.ConvTranspose2dOptions): SubPixelPlan | null {
-  const stride = typeof o.stride === 'number' || o.stride === undefined ? [o.stride ?? 1, o.stride ?? 1] : o.stride;
-  const padding = typeof o.padding === 'number' || o.padding === undefined ? [o.padding ?? 0, o.padding ?? 0] : o.padding;
-  const dilation = typeof o.dilation === 'number' || o.dilation === undefined ? [o.dilation ?? 1, o.dilation ?? 1] : o.dilation;
+  const stride = pair('ConvTranspose2d: stride', o.stride ?? 1, 1);
+  const padding = pair('ConvTranspose2d: padding', o.padding ?? 0);
+  const dilation = pair('ConvTranspose2d: dilation', o.dilation ?? 1, 1);
   if ((o.groups ?? 1) !== 1 || dilation[0] !== 1 || dilation[1] !== 1 || stride[0] !== stride[1]) return null;
   const s = stride[0];
   return { stride: s, kernel, axes: [axisPlan(kernel[0], s, padding[0]), axisPlan(kernel[1], s, padding[1])] };
