@@ -170,3 +170,25 @@ test('using a disposed tensor throws a clear error', () => {
   assert.throws(() => other.add(t), disposed); // as an argument, too
   other.dispose();
 });
+
+test('Sequential frees each intermediate output once the next layer has it, keeping input, output and gradients', () => tidy(() => {
+  manualSeed(0);
+  const seq = new Sequential(new Conv2d(2, 4, 3, { padding: 1 }), new BatchNorm2d(4), new ReLU(), new Conv2d(4, 1, 1));
+  const x = randn([3, 2, 5, 5]);
+  const before = liveTensors();
+  const y = seq.forward(x);
+  // The Conv2d, BatchNorm2d and ReLU outputs are gone; the output and the 1 BatchNorm adds to its
+  // step counter (freed with the scope) are left.
+  assert.equal(liveTensors(), before + 2, 'only the output and the counter increment are left');
+  assert.ok(!x.isDisposed, 'the input is the caller\'s');
+  y.square().mean().backward();
+  const grads = seq.parameters().map((p) => p.grad!.toArray());
+  for (const p of seq.parameters()) p.grad = null;
+  // The same layers chained by hand, nothing freed early: the same output and gradients.
+  let h = x;
+  for (const l of seq.layers) h = l.forward(h);
+  assert.deepEqual(h.toArray(), y.toArray());
+  h.square().mean().backward();
+  seq.parameters().forEach((p, i) => assert.deepEqual(p.grad!.toArray(), grads[i], `gradient ${i}`));
+  seq.dispose();
+}));
