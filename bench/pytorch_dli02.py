@@ -102,24 +102,9 @@ def time_repeats(fn, repeats):
     return seconds, other
 
 
-def conv_transpose2d_sub_pixel(x, w, b, stride, padding):
-    """F.conv_transpose2d (groups 1, no dilation) as a convolution to stride^2 Cout channels plus a
-    pixel shuffle: the sub-pixel form ddpm-ts runs (src/nn/sub-pixel.ts has the derivation)."""
-    cin, cout, k = w.shape[0], w.shape[1], w.shape[2]
-    s, p = stride, padding
-    phases = [[((r + p) // s - n, (r + p) % s + s * n) for n in range(-(-(k - (r + p) % s) // s))] for r in range(s)]
-    offsets = [e for taps in phases for e, _ in taps]
-    e_min, size = min(offsets), max(offsets) - min(offsets) + 1
-    idx = torch.tensor([dict(taps).get(e_min + q, k) for taps in phases for q in range(size)])
-    w2 = F.pad(w.permute(1, 0, 2, 3), (0, 1, 0, 1)).index_select(2, idx).index_select(3, idx)
-    w2 = w2.reshape(cout, cin, s, size, s, size).permute(0, 2, 4, 1, 3, 5).reshape(cout * s * s, cin, size, size)
-    if x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous():
-        w2 = w2.contiguous(memory_format=torch.channels_last)
-    return x, w2, b.repeat_interleave(s * s), e_min, size
-
-
 class SubPixelConvTranspose2d(nn.Module):
-    """Wraps a ConvTranspose2d(k, stride s, padding p, output_padding op) and computes it sub-pixel."""
+    """Wraps a ConvTranspose2d (groups 1, no dilation) and computes it as ddpm-ts does: a convolution
+    to stride^2 Cout channels plus a pixel shuffle (src/nn/sub-pixel.ts has the derivation)."""
 
     def __init__(self, conv):
         super().__init__()
@@ -127,13 +112,23 @@ class SubPixelConvTranspose2d(nn.Module):
 
     def forward(self, x):
         c = self.conv
+        w, b = c.weight, c.bias
+        cin, cout = w.shape[0], w.shape[1]
         s, p, op, k = c.stride[0], c.padding[0], c.output_padding[0], c.kernel_size[0]
-        x, w2, b2, e_min, size = conv_transpose2d_sub_pixel(x, c.weight, c.bias, s, p)
+        # Per output phase r, the taps (input offset e, kernel index j); k stands for a zero tap.
+        phases = [[((r + p) // s - n, (r + p) % s + s * n) for n in range(-(-(k - (r + p) % s) // s))] for r in range(s)]
+        offsets = [e for taps in phases for e, _ in taps]
+        e_min, size = min(offsets), max(offsets) - min(offsets) + 1
+        idx = torch.tensor([dict(taps).get(e_min + q, k) for taps in phases for q in range(size)])
+        w2 = F.pad(w.permute(1, 0, 2, 3), (0, 1, 0, 1)).index_select(2, idx).index_select(3, idx)
+        w2 = w2.reshape(cout, cin, s, size, s, size).permute(0, 2, 4, 1, 3, 5).reshape(cout * s * s, cin, size, size)
+        if x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous():
+            w2 = w2.contiguous(memory_format=torch.channels_last)
         n_in = x.shape[2]
         n_out = (n_in - 1) * s - 2 * p + k + op
         m = -(-n_out // s)
         before, after = -e_min, m - 1 + e_min + size - 1 - (n_in - 1)
-        y = F.pixel_shuffle(F.conv2d(F.pad(x, (before, after, before, after)), w2, b2), s)
+        y = F.pixel_shuffle(F.conv2d(F.pad(x, (before, after, before, after)), w2, b.repeat_interleave(s * s)), s)
         return y[:, :, :n_out, :n_out]
 
 

@@ -2,9 +2,10 @@
 // calling thread's and R - 1 in worker threads, each with its own libtorch threads (as
 // torch.nn.DataParallel splits a batch across devices: scatter, replicate, gather).
 //
-// Why: on a few CPU cores one libtorch thread per replica on part of the batch beats every thread on
-// the whole batch. Small convolutions scale poorly across intra-op threads, and libtorch's
-// transposed-convolution path multiplies image by image on one BLAS thread. `npm run bench` measures it.
+// Why: on a few CPU cores, one libtorch thread per replica on part of the batch can beat every
+// thread on the whole batch, where a model's kernels scale poorly across intra-op threads (dli02's
+// transposed convolutions did, before they ran as sub-pixel convolutions; since then one model on
+// two threads is a little faster for it). `npm run bench` measures both.
 //
 // The forward stays synchronous, so every sampler can use it unchanged: the caller posts each
 // worker its slice, computes its own slice, then blocks in Atomics.wait until every worker has
