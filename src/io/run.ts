@@ -1,7 +1,7 @@
 // The run-folder layout of DESIGN.md:
 //   runs/<name>/config.json, log.jsonl, checkpoints/step-<N>/{model,optimizer}.safetensors + state.json, samples/*.png
 // A checkpoint folder appears whole (written under a temp name, then renamed) or not at all.
-import { appendFileSync, existsSync, mkdirSync, readFileSync, readdirSync, statSync, writeFileSync } from 'node:fs';
+import { appendFileSync, existsSync, mkdirSync, readFileSync, readdirSync, renameSync, statSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { cleanStaleTempFiles, writeDirAtomic, writeFileAtomic } from './atomic.js';
 
@@ -41,6 +41,17 @@ export class RunFolder {
     } catch (e) {
       throw new Error(`${this.configPath} is not valid JSON: ${(e as Error).message}`, { cause: e });
     }
+  }
+
+  /**
+   * Renames log.jsonl to log-<time>.jsonl before a run restarts from step 0, so the restarted
+   * run's log starts clean and the stopped attempt's lines are kept. Returns the new name, if any.
+   */
+  setAsideLog(): string | undefined {
+    if (!existsSync(this.logPath)) return undefined;
+    const aside = path.join(this.root, `log-${new Date().toISOString().replace(/[:.]/g, '-')}.jsonl`);
+    renameSync(this.logPath, aside);
+    return aside;
   }
 
   appendLog(entry: Record<string, unknown>): void { appendFileSync(this.logPath, `${JSON.stringify(entry)}\n`); }
