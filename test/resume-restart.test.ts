@@ -8,6 +8,8 @@ import { mkdtempSync, rmSync, readFileSync, readdirSync, existsSync, writeFileSy
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { ROOT } from './helpers.js';
+import { RunFolder } from '../src/io/run.js';
+import { parseLossLog } from '../src/viz/plot.js';
 
 const BIN = path.join(ROOT, 'bin', 'ddpm.js');
 const hasData = existsSync('/usr/share/datasets/fashion-mnist') || process.env.FASHION_MNIST_DIR !== undefined;
@@ -81,4 +83,21 @@ test('a restarted run still refuses a changed run-defining flag', { skip: !hasDa
   assert.notEqual(r.code, 0);
   assert.match(r.err, /--lr 0.5 differs from the resumed run's 0.001/);
   assert.ok(!existsSync(path.join(killed, 'checkpoints', 'step-2')));
+});
+
+test('a log line torn by a killed run is cut before a resume appends, and readers skip it meanwhile', () => {
+  const dir = path.join(work, 'torn');
+  mkdirSync(dir, { recursive: true });
+  const run = new RunFolder(dir);
+  const whole = '{"step":1,"epoch":0,"loss":0.5}\n{"step":2,"epoch":0,"loss":0.4}\n';
+  writeFileSync(run.logPath, `${whole}{"step":3,"epo`);
+  // `ddpm viz loss` and the studio read the complete lines; the fragment is not yet a record.
+  assert.deepEqual(parseLossLog(readFileSync(run.logPath, 'utf8'), run.logPath).map((r) => r.step), [1, 2]);
+  assert.equal(run.dropTornLogLine(), true);
+  assert.equal(readFileSync(run.logPath, 'utf8'), whole);
+  assert.equal(run.dropTornLogLine(), false);
+  run.appendLog({ step: 3, epoch: 0, loss: 0.3 });
+  assert.deepEqual(parseLossLog(readFileSync(run.logPath, 'utf8'), run.logPath).map((r) => r.step), [1, 2, 3]);
+  // A bad line inside the log is still refused, naming it.
+  assert.throws(() => parseLossLog(`{oops\n${whole}`, 'log.jsonl'), /log\.jsonl line 1 is not JSON/);
 });

@@ -185,7 +185,10 @@ export async function train(config: RunConfig, run: RunFolder, o: TrainOptions):
     step: 0,
     ema: (tc.emaDecay ?? 0) > 0 ? new EMA(model, { decay: tc.emaDecay! }) : null,
   };
-  if (o.resumeFrom) restoreTraining(s, o.resumeFrom);
+  if (o.resumeFrom) {
+    restoreTraining(s, o.resumeFrom);
+    run.dropTornLogLine();
+  }
   const resumedAt = s.step;
   const totalSteps = s.loader.batchesPerEpoch * tc.epochs;
   const settings = stepSettings(config, totalSteps);
