@@ -10,8 +10,9 @@ import { fromText, type OptionDecl } from '../options/declare.js';
  */
 export function declared<S extends z.ZodType>(d: OptionDecl<S>, o: { default?: z.output<S>; defaultHelp?: string; help?: string } = {}): Option {
   const words = o.help ?? d.help;
+  const defaultHelp = o.defaultHelp ?? (o.default === undefined ? d.defaultHelp : undefined);
   // commander prints "(default: ...)" itself for a default value; the words alone otherwise.
-  const opt = new Option(d.flag, o.defaultHelp !== undefined && o.default === undefined ? `${words} (default: ${o.defaultHelp})` : words);
+  const opt = new Option(d.flag, defaultHelp !== undefined && o.default === undefined ? `${words} (default: ${defaultHelp})` : words);
   const label = d.flag.split(' ')[0]!;
   opt.argParser((v: string) => {
     const r = fromText(d.schema, v, label);

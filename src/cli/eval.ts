@@ -10,7 +10,7 @@ import { loadRun } from '../train/checkpoint.js';
 import { runObjective, runNumClasses, runSampling, type RunConfig } from '../train/config.js';
 import type { DiffusionUNet } from '../models/index.js';
 import type { Diffusion } from '../diffusion/index.js';
-import { sample, assertFinite, samplerDefaults, SAMPLERS, SAMPLER_OPTIONS as O, VARIANCES, type SamplerName, type Variance } from '../samplers/index.js';
+import { sample, assertFinite, samplerDefaults, SAMPLER_OPTIONS as O, VARIANCES, type SamplerName, type Variance } from '../samplers/index.js';
 import { locateFashionMnist } from '../data/fashion-mnist.js';
 import { loadImageFolder, imageFolderTensors } from '../data/image-folder.js';
 import { writeFileAtomic } from '../io/atomic.js';
@@ -46,10 +46,10 @@ export function evalCommand(): Command {
     .option('--batch-size <n>', '--run only: images per sampling loop (default: all n, up to 500)', positiveInt('--batch-size'))
     .option('--threads <n>', 'libtorch threads', positiveInt('--threads'), defaultThreads())
     .option('--replicas <n>', `--run only: ${REPLICAS_HELP}`, parseReplicas, 1)
-    .addOption(declared(O.sampler, { help: `--run only: the reverse process, ${SAMPLERS.join(', ')}`, defaultHelp: "the run's own: the sampler and steps of its epoch grids" }))
-    .addOption(declared(O.steps, { help: '--run only: model timesteps K <= T', defaultHelp: "the run's own for its sampler; else T for ddpm and pc, 50 for ddim, 20 for dpmpp2m" }))
-    .addOption(declared(O.eta, { help: `--run with --sampler ddim only: ${O.eta.help.replace('ddim only: ', '')}`, defaultHelp: '0' }))
-    .addOption(declared(O.guidance, { help: `--run only, class-conditional runs: ${O.guidance.help.replace(' (class-conditional runs)', '')}`, defaultHelp: '0' }))
+    .addOption(declared(O.sampler, { help: `--run only: ${O.sampler.help}` }))
+    .addOption(declared(O.steps, { help: `--run only: ${O.steps.help}` }))
+    .addOption(declared(O.eta, { help: `--run only: ${O.eta.help}` }))
+    .addOption(declared(O.guidance, { help: `--run only: ${O.guidance.help}` }))
     .option('--json <file>', 'also write every figure, with the sample count, sampler, steps, checkpoint and timings, as JSON')
     .option('--data <dir>', 'Fashion-MNIST folder (default: $FASHION_MNIST_DIR, then /usr/share/datasets/fashion-mnist)')
     .option('--features <file>', 'feature network weights (default: the shipped assets/fmnist-features.safetensors)')

@@ -6,7 +6,7 @@ import { Generator, tidy, keep, cat, stack, type Tensor } from '../tensor/index.
 import { loadRun } from '../train/checkpoint.js';
 import { runObjective, runNumClasses, runSampling } from '../train/config.js';
 import {
-  sample, assertFinite, samplerDefaults, DEFAULT_SNR, SAMPLERS, SAMPLER_OPTIONS as O,
+  sample, assertFinite, samplerDefaults, SAMPLER_OPTIONS as O,
   type SamplerName, type Spacing, type Variance, type X0Processing, type StepResult,
 } from '../samplers/index.js';
 import { writePng } from '../io/png.js';
@@ -41,16 +41,16 @@ export function sampleCommand(): Command {
     .option('--batch-size <n>', 'images per model call (default: all n at once, up to 500)', positiveInt('--batch-size'))
     .option('--threads <n>', 'libtorch threads', positiveInt('--threads'), defaultThreads())
     .option('--replicas <n>', REPLICAS_HELP, parseReplicas, 1)
-    .addOption(declared(O.sampler, { help: `the reverse process: ${SAMPLERS.join(', ')}`, defaultHelp: "the run's own: the sampler, steps and variance of its epoch grids (DDPM over all T for dli02/dli03, DDIM 50 for ddpm)" }))
-    .addOption(declared(O.steps, { defaultHelp: 'the run\'s own for its sampler; else T for ddpm and pc, 50 for ddim, 20 for dpmpp2m, at most T' }))
-    .addOption(declared(O.eta, { defaultHelp: '0' }))
-    .addOption(declared(O.spacing, { defaultHelp: 'linspace; trailing for ddim' }))
-    .addOption(declared(O.variance, { defaultHelp: "the run's own for its sampler; else notebook for ddpm, beta for pc" }))
-    .addOption(declared(O.x0Processing, { defaultHelp: 'none for eps models, clip for x0 and v' }))
-    .addOption(declared(O.guidance, { defaultHelp: '0' }))
+    .addOption(declared(O.sampler))
+    .addOption(declared(O.steps))
+    .addOption(declared(O.eta))
+    .addOption(declared(O.spacing))
+    .addOption(declared(O.variance))
+    .addOption(declared(O.x0Processing))
+    .addOption(declared(O.guidance))
     .option('--class <c>', 'class-conditional runs: a class index or a comma list (default: one row per class)', classList)
-    .addOption(declared(O.correctorSteps, { defaultHelp: '1' }))
-    .addOption(declared(O.snr, { defaultHelp: String(DEFAULT_SNR) }))
+    .addOption(declared(O.correctorSteps))
+    .addOption(declared(O.snr))
     .option('--grid <file>', 'write all images as one grid PNG')
     .option('--out-dir <dir>', 'write one 8-bit PNG per image (00000.png, 00001.png, ...)')
     .option('--trajectory <file>', 'write rows of x_t from noise to image at 10 evenly spaced steps of the sampler (up to 8 images, or one per class)')

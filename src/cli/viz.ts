@@ -7,7 +7,7 @@ import { prepareImages } from '../data/transforms.js';
 import { Diffusion, makeSchedule } from '../diffusion/index.js';
 import { presetDefaults, readRunConfig, runNumClasses, runSampling, type RunConfig } from '../train/config.js';
 import {
-  SAMPLERS, SAMPLER_OPTIONS as O, samplerDefaults, checkSteps, VARIANCES, type SamplerName, type X0Processing, type SamplerOptions, type Variance,
+  SAMPLER_OPTIONS as O, samplerDefaults, checkSteps, VARIANCES, type SamplerName, type X0Processing, type SamplerOptions, type Variance,
 } from '../samplers/index.js';
 import { RunFolder } from '../io/run.js';
 import { writePng } from '../io/png.js';
@@ -142,10 +142,10 @@ export function vizCommand(): Command {
     .description('the reverse process: x_t beside the predicted x_0 at every step (PNG rows at evenly spaced steps; GIF one frame per step)')
     .requiredOption('--out <file>', 'PNG to write')
     .option('--gif <file>', 'also write an animated GIF, one frame per step')
-    .addOption(declared(O.sampler, { help: `the reverse process: ${SAMPLERS.join(', ')}`, defaultHelp: "the run's own, as `ddpm sample`" }))
+    .addOption(declared(O.sampler))
     .addOption(declared(O.steps, { defaultHelp: 'as `ddpm sample`, but at most 200 for ddpm and pc' }))
-    .addOption(declared(O.eta, { defaultHelp: '0' }))
-    .addOption(declared(O.x0Processing, { defaultHelp: 'none for eps models, clip for x0 and v' }))
+    .addOption(declared(O.eta))
+    .addOption(declared(O.x0Processing))
     .option('-n, --n <count>', 'images (one column each)', positiveInt('-n'), 4)
     .option('--class <c>', 'class-conditional runs: the class of every image (default: image i is class i mod K)', nonNegativeInt('--class'))
     .option('--rows <r>', 'steps shown in the PNG, evenly spaced', positiveInt('--rows'), 10)
@@ -191,7 +191,7 @@ export function vizCommand(): Command {
     .requiredOption('--out <file>', 'PNG to write')
     .option('--weights <list>', 'guidance weights w, comma-separated', numberList('--weights'), [-1, 0, 1, 2, 4])
     .option('--classes <list>', 'classes, one row each (default: all)', classList('--classes'))
-    .addOption(declared(O.sampler, { help: `the reverse process: ${SAMPLERS.join(', ')}`, default: 'dpmpp2m' }))
+    .addOption(declared(O.sampler, { default: 'dpmpp2m' }))
     .addOption(declared(O.steps, { default: 20 }))
     .option('--scale <n>', 'upscale factor (nearest)', positiveInt('--scale'), 4)
     .action((f: RunFlags & { out: string; weights: number[]; classes?: number[]; sampler: SamplerName; steps: number; scale: number }) => {

@@ -13,6 +13,8 @@ export interface OptionDecl<S extends z.ZodType = z.ZodType> {
   flag: string;
   /** The words of --help, without the default (which is added from the declaration's default). */
   help: string;
+  /** The default in words, where it depends on the run or on other options (else the default value is shown). */
+  defaultHelp?: string;
   /** Type and range of a value (a caller may narrow it further, e.g. steps to at most T: schema.max(T)). */
   schema: S;
 }

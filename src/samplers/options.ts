@@ -24,15 +24,15 @@ export const SAMPLERS = ['ddpm', 'ddim', 'dpmpp2m', 'pc'] as const;
 export type SamplerName = (typeof SAMPLERS)[number];
 
 export const SAMPLER_OPTIONS = {
-  sampler: option({ name: 'sampler', flag: '--sampler <name>', help: 'the reverse process', schema: z.enum(SAMPLERS) }),
-  steps: option({ name: 'steps', flag: '--steps <k>', help: 'model timesteps K <= T', schema: z.int().min(1) }),
-  eta: option({ name: 'eta', flag: '--eta <x>', help: 'ddim only: noise of each step, 0 (deterministic) .. 1 (DDPM-like)', schema: z.number().min(0).max(1) }),
-  spacing: option({ name: 'spacing', flag: '--spacing <kind>', help: `ddpm, ddim, pc: which K timesteps, ${SPACINGS.join(', ')}`, schema: z.enum(SPACINGS) }),
-  variance: option({ name: 'variance', flag: '--variance <kind>', help: `ddpm and pc: reverse variance, ${VARIANCES.join(', ')} (notebook: beta_{t-1}, as the course notebook)`, schema: z.enum(VARIANCES) }),
-  x0Processing: option({ name: 'x0Processing', flag: '--clip <kind>', help: `x0 processing: ${X0_PROCESSINGS.join(', ')} (dynamic: Imagen's thresholding)`, schema: z.enum(X0_PROCESSINGS) }),
-  guidance: option({ name: 'guidance', flag: '--guidance <w>', help: 'classifier-free guidance weight w, (1 + w) cond - w uncond (class-conditional runs)', schema: z.number() }),
-  correctorSteps: option({ name: 'correctorSteps', flag: '--corrector-steps <n>', help: 'pc only: Langevin corrector steps per noise level', schema: z.int().min(0) }),
-  snr: option({ name: 'snr', flag: '--snr <r>', help: "pc only: the corrector's signal-to-noise ratio", schema: z.number().gt(0) }),
+  sampler: option({ name: 'sampler', flag: '--sampler <name>', help: `the reverse process: ${SAMPLERS.join(', ')}`, defaultHelp: "the run's own: the sampler, steps and variance of its epoch grids (DDPM over all T for dli02/dli03, DDIM 50 for ddpm)", schema: z.enum(SAMPLERS) }),
+  steps: option({ name: 'steps', flag: '--steps <k>', help: 'model timesteps K <= T', defaultHelp: "the run's own for its sampler; else T for ddpm and pc, 50 for ddim, 20 for dpmpp2m, at most T", schema: z.int().min(1) }),
+  eta: option({ name: 'eta', flag: '--eta <x>', help: 'ddim only: noise of each step, 0 (deterministic) .. 1 (DDPM-like)', defaultHelp: '0', schema: z.number().min(0).max(1) }),
+  spacing: option({ name: 'spacing', flag: '--spacing <kind>', help: `ddpm, ddim, pc: which K timesteps, ${SPACINGS.join(', ')}`, defaultHelp: 'linspace; trailing for ddim', schema: z.enum(SPACINGS) }),
+  variance: option({ name: 'variance', flag: '--variance <kind>', help: `ddpm and pc: reverse variance, ${VARIANCES.join(', ')} (notebook: beta_{t-1}, as the course notebook)`, defaultHelp: "the run's own for its sampler; else notebook for ddpm, beta for pc", schema: z.enum(VARIANCES) }),
+  x0Processing: option({ name: 'x0Processing', flag: '--clip <kind>', help: `x0 processing: ${X0_PROCESSINGS.join(', ')} (dynamic: Imagen's thresholding)`, defaultHelp: 'none for eps models, clip for x0 and v', schema: z.enum(X0_PROCESSINGS) }),
+  guidance: option({ name: 'guidance', flag: '--guidance <w>', help: 'classifier-free guidance weight w, (1 + w) cond - w uncond (class-conditional runs)', defaultHelp: '0', schema: z.number() }),
+  correctorSteps: option({ name: 'correctorSteps', flag: '--corrector-steps <n>', help: 'pc only: Langevin corrector steps per noise level', defaultHelp: '1', schema: z.int().min(0) }),
+  snr: option({ name: 'snr', flag: '--snr <r>', help: "pc only: the corrector's signal-to-noise ratio", defaultHelp: String(DEFAULT_SNR), schema: z.number().gt(0) }),
 } as const;
 
 export type SamplerOptionName = keyof typeof SAMPLER_OPTIONS;
