@@ -97,8 +97,10 @@ test('config.json is checked when a run is opened, naming the file, the field, t
     [{ ...base, samples: { ...base.samples, sampler: 'euler' } }, /samples\.sampler must be one of ddpm, ddim, dpmpp2m, pc, got "euler"/],
     [{ ...base, objective: 'score' }, /objective must be one of eps, x0, v, got "score"/],
     [{ ...base, train: { ...base.train, lr: '0.001' } }, /train\.lr must be a positive number, got "0\.001"/],
-    [{ version: 1, model: base.model, schedule: base.schedule, samples: base.samples }, /x\/config\.json: train is missing/],
-    [[1, 2], /x\/config\.json: the file must be an object|x\/config\.json: .* got \[1,2\]/],
+    [{ version: 1, model: base.model, schedule: base.schedule, samples: base.samples }, /x\/config\.json is not a run config: it has no train object/],
+    [[1, 2], /x\/config\.json is not a run config: it has no model, schedule, train objects/],
+    [{ ...base, version: 2 }, /x\/config\.json: version must be 1, got 2/],
+    [{ ...base, samples: undefined }, /x\/config\.json: samples is missing \(expected an object\)/],
   ];
   for (const [c, re] of cases) assert.throws(() => checkConfigJson(c, 'x/config.json'), re);
   // Through loadRun, as `ddpm sample` and `ddpm eval` open a run: the run's own file is named.

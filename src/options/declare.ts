@@ -30,8 +30,9 @@ const HUGE = 2 ** 52;
 /** What a schema accepts, in words: "a positive integer", "a number in [0, 1)", "one of ddpm, ddim". */
 export function expected(schema: z.ZodType): string {
   const j = z.toJSONSchema(schema, { unrepresentable: 'any' }) as {
-    type?: string; enum?: unknown[]; minimum?: number; maximum?: number; exclusiveMinimum?: number; exclusiveMaximum?: number; anyOf?: { type?: string }[];
+    type?: string; enum?: unknown[]; const?: unknown; minimum?: number; maximum?: number; exclusiveMinimum?: number; exclusiveMaximum?: number; anyOf?: { type?: string }[];
   };
+  if (j.const !== undefined) return show(j.const);
   if (j.enum) return `one of ${j.enum.join(', ')}`;
   const lo = j.exclusiveMinimum ?? j.minimum;
   const hi = j.exclusiveMaximum ?? j.maximum;

@@ -126,6 +126,11 @@ function schemaAt(keys: PropertyKey[]): z.ZodType | undefined {
  * hand-edited file fails here with its field named, not later inside the model or the trainer.
  */
 export function checkConfigJson(value: unknown, file: string): RunConfig {
+  const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
+  const missing = ['model', 'schedule', 'train'].filter((k) => !isObject(value) || !isObject(value[k]));
+  if (missing.length > 0) {
+    throw new Error(`${file} is not a run config: it has no ${missing.join(', ')} object${missing.length > 1 ? 's' : ''} (it was not written by \`ddpm train\`, or was damaged)`);
+  }
   const r = RUN_CONFIG_SCHEMA.safeParse(value);
   if (r.success) return value as RunConfig;
   const issue = r.error.issues[0]!;
@@ -133,7 +138,7 @@ export function checkConfigJson(value: unknown, file: string): RunConfig {
   let got: unknown = value;
   for (const k of issue.path) got = typeof got === 'object' && got !== null ? (got as Record<PropertyKey, unknown>)[k] : undefined;
   const leaf = schemaAt(issue.path);
-  const what = got === undefined && issue.code === 'invalid_type' ? 'is missing' : `must be ${leaf ? expected(leaf) : issue.message}, got ${show(got)}`;
-  const missingOr = leaf instanceof z.ZodObject ? (got === undefined ? 'is missing (an object)' : `must be an object, got ${show(got)}`) : what;
-  throw new Error(`${file}: ${where || 'the file'} ${missingOr}; it was not written by \`ddpm train\`, or was edited or damaged since`);
+  const want = leaf instanceof z.ZodObject ? 'an object' : leaf ? expected(leaf) : issue.message;
+  const what = got === undefined ? `is missing (expected ${want})` : `must be ${want}, got ${show(got)}`;
+  throw new Error(`${file}: ${where} ${what}; it was not written by \`ddpm train\`, or was edited or damaged since`);
 }
