@@ -2,10 +2,12 @@
 // (samplerDefaults). `ddpm sample`, `ddpm eval`, `ddpm viz reverse`, the studio's Generate form and
 // its request check, and resolveSampling (sample.ts) all read these declarations.
 //
-// To add a sampler option: add one `option({...})` entry to SAMPLER_OPTIONS (name, flag, help,
-// schema), give it a default in samplerDefaults if it has one, and read it in resolveSampling. The
-// commands that take it list its name in their `samplerFlags(...)` call (cli/args.ts); the studio
-// accepts it once it is in GENERATE_OPTIONS (studio/requests.ts). Messages come from the schema.
+// To add a sampler option (e.g. `ddpm sample --model FILE.onnx`): add one `option({...})` entry to
+// SAMPLER_OPTIONS (name, flag, help, defaultHelp, schema), give it a default in samplerDefaults if it
+// depends on the run, and read it in resolveSampling. A command takes it with one line,
+// `.addOption(declared(SAMPLER_OPTIONS.x))` (cli/args.ts makes the flag, its help and its parser);
+// the studio checks it with `f.declared('x', SAMPLER_OPTIONS.x.schema)` in parseGenerateRequest.
+// Every refusal's words come from the schema (options/declare.ts), so none is written by hand.
 import * as z from 'zod';
 import { option } from '../options/declare.js';
 import type { Objective } from '../diffusion/index.js';
