@@ -45,6 +45,7 @@ async function run(input: GenerateJobInput): Promise<void> {
       diffusion, objective, shape: [n, c, s, s], sampler: input.sampler, steps: input.steps,
       x0Processing: defaultX0Processing(objective), generator: gen, xT,
       ...(input.eta !== undefined ? { eta: input.eta } : {}),
+      ...(input.variance !== undefined ? { variance: input.variance } : {}),
       ...(input.labels ? { numClasses: config.model.numClasses ?? 0, labels: input.labels, guidance: input.guidance ?? 0 } : {}),
       onStep: (st) => {
         if (frameAt.has(st.index) && fed) {

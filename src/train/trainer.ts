@@ -57,6 +57,11 @@ export interface TrainOptions {
   signal?: AbortSignal;
   /** Continue from this checkpoint folder (checkpoints/step-N) of `run`. */
   resumeFrom?: string;
+  /**
+   * `run` already holds this run's config.json and no checkpoint (it was killed before its first):
+   * train it from step 0 in that folder. Its old log.jsonl is kept beside the new one, renamed.
+   */
+  restart?: boolean;
   /** Also checkpoint every N steps (0: only at the end of each epoch). */
   checkpointEvery?: number;
   /** Keep only the newest N checkpoints (0: keep all). */
@@ -134,9 +139,11 @@ export async function train(config: RunConfig, run: RunFolder, o: TrainOptions):
   const tc = config.train;
   const numClasses = runNumClasses(config);
   if (numClasses > 0 && !labels) throw new Error(`class-conditional training needs labels, but ${dataDir} has none (put each class's images in its own subfolder)`);
+  if (o.resumeFrom && o.restart) throw new Error('train: resumeFrom and restart exclude each other (a restart has no checkpoint to resume from)');
   if (!o.resumeFrom) {
     // Only once the data has loaded: a refused dataset leaves no run folder behind.
-    run.create();
+    run.create(o.restart ?? false);
+    if (o.restart) run.setAsideLog();
     run.writeConfig({ ...config, train: { ...tc, data: dataDir } });
   }
 
@@ -149,7 +156,10 @@ export async function train(config: RunConfig, run: RunFolder, o: TrainOptions):
     step: 0,
     ema: (tc.emaDecay ?? 0) > 0 ? new EMA(model, { decay: tc.emaDecay! }) : null,
   };
-  if (o.resumeFrom) restoreTraining(s, o.resumeFrom);
+  if (o.resumeFrom) {
+    restoreTraining(s, o.resumeFrom);
+    run.dropTornLogLine();
+  }
   const resumedAt = s.step;
   const totalSteps = s.loader.batchesPerEpoch * tc.epochs;
   const settings = stepSettings(config, totalSteps);
