@@ -58,3 +58,8 @@ export function nativeLoaded(): boolean {
 export const native: Record<string, NativeFn> = new Proxy({} as Record<string, NativeFn>, {
   get: (_target, name: string) => (addon ??= load())[name],
 });
+
+/** The names of the addon's entry points (loads it): for the boundary fuzzer (tools/fuzz-native.ts). */
+export function nativeEntryPoints(): string[] {
+  return Object.keys(addon ??= load());
+}
