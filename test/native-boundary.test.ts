@@ -21,7 +21,7 @@ function nodeChild(args: string[], env: NodeJS.ProcessEnv): { status: number | n
 
 test('every entry point, fuzzed with wrong types and foreign handles, returns or throws an Error naming itself (child process)', () => {
   const r = nodeChild([path.join(ROOT, 'dist/tools/fuzz-native.js'), '--seed', '3', '--random', '20', '--trace'], { ...process.env, OPENBLAS_NUM_THREADS: '1' });
-  const lastOp = r.stderr.trim().split('\n').pop();
+  const lastOp = r.stderr.split('\n').filter((l) => l.startsWith('fuzz-native: ')).pop()?.slice('fuzz-native: '.length);
   assert.equal(r.signal, null, `the fuzzed addon crashed the process (${r.signal}) in ${lastOp}`);
   assert.equal(r.status, 0, `fuzz-native failed: ${r.stdout}\n${r.stderr.slice(-2000)}`);
   const s = JSON.parse(r.stdout) as { entryPoints: number; calls: number; refused: number; failures: string[]; typeErrors: number };

@@ -54,12 +54,22 @@ export function nativeLoaded(): boolean {
   return addon !== undefined;
 }
 
-/** The addon's entry points; the first access loads it. */
-export const native: Record<string, NativeFn> = new Proxy({} as Record<string, NativeFn>, {
-  get: (_target, name: string) => (addon ??= load())[name],
-});
+function ensureLoaded(): Record<string, NativeFn> {
+  if (addon === undefined) {
+    addon = load();
+    // Own properties from now on: a call no longer passes through the proxy below (a proxy trap
+    // doubled the cost of a small call, ~190 to ~370 ns, measured on a shared 2-core machine).
+    Object.assign(native, addon);
+  }
+  return addon;
+}
+
+/** The addon's entry points; the first access loads it (through the proxy on its prototype). */
+export const native: Record<string, NativeFn> = Object.create(new Proxy({}, {
+  get: (_target, name: string | symbol) => (typeof name === 'string' ? ensureLoaded()[name] : undefined),
+})) as Record<string, NativeFn>;
 
 /** The names of the addon's entry points (loads it): for the boundary fuzzer (tools/fuzz-native.ts). */
 export function nativeEntryPoints(): string[] {
-  return Object.keys(addon ??= load());
+  return Object.keys(ensureLoaded());
 }
