@@ -1,6 +1,6 @@
 // ddpm-ts as a dependency: `npm pack`, install the tarball into a fresh project from npm's cache only
 // (--prefer-offline: the registry is asked only for package metadata npm has not cached), and use it from the project's own TypeScript, as someone adding ddpm-ts would.
-// - With libtorch: the consumer type-checks under moduleResolution nodenext and bundler, trains a tiny
+// - With libtorch: the consumer type-checks under moduleResolution nodenext, node16 and bundler, trains a tiny
 //   model 2 steps and samples 4 images.
 // - Without (LIBTORCH at an empty folder, the addon removed, `npm rebuild`): the install script prints
 //   the one line and succeeds, import works, the byte-level parts work, and a libtorch call throws that line.
@@ -65,10 +65,11 @@ try {
 console.log(JSON.stringify({ tensors: [...back.tensors.keys()], png: [png.width, png.height], alphaBarLast: terms.alphaBar[9], available: libtorchAvailable(), message }));
 `;
 
-const tsconfig = (moduleResolution: 'nodenext' | 'bundler'): string => JSON.stringify({
+// nodenext emits the JavaScript the test runs; node16 and bundler only type-check.
+const tsconfig = (moduleResolution: 'nodenext' | 'node16' | 'bundler'): string => JSON.stringify({
   compilerOptions: {
-    target: 'es2022', module: moduleResolution === 'nodenext' ? 'nodenext' : 'esnext', moduleResolution,
-    strict: true, outDir: 'out', types: ['node'], skipLibCheck: false, ...(moduleResolution === 'bundler' ? { noEmit: true } : {}),
+    target: 'es2022', module: moduleResolution === 'bundler' ? 'esnext' : moduleResolution, moduleResolution,
+    strict: true, outDir: 'out', types: ['node'], skipLibCheck: false, ...(moduleResolution === 'nodenext' ? {} : { noEmit: true }),
   },
   include: ['*.ts'],
 });
@@ -86,6 +87,7 @@ test('npm pack, install the tarball offline into a TypeScript project: it type-c
     writeFileSync(path.join(app, 'nolib.ts'), WITHOUT_LIBTORCH);
     writeFileSync(path.join(app, 'tsconfig.json'), tsconfig('nodenext'));
     writeFileSync(path.join(app, 'tsconfig.bundler.json'), tsconfig('bundler'));
+    writeFileSync(path.join(app, 'tsconfig.node16.json'), tsconfig('node16'));
     const env = { ...process.env, DDPM_TS_ADDON: ADDON };
     const installed = sh('npm', ['install', '--prefer-offline', '--no-audit', '--no-fund', '--foreground-scripts', '--loglevel=error',
       path.join(tmp, tarball), `typescript@${version('typescript')}`, `@types/node@${version('@types/node')}`], app, env);
@@ -96,6 +98,7 @@ test('npm pack, install the tarball offline into a TypeScript project: it type-c
 
     const tsc = path.join(app, 'node_modules', 'typescript', 'bin', 'tsc');
     sh(process.execPath, [tsc, '-p', 'tsconfig.bundler.json'], app);
+    sh(process.execPath, [tsc, '-p', 'tsconfig.node16.json'], app);
     sh(process.execPath, [tsc, '-p', 'tsconfig.json'], app);
     const out = sh(process.execPath, ['out/main.js', path.join(tmp, 'run')], app, { ...process.env, OPENBLAS_NUM_THREADS: '1' });
     assert.deepEqual(JSON.parse(out.trim().split('\n').pop()!), { steps: 2, shape: [4, 1, 16, 16], finite: true });
