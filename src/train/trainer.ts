@@ -6,7 +6,7 @@ import path from 'node:path';
 import { existsSync } from 'node:fs';
 import { removeDirAtomic } from '../io/atomic.js';
 import {
-  Generator, tidy, noGrad, manualSeed, setNumThreads, setBlasThreads, rand, type Tensor,
+  Generator, tidy, noGrad, manualSeed, setNumThreads, getNumThreads, rand, type Tensor,
 } from '../tensor/index.js';
 import { Adam, clipGradNorm } from '../nn/index.js';
 import { Diffusion, makeSchedule, diffusionLoss } from '../diffusion/index.js';
@@ -49,7 +49,8 @@ export interface TrainHooks {
 }
 
 export interface TrainOptions {
-  threads: number;
+  /** libtorch's threads for this run, given back when train() returns; absent: as the process has them (configureRuntime). */
+  threads?: number;
   /** Where to look for Fashion-MNIST (see data/fashion-mnist.ts for the search order). */
   data?: LocateOptions;
   hooks?: TrainHooks;
@@ -125,9 +126,18 @@ export function stepSettings(config: RunConfig, totalSteps: number): StepSetting
 }
 
 export async function train(config: RunConfig, run: RunFolder, o: TrainOptions): Promise<TrainSummary> {
+  if (o.threads === undefined) return trainRun(config, run, o);
+  // libtorch's thread count is process-wide: this run's count holds only while it runs.
+  const callerThreads = getNumThreads();
   setNumThreads(o.threads);
-  // DESIGN.md: OpenBLAS's own threads fight libtorch's when training; one BLAS thread is fastest here.
-  setBlasThreads(1);
+  try {
+    return await trainRun(config, run, o);
+  } finally {
+    setNumThreads(callerThreads);
+  }
+}
+
+async function trainRun(config: RunConfig, run: RunFolder, o: TrainOptions): Promise<TrainSummary> {
   checkRunConfig(config);
   const diffusion = new Diffusion(makeSchedule(config.schedule));
   if (o.sampleGrids ?? true) checkGridSampling(diffusion, config);
