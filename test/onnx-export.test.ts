@@ -7,7 +7,9 @@ import { mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'n
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { manualSeed, noGrad, randn, rand, randint, tensor, tidy, type Tensor } from '../src/tensor/index.js';
-import { BatchNorm2d, Conv2d, GroupNorm, Layer, OnnxGraph, ReLU, Sequential } from '../src/nn/index.js';
+import {
+  BatchNorm2d, Conv2d, ConvTranspose2d, Dropout, Flatten, GELU, GroupNorm, Identity, Layer, LayerNorm, Linear, MaxPool2d, OnnxGraph, ReLU, Sequential, SiLU, Unflatten,
+} from '../src/nn/index.js';
 import { createModel, inferencePredictor, PRESETS, type DiffusionUNet, type ModelConfig, type PresetName } from '../src/models/index.js';
 import { modelToOnnx } from '../src/models/onnx-export.js';
 import { OnnxRuntimeModel } from '../src/models/onnx-runtime.js';
@@ -236,5 +238,39 @@ test('transposed convolutions as ConvTranspose or as Conv + DepthToSpace: the sa
     }
     x.dispose();
     model.dispose();
+  }
+});
+
+test('each layer of nn/layers.ts lowers to the values of its forward, including those no preset uses', async () => {
+  const ortNode = await import('onnxruntime-node');
+  manualSeed(8);
+  const cases: [string, Layer, number[]][] = [
+    ['Linear on (B, L, F)', new Linear(6, 5), [3, 4, 6]],
+    ['LayerNorm', new LayerNorm([4, 6]), [3, 4, 6]],
+    ['BatchNorm2d, unfolded', new BatchNorm2d(3), [2, 3, 5, 5]],
+    ['Dropout (eval), Flatten(2, 3), Unflatten', new Sequential(new Dropout(0.3), new Flatten(2, 3), new Unflatten(2, [5, 5])), [2, 3, 5, 5]],
+    ['MaxPool2d 3 stride 2, GELU, SiLU, Identity', new Sequential(new MaxPool2d(3, 2), new GELU(), new SiLU(), new Identity()), [2, 3, 9, 9]],
+    ['Conv2d stride 2, dilation 2, groups 3, no bias', new Conv2d(3, 6, 3, { stride: 2, padding: 2, dilation: 2, groups: 3, bias: false }), [2, 3, 9, 9]],
+    ['ConvTranspose2d, groups 3 (no sub-pixel form)', new ConvTranspose2d(3, 6, 3, { stride: 2, padding: 1, outputPadding: 1, groups: 3 }), [2, 3, 5, 5]],
+    ['ConvTranspose2d kernel 4, stride 3, padding 2 (sub-pixel)', new ConvTranspose2d(3, 2, 4, { stride: 3, padding: 2 }), [2, 3, 5, 5]],
+    // Padding beyond the kernel: the sub-pixel form crops the input first, and its output after.
+    ['ConvTranspose2d kernel 3, stride 2, padding 3 (sub-pixel with crops)', new ConvTranspose2d(3, 2, 3, { stride: 2, padding: 3 }), [2, 3, 5, 5]],
+  ];
+  for (const [what, layer, shape] of cases) {
+    layer.eval();
+    if (layer instanceof BatchNorm2d) noGrad(() => { layer.runningMean.copy_(randn([3])); layer.runningVar.copy_(rand([3]).add(0.5)); });
+    const x = randn(shape);
+    const expected = noGrad(() => tidy(() => layer.forward(x).dataSync() as Float32Array));
+    const g = new OnnxGraph(layer);
+    g.output(g.lower(layer, g.input('x', 'float32', [null, ...shape.slice(1)])), 'y');
+    const bytes = encodeOnnx({ irVersion: 8, opset: 17, producerName: 'test', producerVersion: '', graph: g.build(what), metadata: {} });
+    const session = await ortNode.InferenceSession.create(bytes);
+    const out = await session.run({ x: new ortNode.Tensor('float32', x.dataSync() as Float32Array, shape) });
+    await session.release();
+    assert.equal(out.y!.dims.join(), noGrad(() => tidy(() => layer.forward(x).shape.join())), `${what}: output shape`);
+    const diff = maxAbsDiff(out.y!.data as Float32Array, expected);
+    assert.ok(diff <= 1e-5, `${what}: max |ORT - libtorch| = ${diff}`);
+    x.dispose();
+    layer.dispose();
   }
 });
