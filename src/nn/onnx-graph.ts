@@ -3,7 +3,7 @@
 // dynamic batch dimension, so a lowering can compute what its forward reads off its tensors' shapes.
 // Ops are those of the default domain at opset 17, which onnxruntime-web supports on WASM and WebGPU.
 import { type Tensor, ArgumentError } from '../tensor/index.js';
-import type { Module } from './module.js';
+import { Module } from './module.js';
 import type { OnnxAttribute, OnnxElemType, OnnxGraphData, OnnxInitializer, OnnxNode, OnnxValueInfo } from './onnx-ir.js';
 
 export const ONNX_OPSET = 17;
@@ -40,12 +40,12 @@ function broadcast(op: string, a: readonly Dim[], b: readonly Dim[]): Dim[] {
 }
 
 /** How far up an instance's prototype chain a method is defined (0: its own class), and by which class. */
-function definedAt(m: object, method: string): { depth: number; className: string } {
+function definedAt(m: object, method: string): { depth: number; proto: object | null; className: string } {
   let depth = 0;
   for (let p = Object.getPrototypeOf(m) as object | null; p; p = Object.getPrototypeOf(p) as object | null, depth++) {
-    if (Object.prototype.hasOwnProperty.call(p, method)) return { depth, className: (p.constructor as { name: string }).name };
+    if (Object.prototype.hasOwnProperty.call(p, method)) return { depth, proto: p, className: (p.constructor as { name: string }).name };
   }
-  return { depth: Infinity, className: '' };
+  return { depth: Infinity, proto: null, className: '' };
 }
 
 export class OnnxGraph {
@@ -88,7 +88,7 @@ export class OnnxGraph {
   lower(m: Module, ...inputs: (OnnxValue | null | undefined)[]): OnnxValue {
     const where = `${this.pathOf(m)} (${m.constructor.name})`;
     const lowering = definedAt(m, 'onnx');
-    if (lowering.className === 'Module') {
+    if (lowering.proto === Module.prototype) {
       throw new ArgumentError(`ONNX export: module ${where} has no ONNX lowering; give ${m.constructor.name} an onnx(g, ...inputs) method beside its forward (nn/layers.ts has examples)`);
     }
     const forward = definedAt(m, 'forward');
@@ -97,7 +97,7 @@ export class OnnxGraph {
     }
     this.#scope.push(this.#paths.get(m) ?? `${this.#scope.at(-1) ?? ''}/${m.constructor.name}`);
     try {
-      return (m as unknown as { onnx(g: OnnxGraph, ...x: (OnnxValue | null | undefined)[]): OnnxValue }).onnx(this, ...inputs);
+      return m.onnx(this, ...inputs);
     } finally {
       this.#scope.pop();
     }
