@@ -36,7 +36,7 @@ export function modelToOnnx(model: DiffusionUNet, config: ModelConfig, o: OnnxEx
   const { imageChannels: c, imageSize: s } = config;
   const numClasses = config.numClasses ?? 0;
   const graph = noGrad(() => tidy(() => {
-    const g = new OnnxGraph(model, { convTranspose: o.convTranspose ?? 'subPixel' });
+    const g = new OnnxGraph(model, o.convTranspose ? { convTranspose: o.convTranspose } : undefined);
     const x = g.input(ONNX_NAMES.x, 'float32', [null, c, s, s]);
     const t = g.input(ONNX_NAMES.t, 'int64', [null]);
     const cls = numClasses ? oneHotOnnx(g, g.input(ONNX_NAMES.classLabels, 'int64', [null]), numClasses) : null;

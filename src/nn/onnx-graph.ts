@@ -16,8 +16,11 @@ export interface OnnxValue { readonly name: string; readonly type: OnnxElemType;
 
 export interface OnnxGraphOptions {
   /**
-   * How transposed convolutions are written: 'subPixel' as Conv + DepthToSpace (nn/sub-pixel.ts), or
-   * 'convTranspose' as ONNX's ConvTranspose.
+   * How transposed convolutions are written: 'convTranspose' as ONNX's ConvTranspose, or 'subPixel'
+   * as Conv + DepthToSpace (nn/sub-pixel.ts), as libtorch runs them. ConvTranspose by default: on
+   * onnxruntime-node's CPU provider the two ran within noise of each other for dli02 and dli03
+   * (bench/onnx.ts), on onnxruntime-web's WASM dli02 ran 1.14 times as fast with ConvTranspose,
+   * and its file is 13% smaller (the sub-pixel kernels hold zero taps).
    */
   convTranspose: 'subPixel' | 'convTranspose';
 }
@@ -59,7 +62,7 @@ export class OnnxGraph {
   readonly #scalars = new Map<number, OnnxValue>();
   #counter = 0;
 
-  constructor(readonly root: Module, readonly options: OnnxGraphOptions = { convTranspose: 'subPixel' }) {
+  constructor(readonly root: Module, readonly options: OnnxGraphOptions = { convTranspose: 'convTranspose' }) {
     const walk = (m: Module, path: string): void => {
       if (!this.#paths.has(m)) this.#paths.set(m, path);
       for (const [n, c] of m.children()) walk(c, path ? `${path}.${n}` : n);
