@@ -10,6 +10,12 @@ export { train, trainStep, buildModel, type TrainOptions, type TrainHooks, type 
 export { EMA } from './train/ema.js';
 export { lrAt, type LrSchedule } from './train/lr-schedule.js';
 export { loadRun, resolveResume, type LoadedRun } from './train/checkpoint.js';
+// ONNX: export a run or a model, read a file back, run one on onnxruntime-node (loaded when a model is opened).
+export { exportRun, onnxMetadata, onnxRunConfig, ONNX_FORMAT, type ExportRunOptions, type ExportedRun } from './train/export.js';
+export { modelToOnnx, ONNX_IR_VERSION, type OnnxExportOptions } from './models/onnx-export.js';
+export { ONNX_NAMES } from './models/onnx-contract.js';
+export { OnnxRuntimeModel, type OnnxRuntimeOptions } from './models/onnx-runtime.js';
+export { encodeOnnx, decodeOnnx } from './io/onnx.js';
 export { RunFolder } from './io/run.js';
 export { loadTensors, serializeTensors } from './io/tensors.js';
 export { readSafetensorsFile, writeSafetensorsFile, parseSafetensors, serializeSafetensors, SafetensorsError } from './io/safetensors.js';

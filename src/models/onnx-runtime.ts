@@ -1,8 +1,8 @@
 // An exported model (models/onnx-export.ts) on ONNX Runtime's CPU provider in Node
 // (onnxruntime-node): plain typed arrays in and out, and the file's own description. It imports
-// nothing that loads libtorch.
+// nothing that loads libtorch, and loads ONNX Runtime's binary only when a model is opened.
 import { readFileSync } from 'node:fs';
-import * as ort from 'onnxruntime-node';
+import type * as Ort from 'onnxruntime-node';
 import { decodeOnnx } from '../io/onnx.js';
 import { ONNX_NAMES } from './onnx-contract.js';
 
@@ -11,9 +11,23 @@ export interface OnnxRuntimeOptions {
   threads?: number;
 }
 
+/**
+ * onnxruntime-node, an optional peer dependency: its 290 MB and its install script (which downloads
+ * the CUDA provider on linux/x64) are for those who run exported models in Node.
+ */
+async function loadOnnxRuntime(): Promise<typeof Ort> {
+  try {
+    return await import('onnxruntime-node');
+  } catch (e) {
+    if ((e as { code?: string }).code !== 'ERR_MODULE_NOT_FOUND') throw e;
+    throw new Error('running an ONNX model in Node needs onnxruntime-node, which is not installed: `ONNXRUNTIME_NODE_INSTALL=skip npm install onnxruntime-node` (the CPU binary is in the package; the variable skips the download of its CUDA provider)', { cause: e });
+  }
+}
+
 export class OnnxRuntimeModel {
   private constructor(
-    private readonly session: ort.InferenceSession,
+    private readonly ort: typeof Ort,
+    private readonly session: Ort.InferenceSession,
     /** The file's metadata_props (ddpm_ts.format, ddpm_ts.run_config, preset, ...). */
     readonly metadata: Record<string, string>,
     /** [C, S, S] of x_t. */
@@ -32,10 +46,11 @@ export class OnnxRuntimeModel {
     if (!x || !names.includes(ONNX_NAMES.t) || !model.graph.outputs.some((v) => v.name === ONNX_NAMES.output) || x.shape.length !== 4) {
       throw new Error(`${source} is not a ddpm-ts model: expected inputs ${ONNX_NAMES.x} (B, C, H, W) and ${ONNX_NAMES.t} and output ${ONNX_NAMES.output}, found inputs ${names.join(', ')}; export one with \`ddpm export\``);
     }
+    const ort = await loadOnnxRuntime();
     const session = await ort.InferenceSession.create(bytes, {
       executionProviders: ['cpu'], graphOptimizationLevel: 'all', ...(o.threads ? { intraOpNumThreads: o.threads } : {}),
     });
-    return new OnnxRuntimeModel(session, model.metadata, x.shape.slice(1) as [number, number, number], names.includes(ONNX_NAMES.classLabels), source);
+    return new OnnxRuntimeModel(ort, session, model.metadata, x.shape.slice(1) as [number, number, number], names.includes(ONNX_NAMES.classLabels), source);
   }
 
   /**
@@ -52,11 +67,12 @@ export class OnnxRuntimeModel {
         : `${this.source} is unconditional: it takes no class labels`);
     }
     if (labels && labels.length !== b) throw new Error(`${this.source}: ${labels.length} class labels for ${b} images`);
-    const feeds: Record<string, ort.Tensor> = {
-      [ONNX_NAMES.x]: new ort.Tensor('float32', x, [b, c, h, w]),
-      [ONNX_NAMES.t]: new ort.Tensor('int64', BigInt64Array.from(Array.from(t), (v) => BigInt(v)), [b]),
+    const { Tensor } = this.ort;
+    const feeds: Record<string, Ort.Tensor> = {
+      [ONNX_NAMES.x]: new Tensor('float32', x, [b, c, h, w]),
+      [ONNX_NAMES.t]: new Tensor('int64', BigInt64Array.from(Array.from(t), (v) => BigInt(v)), [b]),
     };
-    if (labels) feeds[ONNX_NAMES.classLabels] = new ort.Tensor('int64', BigInt64Array.from(Array.from(labels), (v) => BigInt(v)), [b]);
+    if (labels) feeds[ONNX_NAMES.classLabels] = new Tensor('int64', BigInt64Array.from(Array.from(labels), (v) => BigInt(v)), [b]);
     const out = await this.session.run(feeds);
     return out[ONNX_NAMES.output]!.data as Float32Array;
   }
