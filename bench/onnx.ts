@@ -5,7 +5,7 @@
 // The loop is deterministic DDIM (eta 0) over the preset's epoch-grid steps (150 for dli02 and dli03,
 // 50 for ddpm), treating the output as eps for every preset: a timing of the model calls and the
 // update arithmetic, not a sampler.
-//   node dist/bench/onnx.js [--rounds 3] [--batch 64] [--only dli02,dli03,ddpm] [--repeats 2]
+//   node dist/bench/onnx.js [--rounds 3] [--batch 64] [--threads 2] [--only dli02,dli03,ddpm] [--repeats 1]
 import { spawnSync } from 'node:child_process';
 import { mkdirSync, statSync } from 'node:fs';
 import { parseArgs } from 'node:util';
@@ -17,7 +17,7 @@ const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..')
 const DIR = path.join(ROOT, '.bench', 'onnx');
 const { values: a } = parseArgs({
   options: {
-    rounds: { type: 'string', default: '3' }, batch: { type: 'string', default: '64' }, only: { type: 'string' }, repeats: { type: 'string', default: '2' },
+    rounds: { type: 'string', default: '3' }, batch: { type: 'string', default: '64' }, only: { type: 'string' }, repeats: { type: 'string', default: '1' },
     child: { type: 'string' }, preset: { type: 'string' }, file: { type: 'string' }, steps: { type: 'string' }, threads: { type: 'string', default: '2' },
   },
 });
