@@ -8,7 +8,7 @@
 // Unet, with notebook 04's zero row as the null label).
 import * as F from '../tensor/functional.js';
 import { type Tensor, cat, ArgumentError } from '../tensor/index.js';
-import { Module, Layer, Sequential, Conv2d, GroupNorm, SiLU, GELU, Linear, Identity } from '../nn/index.js';
+import { Module, Layer, Sequential, Conv2d, GroupNorm, SiLU, GELU, Linear, Identity, type OnnxGraph, type OnnxValue } from '../nn/index.js';
 import { PixelUnshuffle, SinusoidalPositionEmbedBlock, checkImageSize, checkNumClasses, checkT, classInput } from './embeddings.js';
 
 export interface DdpmUNetConfig {
@@ -53,6 +53,11 @@ class Block extends Module {
     if (scaleShift) h = h.mul(scaleShift[0].add(1)).add(scaleShift[1]); // FiLM by the time embedding (Nichol & Dhariwal 2021)
     return this.act.forward(h);
   }
+  override onnx(g: OnnxGraph, x: OnnxValue, scale?: OnnxValue, shift?: OnnxValue): OnnxValue {
+    let h = g.lower(this.norm, g.lower(this.proj, x));
+    if (scale && shift) h = g.add(g.mul(h, g.add(scale, g.scalar(1))), shift);
+    return g.lower(this.act, h);
+  }
 }
 
 class ResnetBlock extends Module {
@@ -71,6 +76,11 @@ class ResnetBlock extends Module {
     const [scale, shift] = this.mlp.forward(emb).unsqueeze(-1).unsqueeze(-1).chunk(2, 1) as [Tensor, Tensor]; // 2 x (B, dimOut, 1, 1)
     const h = this.block2.forward(this.block1.forward(x, [scale, shift])); // (B, dimOut, H, W)
     return h.add(this.resConv.forward(x));
+  }
+  override onnx(g: OnnxGraph, x: OnnxValue, emb: OnnxValue): OnnxValue {
+    const [scale, shift] = g.chunk(g.unsqueeze(g.unsqueeze(g.lower(this.mlp, emb), -1), -1), 2, 1) as [OnnxValue, OnnxValue];
+    const h = g.lower(this.block2, g.lower(this.block1, x, scale, shift));
+    return g.add(h, g.lower(this.resConv, x));
   }
 }
 
@@ -94,10 +104,25 @@ class Attention extends Layer {
     const out = F.scaledDotProductAttention(q, k, v); // (B, heads, HW, dimHead)
     return this.toOut.forward(out.transpose(-2, -1).reshape([b, this.heads * this.dimHead, h, w])); // (B, dim, H, W)
   }
+  override onnx(g: OnnxGraph, x: OnnxValue): OnnxValue {
+    const [, , h, w] = x.shape as [null, number, number, number];
+    const qkv = g.chunk(g.lower(this.toQkv, g.lower(this.norm, x)), 3, 1);
+    const [q, k, v] = qkv.map((z) => g.transpose(g.reshape(z, [null, this.heads, this.dimHead, h * w]), [0, 1, 3, 2])) as [OnnxValue, OnnxValue, OnnxValue];
+    // scaledDotProductAttention: softmax(q k^T / sqrt(d)) v.
+    const scores = g.mul(g.matmul(q, g.transpose(k, [0, 1, 3, 2])), g.scalar(1 / Math.sqrt(this.dimHead))); // (B, heads, HW, HW)
+    const out = g.matmul(g.op('Softmax', [scores], scores.shape, { axis: { i: -1 } }), v); // (B, heads, HW, dimHead)
+    return g.lower(this.toOut, g.reshape(g.transpose(out, [0, 1, 3, 2]), [null, this.heads * this.dimHead, h, w]));
+  }
 }
 
 class UpsampleNearest2x extends Layer {
   forward(x: Tensor): Tensor { return F.interpolate(x, { size: [2 * x.shape[2]!, 2 * x.shape[3]!], mode: 'nearest' }); }
+  /** torch's nearest reads source pixel floor(i / 2): Resize's asymmetric coordinates rounded down. */
+  override onnx(g: OnnxGraph, x: OnnxValue): OnnxValue {
+    const [n, c, h, w] = x.shape as [null, number, number, number];
+    const attrs = { mode: { s: 'nearest' }, coordinate_transformation_mode: { s: 'asymmetric' }, nearest_mode: { s: 'floor' } };
+    return g.op('Resize', [x, null, g.constant([1, 1, 2, 2], [4])], [n, c, 2 * h, 2 * w], attrs);
+  }
 }
 
 /** One resolution level: its ResnetBlocks ("0", "1"), attention or Identity, then the down/upsampling layer, as lucidrains' ModuleList. */
@@ -205,5 +230,31 @@ export class DdpmUNet extends Module {
     }
     h = this.finalResBlock.forward(cat([h, r], 1), emb); // (B, dim, S, S)
     return this.finalConv.forward(h); // (B, C, S, S)
+  }
+
+  /** forward as ONNX nodes: t (B,) int64, c (B, numClasses) one-hot rows or null. */
+  override onnx(g: OnnxGraph, x: OnnxValue, t: OnnxValue, c: OnnxValue | null): OnnxValue {
+    let h = g.lower(this.initConv, x);
+    const r = h;
+    let emb = g.lower(this.timeMlp, g.cast(t, 'float32'));
+    if (c) emb = g.add(emb, g.lower(this.classesMlp!, c));
+    const skips: OnnxValue[] = [];
+    for (const level of this.downs.items) {
+      for (const [i, block] of level.blocks.entries()) {
+        h = g.lower(block, h, emb);
+        if (level.attn && i === level.blocks.length - 1) h = g.add(g.lower(level.attn, h), h);
+        skips.push(h);
+      }
+      h = g.lower(level.sample, h);
+    }
+    h = g.lower(this.midBlock1, h, emb);
+    h = g.add(g.lower(this.midAttn, h), h);
+    h = g.lower(this.midBlock2, h, emb);
+    for (const level of this.ups.items) {
+      for (const block of level.blocks) h = g.lower(block, g.concat([h, skips.pop()!], 1), emb);
+      if (level.attn) h = g.add(g.lower(level.attn, h), h);
+      h = g.lower(level.sample, h);
+    }
+    return g.lower(this.finalConv, g.lower(this.finalResBlock, g.concat([h, r], 1), emb));
   }
 }

@@ -5,17 +5,20 @@
 // conditioning (c_embed1/c_embed2, `c_emb * up + temb`); with 0 it is the notebook's model unchanged.
 import type { Tensor } from '../tensor/index.js';
 import {
-  Module, Layer, Sequential, Conv2d, ConvTranspose2d, BatchNorm2d, ReLU, MaxPool2d, Linear, Flatten, Unflatten,
+  Module, Layer, Sequential, Conv2d, ConvTranspose2d, BatchNorm2d, ReLU, MaxPool2d, Linear, Flatten, Unflatten, type OnnxGraph, type OnnxValue,
 } from '../nn/index.js';
 import { cat, ArgumentError } from '../tensor/index.js';
 import { foldBatchNorm, FoldedConv } from '../nn/fold.js';
 import { classInput, checkNumClasses } from './embeddings.js';
 
-/** The pieces the U-Net's wiring calls; the trained modules, or their BatchNorm-folded copies. */
+/**
+ * The pieces the U-Net's wiring calls; the trained modules, or their BatchNorm-folded copies. up1
+ * and up2 are the up blocks' layers, which take the skip connection concatenated to their input.
+ */
 interface Blocks {
   down0: Layer; down1: Layer; down2: Layer; toVec: Layer; denseEmb: Layer; temb1: Layer; temb2: Layer;
   cEmbed1: Layer | null; cEmbed2: Layer | null;
-  up0: Layer; up1: { forward(x: Tensor, skip: Tensor): Tensor }; up2: { forward(x: Tensor, skip: Tensor): Tensor }; out: Layer;
+  up0: Layer; up1: Layer; up2: Layer; out: Layer;
 }
 
 export interface Dli02Config {
@@ -45,6 +48,7 @@ class DownBlock extends Layer {
     ));
   }
   forward(x: Tensor): Tensor { return this.model.forward(x); }
+  override onnx(g: OnnxGraph, x: OnnxValue): OnnxValue { return g.lower(this.model, x); }
 }
 
 /** Concatenate the skip, then a stride-2 transposed conv (kernel 3, padding 1, output padding 1) and Conv-BN-ReLU. */
@@ -60,6 +64,7 @@ export class UpBlock extends Module {
   forward(x: Tensor, skip: Tensor): Tensor {
     return this.model.forward(cat([x, skip], 1)); // (B, 2 inCh, H, W) -> (B, outCh, 2H, 2W)
   }
+  override onnx(g: OnnxGraph, x: OnnxValue, skip: OnnxValue): OnnxValue { return g.lower(this.model, g.concat([x, skip], 1)); }
 }
 
 /** t / T (or the class input c) through Linear-ReLU-Linear, unflattened to (B, emb, 1, 1) to add to (or scale) feature maps. */
@@ -72,6 +77,7 @@ export class EmbedBlock extends Layer {
     ));
   }
   forward(input: Tensor): Tensor { return this.model.forward(input.reshape([-1, this.inputDim])); }
+  override onnx(g: OnnxGraph, input: OnnxValue): OnnxValue { return g.lower(this.model, g.reshape(input, [null, this.inputDim])); }
 }
 
 export class Dli02UNet extends Module {
@@ -138,7 +144,7 @@ export class Dli02UNet extends Module {
    * one-hot rows times the drop mask (omitted or a zero row: unconditional).
    */
   forward(x: Tensor, t: Tensor, c?: Tensor | null): Tensor {
-    return unet(this, this.config.T, x, t, classInput('dli02', this.numClasses, x, c));
+    return unet({ ...this, up1: this.up1.model, up2: this.up2.model }, this.config.T, x, t, classInput('dli02', this.numClasses, x, c));
   }
 
   /**
@@ -147,17 +153,29 @@ export class Dli02UNet extends Module {
    * It snapshots the current weights; call dispose() on it when done.
    */
   foldedForInference(): { forward(x: Tensor, t: Tensor, c?: Tensor | null): Tensor; dispose(): void } {
+    const { blocks, dispose } = this.#foldedBlocks();
+    return { forward: (x, t, c) => unet(blocks, this.config.T, x, t, classInput('dli02', this.numClasses, x, c)), dispose };
+  }
+
+  /** The eval-mode forward with BatchNorm folded, as foldedForInference runs it; c: one-hot rows or null. */
+  override onnx(g: OnnxGraph, x: OnnxValue, t: OnnxValue, c: OnnxValue | null): OnnxValue {
+    const { blocks, dispose } = this.#foldedBlocks();
+    try {
+      return unetOnnx(blocks, g, this.config.T, x, t, c);
+    } finally {
+      dispose();
+    }
+  }
+
+  #foldedBlocks(): { blocks: Blocks; dispose(): void } {
     const seqs = [foldBatchNorm(this.down0), foldBatchNorm(this.down1.model), foldBatchNorm(this.down2.model), foldBatchNorm(this.up0),
       foldBatchNorm(this.up1.model), foldBatchNorm(this.up2.model), foldBatchNorm(this.out)] as const;
     const [down0, down1, down2, up0, up1, up2, out] = seqs;
-    const blocks: Blocks = {
-      down0, down1, down2, toVec: this.toVec, denseEmb: this.denseEmb, temb1: this.temb1, temb2: this.temb2,
-      cEmbed1: this.cEmbed1, cEmbed2: this.cEmbed2, up0, out,
-      up1: { forward: (x, skip) => up1.forward(cat([x, skip], 1)) },
-      up2: { forward: (x, skip) => up2.forward(cat([x, skip], 1)) },
-    };
     return {
-      forward: (x, t, c) => unet(blocks, this.config.T, x, t, classInput('dli02', this.numClasses, x, c)),
+      blocks: {
+        down0, down1, down2, toVec: this.toVec, denseEmb: this.denseEmb, temb1: this.temb1, temb2: this.temb2,
+        cEmbed1: this.cEmbed1, cEmbed2: this.cEmbed2, up0, up1, up2, out,
+      },
       // Only the folded convolutions own tensors; the other layers are the model's.
       dispose: () => { for (const s of seqs) for (const l of s.layers) if (l instanceof FoldedConv) l.dispose(); },
     };
@@ -176,8 +194,25 @@ function unet(b: Blocks, T: number, x: Tensor, t: Tensor, c: Tensor | null): Ten
   const temb2 = b.temb2.forward(tn); // (B, 32, 1, 1)
   const up0 = b.up0.forward(latentVec); // (B, 64, S/4, S/4)
   const in1 = c ? b.cEmbed1!.forward(c).mul(up0) : up0;
-  const up1 = b.up1.forward(in1.add(temb1), down2); // (B, 32, S/2, S/2)
+  const up1 = b.up1.forward(cat([in1.add(temb1), down2], 1)); // (B, 32, S/2, S/2)
   const in2 = c ? b.cEmbed2!.forward(c).mul(up1) : up1;
-  const up2 = b.up2.forward(in2.add(temb2), down1); // (B, 16, S, S)
+  const up2 = b.up2.forward(cat([in2.add(temb2), down1], 1)); // (B, 16, S, S)
   return b.out.forward(up2); // (B, C, S, S)
+}
+
+/** unet's wiring as ONNX nodes: t (B,) int64, c (B, numClasses) one-hot rows or null. */
+function unetOnnx(b: Blocks, g: OnnxGraph, T: number, x: OnnxValue, t: OnnxValue, c: OnnxValue | null): OnnxValue {
+  const down0 = g.lower(b.down0, x);
+  const down1 = g.lower(b.down1, down0);
+  const down2 = g.lower(b.down2, down1);
+  const tn = g.div(g.cast(t, 'float32'), g.scalar(T));
+  const latentVec = g.lower(b.denseEmb, g.lower(b.toVec, down2));
+  const temb1 = g.lower(b.temb1, tn);
+  const temb2 = g.lower(b.temb2, tn);
+  const up0 = g.lower(b.up0, latentVec);
+  const in1 = c ? g.mul(g.lower(b.cEmbed1!, c), up0) : up0;
+  const up1 = g.lower(b.up1, g.concat([g.add(in1, temb1), down2], 1));
+  const in2 = c ? g.mul(g.lower(b.cEmbed2!, c), up1) : up1;
+  const up2 = g.lower(b.up2, g.concat([g.add(in2, temb2), down1], 1));
+  return g.lower(b.out, up2);
 }

@@ -6,7 +6,7 @@
 import type { Tensor } from '../tensor/index.js';
 import { cat, ArgumentError } from '../tensor/index.js';
 import {
-  Module, Layer, Sequential, Conv2d, ConvTranspose2d, GroupNorm, GELU, ReLU, Linear, Flatten, Unflatten,
+  Module, Layer, Sequential, Conv2d, ConvTranspose2d, GroupNorm, GELU, ReLU, Linear, Flatten, Unflatten, type OnnxGraph, type OnnxValue,
 } from '../nn/index.js';
 import { PixelUnshuffle, SinusoidalPositionEmbedBlock, checkImageSize, checkNumClasses, checkT, classInput } from './embeddings.js';
 
@@ -42,6 +42,7 @@ class GELUConvBlock extends Layer {
     ));
   }
   forward(x: Tensor): Tensor { return this.model.forward(x); }
+  override onnx(g: OnnxGraph, x: OnnxValue): OnnxValue { return g.lower(this.model, x); }
 }
 
 /** Space-to-depth (each 2x2 patch into channels) then a conv back to the input's channels: pooling that keeps every pixel. */
@@ -54,6 +55,7 @@ class RearrangePoolBlock extends Layer {
     this.conv = this.registerModule('conv', new GELUConvBlock(4 * inChs, inChs, groupSize));
   }
   forward(x: Tensor): Tensor { return this.conv.forward(this.rearrange.forward(x)); } // (B, C, H/2, W/2)
+  override onnx(g: OnnxGraph, x: OnnxValue): OnnxValue { return g.lower(this.conv, g.lower(this.rearrange, x)); }
 }
 
 class DownBlock extends Layer {
@@ -65,6 +67,7 @@ class DownBlock extends Layer {
     ));
   }
   forward(x: Tensor): Tensor { return this.model.forward(x); }
+  override onnx(g: OnnxGraph, x: OnnxValue): OnnxValue { return g.lower(this.model, x); }
 }
 
 /** Concatenate the skip, a 2x2 stride-2 transposed conv, then four GELU conv blocks. */
@@ -81,6 +84,7 @@ class UpBlock extends Module {
   forward(x: Tensor, skip: Tensor): Tensor {
     return this.model.forward(cat([x, skip], 1)); // (B, 2 inChs, H, W) -> (B, outChs, 2H, 2W)
   }
+  override onnx(g: OnnxGraph, x: OnnxValue, skip: OnnxValue): OnnxValue { return g.lower(this.model, g.concat([x, skip], 1)); }
 }
 
 /** Linear-GELU-Linear, unflattened to (B, emb, 1, 1) to scale or shift feature maps. */
@@ -93,6 +97,7 @@ class EmbedBlock extends Layer {
     ));
   }
   forward(input: Tensor): Tensor { return this.model.forward(input.reshape([-1, this.inputDim])); }
+  override onnx(g: OnnxGraph, input: OnnxValue): OnnxValue { return g.lower(this.model, g.reshape(input, [null, this.inputDim])); }
 }
 
 /** Two GELU conv blocks; returns the sum of both outputs. */
@@ -107,6 +112,10 @@ class ResidualConvBlock extends Layer {
   forward(x: Tensor): Tensor {
     const x1 = this.conv1.forward(x);
     return x1.add(this.conv2.forward(x1));
+  }
+  override onnx(g: OnnxGraph, x: OnnxValue): OnnxValue {
+    const x1 = g.lower(this.conv1, x);
+    return g.add(x1, g.lower(this.conv2, x1));
   }
 }
 
@@ -183,5 +192,22 @@ export class Dli03UNet extends Module {
     const in2 = cls ? this.cEmbed2!.forward(cls).mul(up1) : up1;
     const up2 = this.up2.forward(in2.add(temb2), down1); // (B, 64, S, S)
     return this.out.forward(cat([up2, down0], 1)); // (B, C, S, S)
+  }
+
+  /** forward as ONNX nodes: t (B,) int64, c (B, numClasses) one-hot rows or null. */
+  override onnx(g: OnnxGraph, x: OnnxValue, t: OnnxValue, c: OnnxValue | null): OnnxValue {
+    const down0 = g.lower(this.down0, x);
+    const down1 = g.lower(this.down1, down0);
+    const down2 = g.lower(this.down2, down1);
+    const latentVec = g.lower(this.denseEmb, g.lower(this.toVec, down2));
+    const temb = g.lower(this.sinusoidaltime, g.div(g.cast(t, 'float32'), g.scalar(this.config.T)));
+    const temb1 = g.lower(this.temb1, temb);
+    const temb2 = g.lower(this.temb2, temb);
+    const up0 = g.lower(this.up0, latentVec);
+    const in1 = c ? g.mul(g.lower(this.cEmbed1!, c), up0) : up0;
+    const up1 = g.lower(this.up1, g.add(in1, temb1), down2);
+    const in2 = c ? g.mul(g.lower(this.cEmbed2!, c), up1) : up1;
+    const up2 = g.lower(this.up2, g.add(in2, temb2), down1);
+    return g.lower(this.out, g.concat([up2, down0], 1));
   }
 }

@@ -2,6 +2,7 @@
 // PyTorch's naming and ordering so a state dict lines up with its PyTorch twin key for key.
 import { Tensor, keep, noGrad, ArgumentError, type MemoryFormat } from '../tensor/index.js';
 import { native } from '../tensor/native.js';
+import type { OnnxGraph, OnnxValue } from './onnx-graph.js';
 
 /** A trainable tensor: requires grad and lives outside tidy scopes until its module is disposed. */
 export class Parameter extends Tensor {
@@ -105,6 +106,15 @@ export class Module {
 
   /** Sets every parameter's gradient to none (torch's zero_grad(set_to_none=True)). */
   zeroGrad(): void { for (const p of this.parameters()) p.grad = null; }
+
+  /**
+   * This module's forward pass as ONNX nodes (nn/onnx-graph.ts): each module class with a forward
+   * defines its lowering beside it, taking and returning graph values where forward takes tensors.
+   * OnnxGraph.lower calls it and refuses a module that has none.
+   */
+  onnx(_g: OnnxGraph, ..._inputs: (OnnxValue | null | undefined)[]): OnnxValue {
+    throw new ArgumentError(`${this.constructor.name} has no ONNX lowering; export it through OnnxGraph.lower, which names the module`);
+  }
 
   /** Frees every parameter and buffer now. */
   dispose(): void {

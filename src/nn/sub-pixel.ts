@@ -21,8 +21,9 @@
 // with channels-last activations; libtorch 1.13, 2 threads); the README's Speed section has the
 // model-level figures.
 import * as F from '../tensor/functional.js';
-import { type Tensor, tensor } from '../tensor/index.js';
+import { type Tensor, tensor, noGrad, tidy } from '../tensor/index.js';
 import { pair } from '../tensor/check.js';
+import type { OnnxGraph, OnnxValue } from './onnx-graph.js';
 
 /** How one axis's kernel taps fall on the phases. */
 interface AxisPlan {
@@ -131,4 +132,36 @@ export function subPixelConv(x: Tensor, weight: Tensor, bias: Tensor | null, pla
 export function convTranspose2dSubPixel(x: Tensor, weight: Tensor, bias: Tensor | null, plan: SubPixelPlan, o: F.ConvTranspose2dOptions): Tensor {
   const { outSize } = F.checkConvTranspose2d(x, weight, bias, o);
   return subPixelConv(x, subPixelWeight(weight, plan), bias ? subPixelBias(bias, plan) : null, plan, outSize);
+}
+
+/**
+ * The sub-pixel form as ONNX nodes: Conv (with the padding of padOrCrop as its pads, a crop as a
+ * Slice before it) then DepthToSpace in CRD order, which is pixelShuffle's channel order, then a
+ * Slice where s * ceil(out / s) overshoots. Weights come from the transposed convolution's
+ * (Cin, Cout, kH, kW) `weight`, named `${name}.sub_pixel_weight` and `.sub_pixel_bias`.
+ */
+export function subPixelConvOnnx(g: OnnxGraph, x: OnnxValue, weight: Tensor, bias: Tensor | null, plan: SubPixelPlan, outSize: [number, number], name: string): OnnxValue {
+  const s = plan.stride;
+  const m = outSize.map((o) => Math.ceil(o / s)) as [number, number];
+  let h = x;
+  const pads: number[] = [];
+  plan.axes.forEach((a, i) => {
+    const size = x.shape[2 + i] as number;
+    const before = -a.eMin;
+    const after = m[i]! - 1 + a.eMin + a.size - 1 - (size - 1);
+    const start = Math.max(0, -before);
+    if (before < 0 || after < 0) h = g.slice(h, 2 + i, start, size - Math.max(0, -after));
+    pads[i] = Math.max(0, before);
+    pads[i + 2] = Math.max(0, after);
+  });
+  const w = noGrad(() => tidy(() => subPixelWeight(weight, plan).contiguous()));
+  const b = bias ? noGrad(() => tidy(() => subPixelBias(bias, plan))) : null;
+  const conv = g.conv(h, g.weight(`${name}.sub_pixel_weight`, w), b ? g.weight(`${name}.sub_pixel_bias`, b) : null, { strides: [1, 1], pads, dilations: [1, 1], group: 1 });
+  w.dispose();
+  b?.dispose();
+  const cout = (conv.shape[1] as number) / (s * s);
+  let y = g.op('DepthToSpace', [conv], [x.shape[0]!, cout, s * m[0], s * m[1]], { blocksize: { i: s }, mode: { s: 'CRD' } });
+  if (s * m[0] !== outSize[0]) y = g.slice(y, 2, 0, outSize[0]);
+  if (s * m[1] !== outSize[1]) y = g.slice(y, 3, 0, outSize[1]);
+  return y;
 }
