@@ -16,7 +16,7 @@ export default tseslint.config(
       'no-control-regex': 'off',
     },
   },
-  // The studio page runs in the browser.
-  { files: ['src/studio/page/**/*.ts'], languageOptions: { globals: { ...globals.browser } } },
+  // The studio page and the exported page run in the browser.
+  { files: ['src/studio/page/**/*.ts', 'src/web/page/**/*.ts'], languageOptions: { globals: { ...globals.browser } } },
   { files: ['**/*.cjs'], languageOptions: { sourceType: 'commonjs' }, rules: { '@typescript-eslint/no-require-imports': 'off' } },
 );
