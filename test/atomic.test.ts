@@ -37,6 +37,20 @@ describe('writeFileAtomic', () => {
     assert.deepEqual(readdirSync(dir), ['a.json']);
   });
 
+  it('with overwrite: false, creates a new file but leaves an existing one (EEXIST) and no temp file', () => {
+    const dir = freshDir();
+    const p = join(dir, 'model.onnx');
+    writeFileAtomic(p, 'first', { overwrite: false });
+    assert.equal(readFileSync(p, 'utf8'), 'first');
+    assert.throws(() => writeFileAtomic(p, 'second', { overwrite: false }), (e: Error & { code?: string }) => {
+      assert.match(e.message, /writeFileAtomic: could not write ".*model\.onnx" \(left unchanged\): EEXIST/);
+      assert.equal(e.code, 'EEXIST');
+      return true;
+    });
+    assert.equal(readFileSync(p, 'utf8'), 'first');
+    assert.deepEqual(readdirSync(dir), ['model.onnx']);
+  });
+
   it('a data argument that throws mid-write leaves the previous file intact', () => {
     const dir = freshDir();
     const p = join(dir, 'a.bin');

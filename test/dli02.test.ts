@@ -62,7 +62,7 @@ test('BatchNorm folded into the convolutions gives the eval-mode outputs (atol 2
   const m = loadedModel().eval();
   const before = liveTensors();
   const folded = m.foldedForInference();
-  assert.equal(liveTensors(), before + 2 * 11, 'a weight and a bias per folded (conv, BatchNorm) pair');
+  assert.equal(liveTensors(), before + 2 * 11 + 2 * 2, 'a weight and a bias per folded (conv, BatchNorm) pair, and the sub-pixel weight and bias of the two transposed ones');
   tidy(() => {
     const x = ref.get('x')!;
     const t = ref.get('t')!;

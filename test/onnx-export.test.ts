@@ -1,14 +1,23 @@
 // ONNX export of every preset, run on onnxruntime-node against libtorch's forward pass of the same
 // weights; the file's metadata, the graph's form, and the exporter's refusals.
-import { test } from 'node:test';
+import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
 import { manualSeed, noGrad, randn, rand, randint, tensor, tidy, type Tensor } from '../src/tensor/index.js';
-import { BatchNorm2d, GroupNorm } from '../src/nn/index.js';
+import { BatchNorm2d, Conv2d, GroupNorm, Layer, OnnxGraph, ReLU, Sequential } from '../src/nn/index.js';
 import { createModel, inferencePredictor, PRESETS, type DiffusionUNet, type ModelConfig, type PresetName } from '../src/models/index.js';
 import { modelToOnnx } from '../src/models/onnx-export.js';
 import { OnnxRuntimeModel } from '../src/models/onnx-runtime.js';
-import { encodeOnnx } from '../src/io/onnx.js';
-import { maxAbsDiff } from './helpers.js';
+import { encodeOnnx, decodeOnnx } from '../src/io/onnx.js';
+import { RunFolder } from '../src/io/run.js';
+import { serializeTensors } from '../src/io/tensors.js';
+import { presetDefaults, type RunConfig } from '../src/train/config.js';
+import { loadRun } from '../src/train/checkpoint.js';
+import { onnxRunConfig } from '../src/train/export.js';
+import { maxAbsDiff, ROOT } from './helpers.js';
 
 const SIZES: Record<PresetName, { imageSize: number; T: number }> = { dli02: { imageSize: 16, T: 150 }, dli03: { imageSize: 16, T: 150 }, ddpm: { imageSize: 28, T: 1000 } };
 
@@ -84,3 +93,148 @@ for (const preset of PRESETS) {
     });
   }
 }
+
+// ------------------------------------------------------------------ `ddpm export` on a run folder
+
+const work = mkdtempSync(path.join(tmpdir(), 'ddpm-onnx-'));
+after(() => rmSync(work, { recursive: true, force: true }));
+
+function ddpm(...args: string[]): { code: number; out: string; err: string } {
+  const r = spawnSync(process.execPath, [path.join(ROOT, 'bin', 'ddpm.js'), ...args], { encoding: 'utf8', env: { ...process.env, OPENBLAS_NUM_THREADS: '1' } });
+  return { code: r.status ?? -1, out: r.stdout, err: r.stderr };
+}
+
+/**
+ * A run folder as `ddpm train` leaves it, without training: the ddpm preset with 10 classes and an
+ * EMA, its checkpoint step-40 holding random weights in model.safetensors and other random weights
+ * in ema.safetensors (`poison` sets one EMA value to NaN).
+ */
+function craftRun(dir: string, o: { poison?: string } = {}): { config: RunConfig; configText: string } {
+  const base = presetDefaults('ddpm');
+  const config: RunConfig = { ...base, model: { ...base.model, numClasses: 10 } };
+  const configText = `${JSON.stringify(config, null, 2)}\n`;
+  const run = new RunFolder(dir);
+  run.create();
+  writeFileSync(run.configPath, configText);
+  const trained = randomModel('ddpm', 10, 1).model;
+  const ema = randomModel('ddpm', 10, 2).model;
+  if (o.poison) noGrad(() => ema.stateDict().get(o.poison!)!.view([-1]).narrow(0, 3, 1).fill_(NaN));
+  const state = { step: 40, epoch: 1, loader: { epochState: [] }, noiseGenerator: '', optimizer: { step: 40, lr: 1e-3 }, loss: 0.5 };
+  run.writeCheckpoint(40, {
+    'model.safetensors': serializeTensors(trained.stateDict()), 'ema.safetensors': serializeTensors(ema.stateDict()),
+    'optimizer.safetensors': serializeTensors(new Map()), 'state.json': JSON.stringify(state),
+  });
+  trained.dispose();
+  ema.dispose();
+  return { config, configText };
+}
+
+test('ddpm export: the EMA weights of the latest checkpoint, the run described in metadata_props, and --no-ema', async () => {
+  const dir = path.join(work, 'cond');
+  const { config, configText } = craftRun(dir);
+  const out = path.join(work, 'out', 'cond.onnx');
+  const r = ddpm('export', '--run', dir, '--out', out);
+  assert.equal(r.code, 0, r.err);
+  assert.match(r.out, /wrote .*cond\.onnx \([\d,]+ bytes\): ddpm, EMA weights of .*step-40.*ema\.safetensors/);
+  const file = decodeOnnx(readFileSync(out), out);
+  assert.deepEqual(file.metadata, {
+    'ddpm_ts.format': '1', 'ddpm_ts.run_config': configText, preset: 'ddpm', image_size: '28', channels: '1', num_classes: '10',
+    objective: 'v', timesteps: '1000', schedule: JSON.stringify({ kind: 'cosine', T: 1000, s: 0.008 }), ema: 'true', checkpoint_step: '40',
+  });
+  assert.deepEqual(onnxRunConfig(file.metadata, out), config);
+  assert.equal(file.opset, 17);
+  assert.deepEqual(file.graph.inputs.map((v) => [v.name, v.type, v.shape]), [
+    ['x_t', 'float32', ['batch', 1, 28, 28]], ['t', 'int64', ['batch']], ['class_labels', 'int64', ['batch']],
+  ]);
+  assert.deepEqual(file.graph.outputs.map((v) => [v.name, v.type, v.shape]), [['prediction', 'float32', ['batch', 1, 28, 28]]]);
+  // What PyTorch's exporter writes for GroupNorm, and no GroupNormalization node.
+  const ops = new Set(file.graph.nodes.map((n) => n.opType));
+  assert.ok(ops.has('InstanceNormalization') && !ops.has('GroupNormalization'), [...ops].join(', '));
+  // The weights are the EMA's: ORT's prediction is the EMA model's, not the trained model's.
+  const check = async (ema: boolean, onnx: string): Promise<void> => {
+    const loaded = loadRun(dir, undefined, { ema });
+    manualSeed(5);
+    const x = randn([3, 1, 28, 28]);
+    const t = tensor([0, 500, 999], [3], { dtype: 'int64' });
+    const expected = libtorchPrediction(loaded.model, x, t, [2, -1, 9]);
+    const ort = await OnnxRuntimeModel.open(onnx, { threads: 1 });
+    const diff = maxAbsDiff(await ort.run(x.dataSync() as Float32Array, [0, 500, 999], [2, -1, 9]), expected);
+    await ort.release();
+    loaded.model.dispose();
+    assert.ok(diff <= 1e-4, `${ema ? 'EMA' : 'trained'} weights: max |ORT - libtorch| = ${diff}`);
+  };
+  await check(true, out);
+  const raw = path.join(work, 'out', 'raw.onnx');
+  const r2 = ddpm('export', '--run', dir, '--out', raw, '--no-ema', '--checkpoint', path.join(dir, 'checkpoints', 'step-40'));
+  assert.equal(r2.code, 0, r2.err);
+  assert.equal(decodeOnnx(readFileSync(raw)).metadata.ema, 'false');
+  await check(false, raw);
+});
+
+test('ddpm export refuses an existing --out unless --force, a folder as --out, and a checkpoint with a NaN, writing nothing', () => {
+  const dir = path.join(work, 'refuse');
+  craftRun(dir, { poison: 'mid_attn.to_qkv.weight' });
+  const out = path.join(work, 'refuse.onnx');
+  writeFileSync(out, 'precious');
+  let r = ddpm('export', '--run', dir, '--out', out);
+  assert.equal(r.code, 1);
+  assert.match(r.err, /export: .*refuse\.onnx already exists; choose another --out, or pass --force to replace it/);
+  r = ddpm('export', '--run', dir, '--out', work);
+  assert.match(r.err, /export: --out .* is a folder; give the \.onnx file to write/);
+  // --force gets past the existing file, then the EMA's NaN is refused: the old file stays as it was.
+  r = ddpm('export', '--run', dir, '--out', out, '--force');
+  assert.equal(r.code, 1);
+  assert.match(r.err, /ONNX export: mid_attn\.to_qkv\.weight in .*ema\.safetensors has non-finite values \(NaN or infinity\); export an earlier checkpoint \(--checkpoint\), or the raw weights \(--no-ema\)/);
+  assert.equal(readFileSync(out, 'utf8'), 'precious');
+  // The raw weights are finite: --no-ema --force replaces the file whole, and leaves no temp file.
+  r = ddpm('export', '--run', dir, '--out', out, '--force', '--no-ema');
+  assert.equal(r.code, 0, r.err);
+  assert.equal(decodeOnnx(readFileSync(out)).metadata.preset, 'ddpm');
+  assert.deepEqual(readdirSync(work).filter((f) => f.includes('.tmp-')), []);
+});
+
+// ------------------------------------------------------------------ the graph builder's refusals and forms
+
+class Doubler extends Layer { forward(x: Tensor): Tensor { return x.mul(2); } }
+class LeakyConv extends Conv2d { override forward(x: Tensor): Tensor { return super.forward(x).mul(0.5); } }
+
+test('a layer with no ONNX lowering is refused, naming its module path and class; so is one that inherits a lowering but changes forward', () => {
+  const net = new Sequential(new Conv2d(1, 4, 3, { padding: 1 }), new ReLU(), new Sequential(new ReLU(), new Doubler()));
+  const g = new OnnxGraph(net);
+  const x = g.input('x', 'float32', [null, 1, 8, 8]);
+  assert.throws(() => g.lower(net, x), /ONNX export: module 2\.1 \(Doubler\) has no ONNX lowering; give Doubler an onnx\(g, \.\.\.inputs\) method beside its forward/);
+  const leaky = new Sequential(new LeakyConv(1, 4, 3));
+  const g2 = new OnnxGraph(leaky);
+  assert.throws(() => g2.lower(leaky, g2.input('x', 'float32', [null, 1, 8, 8])),
+    /ONNX export: module 0 \(LeakyConv\) overrides forward in LeakyConv but inherits the ONNX lowering of Conv2d; give LeakyConv its own onnx method/);
+  net.dispose();
+  leaky.dispose();
+});
+
+test('a model in training mode is refused', () => {
+  const { model, config } = randomModel('dli02', 0, 3);
+  model.train();
+  assert.throws(() => modelToOnnx(model, config), /ONNX export: the model is in training mode; call model\.eval\(\) first/);
+  model.dispose();
+});
+
+test('transposed convolutions as ConvTranspose or as Conv + DepthToSpace: the same predictions, and the form asked for', async () => {
+  for (const preset of ['dli02', 'dli03'] as const) {
+    const { model, config } = randomModel(preset, 0, 21);
+    manualSeed(4);
+    const x = randn([2, 1, 16, 16]);
+    const expected = libtorchPrediction(model, x, tensor([3, 140], [2], { dtype: 'int64' }), null);
+    for (const form of ['subPixel', 'convTranspose'] as const) {
+      const data = modelToOnnx(model, config, { convTranspose: form });
+      const ops = data.graph.nodes.map((n) => n.opType);
+      assert.equal(ops.filter((o) => o === 'ConvTranspose').length, form === 'convTranspose' ? 2 : 0, `${preset} ${form}`);
+      assert.equal(ops.filter((o) => o === 'DepthToSpace').length, form === 'subPixel' ? 2 : 0, `${preset} ${form}`);
+      const ort = await OnnxRuntimeModel.open(encodeOnnx(data), { threads: 1 });
+      const diff = maxAbsDiff(await ort.run(x.dataSync() as Float32Array, [3, 140]), expected);
+      await ort.release();
+      assert.ok(diff <= 1e-4, `${preset} as ${form}: max |ORT - libtorch| = ${diff}`);
+    }
+    x.dispose();
+    model.dispose();
+  }
+});

@@ -7,6 +7,7 @@ import { vizCommand } from './viz.js';
 import { dataCommand } from './data.js';
 import { evalCommand } from './eval.js';
 import { studioCommand } from './studio.js';
+import { exportCommand } from './export.js';
 
 function version(): string {
   const pkg = JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as { version: string };
@@ -25,6 +26,7 @@ export function program(): Command {
   p.addCommand(dataCommand());
   p.addCommand(evalCommand());
   p.addCommand(studioCommand());
+  p.addCommand(exportCommand());
   for (const c of [p, ...p.commands, ...p.commands.flatMap((c) => c.commands)]) c.exitOverride();
   return p;
 }

@@ -3,7 +3,7 @@
 // fsync the folder so the rename itself survives a power loss.
 import { randomBytes } from 'node:crypto';
 import {
-  closeSync, fsyncSync, lstatSync, mkdirSync, openSync, readdirSync, renameSync, rmSync, writeSync,
+  closeSync, fsyncSync, linkSync, lstatSync, mkdirSync, openSync, readdirSync, renameSync, rmSync, writeSync,
 } from 'node:fs';
 import { basename, dirname, join, resolve } from 'node:path';
 
@@ -47,8 +47,11 @@ function fsyncDir(dir: string): void {
  * Replaces `path` with `data` atomically. On any failure the temp file is removed, `path` keeps
  * its previous content, and the error (fs `code` preserved, original as `cause`) is rethrown.
  * The new file gets default permissions (0o666 minus umask), not those of the file it replaces.
+ * With `overwrite: false` an existing `path` is left alone and the write fails with EEXIST: the
+ * complete temp file is hard-linked to the name, which, unlike rename, never replaces a file
+ * that appeared meanwhile.
  */
-export function writeFileAtomic(path: string, data: Uint8Array | string): void {
+export function writeFileAtomic(path: string, data: Uint8Array | string, o: { overwrite?: boolean } = {}): void {
   if (typeof data !== 'string' && !(data instanceof Uint8Array)) {
     throw new TypeError(`writeFileAtomic: data for "${path}" must be a Uint8Array or a string, found ${typeof data}`);
   }
@@ -65,7 +68,12 @@ export function writeFileAtomic(path: string, data: Uint8Array | string): void {
     fsyncSync(fd);
     closeSync(fd);
     fd = undefined;
-    renameSync(tmp, target);
+    if (o.overwrite === false) {
+      linkSync(tmp, target);
+      rmSync(tmp);
+    } else {
+      renameSync(tmp, target);
+    }
   } catch (err) {
     if (fd !== undefined) {
       try { closeSync(fd); } catch { /* already failing; the original error matters more */ }
