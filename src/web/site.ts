@@ -19,16 +19,19 @@ function copyTree(from: string, to: string): void {
   }
 }
 
+/** Refuses an existing folder (called before any export work, and again at the write). */
+export function refuseExistingSite(dir: string): void {
+  if (existsSync(dir)) throw new Error(`export --web: ${dir} already exists; choose another folder or pass --force to replace it`);
+}
+
 /** Writes the page and the model (.onnx bytes) to `dir`; refuses an existing `dir` unless `force`. */
 export function writeWebSite(dir: string, model: Uint8Array, o: { force?: boolean; assets?: string } = {}): void {
   const assets = o.assets ?? WEB_ASSETS;
   if (!existsSync(path.join(assets, 'index.html')) || !existsSync(path.join(assets, 'app.js'))) {
     throw new Error(`export --web: the page is not built (${assets} has no index.html and app.js); run npm run build`);
   }
-  if (existsSync(dir)) {
-    if (!o.force) throw new Error(`export --web: ${dir} already exists; choose another folder or pass --force to replace it`);
-    removeDirAtomic(dir);
-  }
+  if (!o.force) refuseExistingSite(dir);
+  if (existsSync(dir)) removeDirAtomic(dir);
   writeDirAtomic(dir, (tmp) => {
     copyTree(assets, tmp);
     writeFileAtomic(path.join(tmp, 'model.onnx'), model);
