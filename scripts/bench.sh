@@ -13,3 +13,7 @@ if [ ! -f "$RUN/config.json" ]; then
   [ -f "$RUN/config.json" ] || node bin/ddpm.js train --out "$RUN" --epochs 1 --no-sample-grids
 fi
 node dist/bench/samplers.js --run "$RUN" --out .bench/samplers
+
+# Each preset exported to ONNX, sampled on onnxruntime-node (CPU) beside libtorch, and the two forms
+# of the transposed convolutions (bench/onnx.ts).
+node dist/bench/onnx.js

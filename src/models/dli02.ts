@@ -160,6 +160,9 @@ export class Dli02UNet extends Module {
   /** The eval-mode forward with BatchNorm folded, as foldedForInference runs it; c: one-hot rows or null. */
   override onnx(g: OnnxGraph, x: OnnxValue, t: OnnxValue, c: OnnxValue | null): OnnxValue {
     const { blocks, dispose } = this.#foldedBlocks();
+    const folded = [[blocks.down0, this.down0], [blocks.down1, this.down1.model], [blocks.down2, this.down2.model], [blocks.up0, this.up0],
+      [blocks.up1, this.up1.model], [blocks.up2, this.up2.model], [blocks.out, this.out]] as const;
+    for (const [copy, original] of folded) g.alias(copy, original);
     try {
       return unetOnnx(blocks, g, this.config.T, x, t, c);
     } finally {

@@ -6,13 +6,12 @@ import { ArgumentError, noGrad, tidy } from '../tensor/index.js';
 import { OnnxGraph, ONNX_OPSET, type OnnxGraphOptions } from '../nn/index.js';
 import type { OnnxModelData } from '../nn/onnx-ir.js';
 import { oneHotOnnx } from './embeddings.js';
+import { ONNX_NAMES } from './onnx-contract.js';
 import type { DiffusionUNet, ModelConfig } from './index.js';
 
 /** ONNX IR version 8 is the one that goes with opset 17 (ONNX 1.12), which onnxruntime-web runs. */
 export const ONNX_IR_VERSION = 8;
 
-/** The graph's input and output names: the file contract that `ddpm sample --model` and the web page rely on. */
-export const ONNX_NAMES = { x: 'x_t', t: 't', classLabels: 'class_labels', output: 'prediction' } as const;
 
 export interface OnnxExportOptions extends Partial<OnnxGraphOptions> {
   /** metadata_props of the model. */

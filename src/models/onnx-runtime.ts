@@ -1,9 +1,10 @@
 // An exported model (models/onnx-export.ts) on ONNX Runtime's CPU provider in Node
-// (onnxruntime-node): no libtorch, plain typed arrays in and out, and the file's own description.
+// (onnxruntime-node): plain typed arrays in and out, and the file's own description. It imports
+// nothing that loads libtorch.
 import { readFileSync } from 'node:fs';
 import * as ort from 'onnxruntime-node';
 import { decodeOnnx } from '../io/onnx.js';
-import { ONNX_NAMES } from './onnx-export.js';
+import { ONNX_NAMES } from './onnx-contract.js';
 
 export interface OnnxRuntimeOptions {
   /** Threads of ONNX Runtime's intra-op pool (default: its own choice, one per core). */

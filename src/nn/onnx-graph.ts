@@ -56,6 +56,7 @@ export class OnnxGraph {
   readonly #paths = new Map<Module, string>();
   readonly #scope: string[] = [];
   readonly #used = new Set<string>();
+  readonly #scalars = new Map<number, OnnxValue>();
   #counter = 0;
 
   constructor(readonly root: Module, readonly options: OnnxGraphOptions = { convTranspose: 'subPixel' }) {
@@ -73,6 +74,12 @@ export class OnnxGraph {
     return p === '' ? '(the model)' : p;
   }
 
+  /** Names a module built for the export (a BatchNorm-folded copy) after the one it stands for. */
+  alias(m: Module, like: Module): void {
+    const p = this.#paths.get(like);
+    if (p !== undefined) this.#paths.set(m, p);
+  }
+
   /**
    * Lowers one module: calls its `onnx` method with these inputs, naming the nodes after its path.
    * Refuses a module with no lowering, and one whose class overrides forward but inherits another
@@ -88,7 +95,7 @@ export class OnnxGraph {
     if (forward.depth < lowering.depth) {
       throw new ArgumentError(`ONNX export: module ${where} overrides forward in ${forward.className} but inherits the ONNX lowering of ${lowering.className}; give ${forward.className} its own onnx method`);
     }
-    this.#scope.push(this.#paths.get(m) ?? m.constructor.name);
+    this.#scope.push(this.#paths.get(m) ?? `${this.#scope.at(-1) ?? ''}/${m.constructor.name}`);
     try {
       return (m as unknown as { onnx(g: OnnxGraph, ...x: (OnnxValue | null | undefined)[]): OnnxValue }).onnx(this, ...inputs);
     } finally {
@@ -140,7 +147,12 @@ export class OnnxGraph {
     return { name, type, shape };
   }
 
-  scalar(v: number): OnnxValue { return this.constant([v], []); }
+  /** A float32 scalar constant, one initializer per value. */
+  scalar(v: number): OnnxValue {
+    let c = this.#scalars.get(v);
+    if (!c) this.#scalars.set(v, c = this.constant([v], []));
+    return c;
+  }
 
   /** A node with one output of the given type and shape. */
   op(opType: string, inputs: (OnnxValue | null)[], shape: readonly Dim[], attrs: Attrs = {}, type: OnnxElemType = 'float32'): OnnxValue {
