@@ -25,7 +25,7 @@ export async function sampleOnnxModel(f: SampleFlags, nGiven: boolean, given: { 
   try {
     bytes = readFileSync(file);
   } catch (e) {
-    throw new Error(`sample: cannot read --model ${file} (${(e as NodeJS.ErrnoException).code ?? (e as Error).message}); give an .onnx file written by ddpm export`);
+    throw new Error(`sample: cannot read --model ${file} (${(e as NodeJS.ErrnoException).code ?? (e as Error).message}); give an .onnx file written by ddpm export`, { cause: e });
   }
   const info = onnxModelInfo(readOnnxMetadata(bytes, file), file);
   const T = info.terms.T;

@@ -101,6 +101,25 @@ async function createSession(bytes: Uint8Array, want: string | null): Promise<{ 
   return { session, backend: `WASM, ${threads} thread${threads === 1 ? '' : 's'}${isolated ? '' : ' (not cross-origin isolated)'}` };
 }
 
+/**
+ * The session with a pause for the browser before a model call whenever a frame's time (1/30 s) has
+ * passed: onnxruntime-web's WASM provider computes on this thread, and a chain of resolved promises
+ * never lets the page paint, so the frames would otherwise appear only at the end.
+ */
+function paintingBetweenCalls(session: OrtSessionLike): OrtSessionLike {
+  let last = performance.now();
+  return {
+    inputNames: session.inputNames,
+    run: async (feeds) => {
+      if (performance.now() - last > 1000 / 30) {
+        await new Promise<void>((resolve) => requestAnimationFrame(() => setTimeout(resolve, 0)));
+        last = performance.now();
+      }
+      return session.run(feeds);
+    },
+  };
+}
+
 async function generate(session: OrtSessionLike, info: OnnxModelInfo): Promise<void> {
   const s = readSettings(info);
   writeQuery(s);
@@ -129,7 +148,7 @@ async function generate(session: OrtSessionLike, info: OnnxModelInfo): Promise<v
     modelMs = 0;
   };
   const t0 = performance.now();
-  const x = await sampleOnnx(session, ort.Tensor as unknown as OrtTensorCtor, info, {
+  const x = await sampleOnnx(paintingBetweenCalls(session), ort.Tensor as unknown as OrtTensorCtor, info, {
     n: s.n, seed: s.seed, sampler: s.sampler, steps: s.steps,
     ...(labels ? { labels, guidance: s.guidance } : {}),
     onStep, onModelCall: (ms) => { modelMs += ms; },
