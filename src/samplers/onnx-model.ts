@@ -9,7 +9,6 @@ import protobuf from 'protobufjs/minimal.js';
 import { ArgumentError } from '../tensor/check.js';
 import { type ScheduleConfig, type ScheduleTerms, makeSchedule } from '../diffusion/schedule.js';
 import { type Objective, checkObjective } from '../diffusion/objectives.js';
-import type { RunConfig } from '../train/config.js';
 import { HostArray, hostOps } from './host-array.js';
 import { reverseProcess, runAsync } from './reverse.js';
 import { type SamplingChoice, resolveSampling } from './sample.js';
@@ -46,9 +45,16 @@ export function readOnnxMetadata(bytes: Uint8Array, source: string): Record<stri
   return out;
 }
 
+/** The part of a run's config.json (ddpm_ts.run_config) that sampling reads. */
+export interface ExportedRunConfig {
+  model: { preset?: string; imageChannels: number; imageSize: number; numClasses?: number };
+  schedule: ScheduleConfig;
+  objective?: Objective;
+}
+
 /** What sampling needs from an exported model, from its metadata. */
 export interface OnnxModelInfo {
-  config: RunConfig;
+  config: ExportedRunConfig;
   terms: ScheduleTerms;
   objective: Objective;
   numClasses: number;
@@ -63,9 +69,9 @@ export function onnxModelInfo(metadata: Record<string, string>, source: string):
   const format = metadata['ddpm_ts.format'];
   if (format === undefined) throw new ArgumentError(`${source}: the model has no ddpm_ts.format metadata; it was not written by \`ddpm export\` (export it with ddpm export --run DIR --out FILE.onnx)`);
   if (format !== '1') throw new ArgumentError(`${source}: ddpm_ts.format is ${JSON.stringify(format)}, and this version reads format "1"; re-export the model with this version of ddpm`);
-  let config: RunConfig;
+  let config: ExportedRunConfig;
   try {
-    config = JSON.parse(metadata['ddpm_ts.run_config'] ?? '') as RunConfig;
+    config = JSON.parse(metadata['ddpm_ts.run_config'] ?? '') as ExportedRunConfig;
   } catch (e) {
     throw new ArgumentError(`${source}: ddpm_ts.run_config is not valid JSON (${(e as Error).message}); re-export the model`);
   }
