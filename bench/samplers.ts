@@ -4,7 +4,7 @@
 import { parseArgs } from 'node:util';
 import { mkdirSync } from 'node:fs';
 import path from 'node:path';
-import { Generator, setNumThreads, blasInfo, libtorchVersion, type Tensor } from '../src/tensor/index.js';
+import { Generator, configureRuntime, setNumThreads, blasInfo, libtorchVersion, type Tensor } from '../src/tensor/index.js';
 import { loadRun } from '../src/train/checkpoint.js';
 import { runObjective, runNumClasses } from '../src/train/config.js';
 import { inferencePredictor } from '../src/models/index.js';
@@ -22,6 +22,7 @@ if (!a.run) throw new Error('bench/samplers: give --run DIR (a run folder writte
 const n = Number(a.n);
 const repeats = Number(a.repeats);
 const threads = Number(a.threads);
+configureRuntime(); // the `ddpm` command's process settings, before libtorch loads
 setNumThreads(threads);
 const out = a.out ?? path.join(a.run, 'bench-samplers');
 mkdirSync(out, { recursive: true });

@@ -5,7 +5,7 @@
 import { parseArgs } from 'node:util';
 import os from 'node:os';
 import {
-  Generator, ones, rand, randint, tidy, noGrad, setNumThreads, setBlasThreads, blasInfo, libtorchVersion, manualSeed, type Tensor,
+  Generator, ones, rand, randint, tidy, noGrad, setNumThreads, configureRuntime, blasInfo, libtorchVersion, manualSeed, type Tensor,
 } from '../src/tensor/index.js';
 import { Adam, Sequential, Conv2d, BatchNorm2d, ReLU, MaxPool2d, type Layer } from '../src/nn/index.js';
 import { Dli02UNet, DLI02_DEFAULTS } from '../src/models/index.js';
@@ -29,8 +29,9 @@ const replicas = Number(a.replicas);
 const batch = Number(a.batch ?? (what === 'sample' ? 500 : 128));
 const steps = Number(a.steps ?? ({ train: 20, stack: 20, sample: 150, opcall: 100000 } as Record<string, number>)[what]);
 // With replicas this thread is one of them from the start (src/cli/predictor.ts says why).
+// The `ddpm` command's process settings (BLAS threads from --blas or $OPENBLAS_NUM_THREADS, tuned malloc), before libtorch loads.
+configureRuntime(a.blas !== undefined ? { blasThreads: Number(a.blas) } : {});
 setNumThreads(replicas > 1 ? threadsPerReplica(threads, replicas) : threads);
-if (a.blas !== undefined) setBlasThreads(Number(a.blas));
 manualSeed(0);
 const gen = new Generator(0);
 const diffusion = new Diffusion(makeSchedule({ kind: 'linear', T: 150, betaStart: 1e-4, betaEnd: 0.02 }));

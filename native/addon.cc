@@ -10,6 +10,8 @@
 
 #include <napi.h>
 
+#include "handles.h"
+
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 #include <ATen/core/Generator.h>
@@ -40,6 +42,15 @@ struct GenHolder {
   at::Generator g;
 };
 
+}  // namespace
+
+template <>
+const HandleKind HandleOf<Holder>::kind{"tensor", {0x6464706d74732d74ULL, 0x656e736f72a1b2c3ULL}};
+template <>
+const HandleKind HandleOf<GenHolder>::kind{"generator", {0x6464706d74732d67ULL, 0x656e657261d4e5f6ULL}};
+
+namespace {
+
 // The one release path of a tensor handle.
 void release(Holder* h) {
   if (h->t.defined()) {
@@ -53,7 +64,7 @@ Napi::Value wrap(Napi::Env env, at::Tensor t) {
   g_live++;
   // A basic (GC-time) finalizer: it touches no JS, so Node runs it during garbage collection
   // instead of deferring it to a later event-loop turn (which let handles pile up in tight loops).
-  return Napi::External<Holder>::New(env, h, [](Napi::BasicEnv, Holder* p) {
+  return makeHandle(env, h, [](Napi::BasicEnv, Holder* p) {
     release(p);
     delete p;
   });
@@ -65,30 +76,44 @@ Napi::Value wrapList(Napi::Env env, const std::vector<at::Tensor>& ts) {
   return arr;
 }
 
-// Argument readers. TypeScript has validated types and ranges; these only convert.
+// Argument readers. TypeScript has validated types and ranges; these convert, and refuse a wrong
+// type with a TypeError (the one error path is rethrow below) instead of reading it as another.
 struct Args {
   const Napi::CallbackInfo& info;
-  explicit Args(const Napi::CallbackInfo& i) : info(i) {}
+  const char* op;
+  Args(const Napi::CallbackInfo& i, const char* name) : info(i), op(name) {}
   Napi::Env env() const { return info.Env(); }
   bool absent(size_t i) const { return i >= info.Length() || info[i].IsNull() || info[i].IsUndefined(); }
-  at::Tensor& T(size_t i) const {
-    if (absent(i) || !info[i].IsExternal()) throw Napi::TypeError::New(info.Env(), "argument " + std::to_string(i) + " is not a tensor handle");
-    Holder* h = info[i].As<Napi::External<Holder>>().Data();
-    if (!h->t.defined()) throw Napi::Error::New(info.Env(), "tensor was disposed and cannot be used");
+  static std::string argName(size_t i) { return "argument " + std::to_string(i); }
+  [[noreturn]] void wrongType(const Napi::Value& v, const std::string& where, const char* expected) const {
+    throw Napi::TypeError::New(env(), std::string(op) + ": " + where + " must be " + expected + ", got " + describeValue(v));
+  }
+  Napi::Value need(size_t i, bool ok, const char* expected) const {
+    if (!ok) wrongType(info[i], argName(i), expected);
+    return info[i];
+  }
+  at::Tensor& tensorOf(const Napi::Value& v, const std::string& where) const {
+    Holder* h = unwrapHandle<Holder>(v, op, where);
+    if (!h->t.defined()) throw Napi::Error::New(env(), std::string(op) + ": " + where + " is a tensor that was disposed and cannot be used");
     return h->t;
   }
+  at::Tensor& T(size_t i) const { return tensorOf(info[i], argName(i)); }
   c10::optional<at::Tensor> OT(size_t i) const {
     if (absent(i)) return c10::nullopt;
     return T(i);
   }
-  double D(size_t i) const { return info[i].As<Napi::Number>().DoubleValue(); }
-  int64_t I(size_t i) const { return info[i].As<Napi::Number>().Int64Value(); }
-  bool B(size_t i) const { return info[i].As<Napi::Boolean>().Value(); }
-  std::string Str(size_t i) const { return info[i].As<Napi::String>().Utf8Value(); }
+  double D(size_t i) const { return need(i, info[i].IsNumber(), "a number").As<Napi::Number>().DoubleValue(); }
+  int64_t I(size_t i) const { return need(i, info[i].IsNumber(), "an integer").As<Napi::Number>().Int64Value(); }
+  bool B(size_t i) const { return need(i, info[i].IsBoolean(), "a boolean").As<Napi::Boolean>().Value(); }
+  std::string Str(size_t i) const { return need(i, info[i].IsString(), "a string").As<Napi::String>().Utf8Value(); }
   std::vector<int64_t> V(size_t i) const {
-    auto arr = info[i].As<Napi::Array>();
+    auto arr = need(i, info[i].IsArray(), "an array of integers").As<Napi::Array>();
     std::vector<int64_t> v(arr.Length());
-    for (uint32_t k = 0; k < arr.Length(); k++) v[k] = arr.Get(k).As<Napi::Number>().Int64Value();
+    for (uint32_t k = 0; k < arr.Length(); k++) {
+      Napi::Value e = arr.Get(k);
+      if (!e.IsNumber()) wrongType(e, argName(i) + "[" + std::to_string(k) + "]", "an integer");
+      v[k] = e.As<Napi::Number>().Int64Value();
+    }
     return v;
   }
   c10::optional<std::vector<int64_t>> OV(size_t i) const {
@@ -96,14 +121,10 @@ struct Args {
     return V(i);
   }
   std::vector<at::Tensor> TL(size_t i) const {
-    auto arr = info[i].As<Napi::Array>();
+    auto arr = need(i, info[i].IsArray(), "an array of tensor handles").As<Napi::Array>();
     std::vector<at::Tensor> v;
     v.reserve(arr.Length());
-    for (uint32_t k = 0; k < arr.Length(); k++) {
-      Holder* h = arr.Get(k).As<Napi::External<Holder>>().Data();
-      if (!h->t.defined()) throw Napi::Error::New(info.Env(), "tensor was disposed and cannot be used");
-      v.push_back(h->t);
-    }
+    for (uint32_t k = 0; k < arr.Length(); k++) v.push_back(tensorOf(arr.Get(k), argName(i) + "[" + std::to_string(k) + "]"));
     return v;
   }
   // A JS number is an integer Scalar when it is integral, as a Python int would be.
@@ -118,12 +139,20 @@ struct Args {
     if (absent(i)) return c10::nullopt;
     return S(i);
   }
-  at::ScalarType dtype(size_t i) const { return static_cast<at::ScalarType>(I(i)); }
+  // A code outside the enum would index libtorch's tables out of bounds.
+  at::ScalarType dtype(size_t i) const {
+    int64_t code = I(i);
+    if (code < 0 || code >= static_cast<int64_t>(at::ScalarType::NumOptions)) {
+      throw Napi::RangeError::New(env(), std::string(op) + ": " + argName(i) + " is dtype code " + std::to_string(code) + ", not a libtorch ScalarType");
+    }
+    return static_cast<at::ScalarType>(code);
+  }
   at::Device device(size_t i) const { return absent(i) ? at::Device(at::kCPU) : at::Device(Str(i)); }
   at::TensorOptions opts(size_t dt, size_t dev) const { return at::TensorOptions().dtype(dtype(dt)).device(device(dev)); }
+  at::Generator& gen(size_t i) const { return unwrapHandle<GenHolder>(info[i], op, argName(i))->g; }
   c10::optional<at::Generator> G(size_t i) const {
     if (absent(i)) return c10::nullopt;
-    return info[i].As<Napi::External<GenHolder>>().Data()->g;
+    return gen(i);
   }
 };
 
@@ -164,12 +193,13 @@ struct Register {
 #define WITH_SCALAR(NAME, EXPR) OP(NAME) { const at::Tensor& x = a.T(0); at::Scalar s = a.S(1); return W(EXPR); }
 
 // ---------------------------------------------------------------- handles, metadata, memory
+// Disposing twice is allowed (a no-op); disposing what is not a tensor handle is refused.
 OP(dispose) {
-  if (!a.absent(0) && a.info[0].IsExternal()) release(a.info[0].As<Napi::External<Holder>>().Data());
+  release(unwrapHandle<Holder>(a.info[0], a.op, Args::argName(0)));
   return a.env().Undefined();
 }
 OP(liveCount) { return Napi::Number::New(a.env(), static_cast<double>(g_live.load())); }
-OP(isDisposed) { return Napi::Boolean::New(a.env(), !a.info[0].As<Napi::External<Holder>>().Data()->t.defined()); }
+OP(isDisposed) { return Napi::Boolean::New(a.env(), !unwrapHandle<Holder>(a.info[0], a.op, Args::argName(0))->t.defined()); }
 OP(shape) {
   auto sizes = a.T(0).sizes();
   auto arr = Napi::Array::New(a.env(), sizes.size());
@@ -186,10 +216,22 @@ OP(item) { return Napi::Number::New(a.env(), a.T(0).item<double>()); }
 
 // Copies typed-array bytes into a new tensor (the JS buffer may be freed afterwards).
 OP(fromBuffer) {
-  auto view = a.info[0].As<Napi::TypedArray>();
+  auto view = a.need(0, a.info[0].IsTypedArray(), "a typed array").As<Napi::TypedArray>();
   auto buf = view.ArrayBuffer();
   auto* data = static_cast<uint8_t*>(buf.Data()) + view.ByteOffset();
-  auto t = at::from_blob(data, a.V(1), at::TensorOptions().dtype(a.dtype(2))).clone();
+  auto shape = a.V(1);
+  auto dtype = a.dtype(2);
+  // from_blob trusts the shape; a shape larger than the bytes would read past the buffer.
+  int64_t numel = 1;
+  for (int64_t d : shape) {
+    if (d < 0 || (d > 0 && numel > INT64_MAX / d)) throw Napi::RangeError::New(a.env(), "fromBuffer: argument 1 is not a valid shape");
+    numel *= d;
+  }
+  if (c10::isQIntType(dtype) || dtype == at::ScalarType::Undefined || numel > static_cast<int64_t>(view.ByteLength() / c10::elementSize(dtype))) {
+    throw Napi::RangeError::New(a.env(), "fromBuffer: " + std::to_string(view.ByteLength()) + " bytes cannot hold " + std::to_string(numel) +
+                                             " values of " + std::string(c10::toString(dtype)));
+  }
+  auto t = at::from_blob(data, shape, at::TensorOptions().dtype(dtype)).clone();
   return W(a.absent(3) ? t : t.to(a.device(3)));
 }
 // Returns a new ArrayBuffer holding the tensor's values, contiguous, on the CPU.
@@ -215,27 +257,26 @@ OP(randperm) { return W(at::randperm(a.I(0), a.G(1), a.opts(2, 3))); }
 
 // ---------------------------------------------------------------- generators and threads
 Napi::Value wrapGen(Napi::Env env, at::Generator g) {
-  return Napi::External<GenHolder>::New(env, new GenHolder{std::move(g)}, [](Napi::BasicEnv, GenHolder* p) { delete p; });
+  return makeHandle(env, new GenHolder{std::move(g)}, [](Napi::BasicEnv, GenHolder* p) { delete p; });
 }
-at::Generator& gen(const Args& a, size_t i) { return a.info[i].As<Napi::External<GenHolder>>().Data()->g; }
 OP(newGenerator) {
   auto g = at::make_generator<at::CPUGeneratorImpl>(static_cast<uint64_t>(a.I(0)));
   return wrapGen(a.env(), g);
 }
 OP(defaultGenerator) { return wrapGen(a.env(), at::detail::getDefaultCPUGenerator()); }
 OP(generatorSeed) {
-  auto& g = gen(a, 0);
+  auto& g = a.gen(0);
   std::lock_guard<std::mutex> lock(g.mutex());
   g.set_current_seed(static_cast<uint64_t>(a.I(1)));
   return a.env().Undefined();
 }
 OP(generatorGetState) {
-  auto& g = gen(a, 0);
+  auto& g = a.gen(0);
   std::lock_guard<std::mutex> lock(g.mutex());
   return W(g.get_state());
 }
 OP(generatorSetState) {
-  auto& g = gen(a, 0);
+  auto& g = a.gen(0);
   std::lock_guard<std::mutex> lock(g.mutex());
   g.set_state(a.T(1));
   return a.env().Undefined();
@@ -272,13 +313,34 @@ OP(blasInfo) {
   auto fn = reinterpret_cast<Fn>(blasSymbol("openblas_get_config"));
   return Napi::String::New(a.env(), fn ? std::string(fn()) : std::string("not OpenBLAS (reference BLAS or MKL)"));
 }
+OP(getBlasThreads) {
+  using Fn = int (*)();
+  auto fn = reinterpret_cast<Fn>(blasSymbol("openblas_get_num_threads"));
+  return fn ? Napi::Number::New(a.env(), fn()) : a.env().Null();
+}
 // One glibc malloc parameter (src/tensor/native.ts says which and why): true when glibc took it.
+// glibc has no getter for these, so the addon keeps what it set, for malloptSettings to report.
+std::vector<std::pair<int, int>> g_mallopts;
 OP(mallopt) {
+  int param = static_cast<int>(a.I(0));
+  int value = static_cast<int>(a.I(1));
 #ifdef __GLIBC__
-  return Napi::Boolean::New(a.env(), mallopt(static_cast<int>(a.I(0)), static_cast<int>(a.I(1))) == 1);
+  bool ok = mallopt(param, value) == 1;
 #else
-  return Napi::Boolean::New(a.env(), false);
+  bool ok = false;
 #endif
+  if (ok) g_mallopts.emplace_back(param, value);
+  return Napi::Boolean::New(a.env(), ok);
+}
+OP(malloptSettings) {
+  auto arr = Napi::Array::New(a.env(), g_mallopts.size());
+  for (size_t i = 0; i < g_mallopts.size(); i++) {
+    auto pair = Napi::Array::New(a.env(), 2);
+    pair.Set(0u, g_mallopts[i].first);
+    pair.Set(1u, g_mallopts[i].second);
+    arr.Set(i, pair);
+  }
+  return arr;
 }
 OP(libtorchVersion) { return Napi::String::New(a.env(), TORCH_VERSION); }
 OP(cudaAvailable) { return Napi::Boolean::New(a.env(), at::hasCUDA()); }
@@ -481,7 +543,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
     exports.Set(name, Napi::Function::New(
                           env,
                           [fn, name](const Napi::CallbackInfo& info) -> Napi::Value {
-                            Args a(info);
+                            Args a(info, name);
                             try {
                               return fn(a);
                             } catch (...) {

@@ -3,13 +3,20 @@
 //   1. $LIBTORCH (an unpacked libtorch zip or any prefix with include/ and lib/)
 //   2. the `torch` package of python3 (its include and lib folders and its C++ ABI flag)
 //   3. Debian's libtorch-dev (/usr/include/torch, /usr/lib/<triplet>)
-// Usage: node find-libtorch.cjs --cflags | --include-dirs | --libs | --lib-dirs | --defines | --describe
+// Usage: node find-libtorch.cjs --include-dirs | --libs | --lib-dirs | --defines | --describe
 // binding.gyp calls it once per field; the choice is cached in build/libtorch.json so every field
-// (and the build log) agrees on the same libtorch.
+// (and the build log) agrees on the same libtorch. Required as a module (native/install.cjs, and
+// src/tensor/native.ts when the addon is missing) it exports locate() and LIBTORCH_MISSING.
 'use strict';
 const fs = require('node:fs');
 const path = require('node:path');
 const { execFileSync } = require('node:child_process');
+
+// The one line said when there is no libtorch: by the install script, and as the Error of any call
+// that needs libtorch when the addon is not built.
+const LIBTORCH_MISSING = 'ddpm-ts: libtorch was not found, so its addon is not built and tensor operations are unavailable; ' +
+  'install libtorch (Debian/Ubuntu: apt-get install libtorch-dev libopenblas0-pthread; or pip install torch; ' +
+  'or a pytorch.org libtorch zip with LIBTORCH=/path/to/libtorch), then run `npm rebuild ddpm-ts` (in a clone of ddpm-ts: npm run setup).';
 
 const INSTALL_HINT = [
   'libtorch was not found. ddpm-ts needs libtorch (the C++ library under PyTorch). Install one of:',
@@ -147,4 +154,5 @@ function main() {
   }
 }
 
-main();
+module.exports = { locate, LIBTORCH_MISSING };
+if (require.main === module) main();

@@ -3,7 +3,8 @@
 #   - Debian packages (as root): libtorch-dev, libopenblas0-pthread (without OpenBLAS, Debian's libtorch
 #     multiplies matrices ~30x slower; DESIGN.md), dataset-fashion-mnist, fonts-dejavu-core (text in PNG
 #     charts), chromium (the studio's browser tests drive it headless), plus any given as arguments
-#   - npm ci, the libtorch addon (node-gyp), the TypeScript build, the studio page (scripts/build-studio.mjs)
+#   - npm ci (its install script, native/install.cjs, builds the libtorch addon with node-gyp), the addon
+#     again when native/ changed since, the TypeScript build, the studio page (scripts/build-studio.mjs)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -30,7 +31,7 @@ if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.j
 fi
 
 addon=build/Release/ddpm_torch.node
-if [ ! -f "$addon" ] || [ native/addon.cc -nt "$addon" ] || [ binding.gyp -nt "$addon" ]; then
+if [ ! -f "$addon" ] || [ -n "$(find native binding.gyp -newer "$addon" -print -quit)" ]; then
   echo "setup: building the libtorch addon (node-gyp)" >&2
   rm -f build/libtorch.json
   npx --no-install node-gyp rebuild -j 2 --loglevel=error >build-native.log 2>&1 || { cat build-native.log >&2; exit 1; }

@@ -6,7 +6,7 @@ export * from './models/index.js';
 export { dataParallelPredictor, splitSizes, type DataParallelOptions } from './models/data-parallel.js';
 export * from './samplers/index.js';
 export { presetDefaults, checkRunConfig, runObjective, runNumClasses, type RunConfig, type TrainSettings } from './train/config.js';
-export { train, trainStep, buildModel, oneHot as oneHotLabels, type TrainOptions, type TrainHooks, type TrainSummary, type TrainingData } from './train/trainer.js';
+export { train, trainStep, buildModel, type TrainOptions, type TrainHooks, type TrainSummary, type TrainingData } from './train/trainer.js';
 export { EMA } from './train/ema.js';
 export { lrAt, type LrSchedule } from './train/lr-schedule.js';
 export { loadRun, resolveResume, type LoadedRun } from './train/checkpoint.js';
@@ -20,5 +20,6 @@ export { loadFashionMnist, locateFashionMnist } from './data/fashion-mnist.js';
 export { prepareImages, randomHorizontalFlip } from './data/transforms.js';
 export { BatchLoader } from './data/loader.js';
 export { loadImageFolder, imageFolderTensors } from './data/image-folder.js';
+export { openDataset, datasetSpec, type DatasetSpec, type Dataset } from './data/dataset.js';
 // FID, KID, precision/recall, the Inception-Score analogue, bits/dim and loss by t: `import { metrics } from 'ddpm-ts'`.
 export * as metrics from './eval/index.js';

@@ -43,7 +43,7 @@ test('calling the addon directly: libtorch\'s shape error, prefixed with the ent
   const a = ones([2, 3]);
   const b = ones([4, 5]);
   throwsWith(() => native.matmul!(a.handle, b.handle), Error, /^matmul: mat1 and mat2 shapes cannot be multiplied \(2x3 and 4x5\)/);
-  throwsWith(() => native.matmul!(a.handle, null), TypeError, /argument 1 is not a tensor handle/);
+  throwsWith(() => native.matmul!(a.handle, null), TypeError, /^matmul: argument 1 must be a tensor handle made by ddpm-ts, got null$/);
   assert.deepEqual(a.matmul(ones([3, 1])).toArray(), [3, 3], 'the engine works after an exception');
 }));
 

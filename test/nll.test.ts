@@ -8,9 +8,10 @@ import path from 'node:path';
 import { tensor, full, tidy, noGrad, manualSeed, Generator, zerosLike, liveTensors, type Tensor } from '../src/tensor/index.js';
 import { Diffusion, makeSchedule } from '../src/diffusion/index.js';
 import {
-  normalKl, discretizedGaussianLogLikelihood, approxStandardNormalCdf, reverseLogVariance, quantize8bit, variationalBound,
+  normalKl, discretizedGaussianLogLikelihood, approxStandardNormalCdf, reverseLogVariance, variationalBound,
 } from '../src/eval/nll.js';
 import { lossByT, lossTimesteps } from '../src/eval/loss-by-t.js';
+import { quantize8 } from '../src/eval/reference.js';
 import { createModel, inferencePredictor } from '../src/models/index.js';
 import { presetDefaults, type RunConfig } from '../src/train/config.js';
 import { train } from '../src/train/trainer.js';
@@ -101,8 +102,8 @@ test('reverse log-variances: fixed small, fixed large and the notebook\'s, with 
   assert.throws(() => reverseLogVariance(s, 'huge' as 'beta'), /reverse variance must be one of notebook, beta, posterior/);
 });
 
-test('quantize8bit snaps to the 256 levels k/127.5 - 1', () => tidy(() => {
-  const q = quantize8bit(tensor(Float32Array.from([-1.2, -1, -0.9990, 0.0031, 0.5, 1, 1.5]))).toArray();
+test('quantize8 snaps to the 256 levels k/127.5 - 1', () => tidy(() => {
+  const q = quantize8(tensor(Float32Array.from([-1.2, -1, -0.9990, 0.0031, 0.5, 1, 1.5]))).toArray();
   const want = [-1, -1, -1, 128 / 127.5 - 1, 191 / 127.5 - 1, 1, 1];
   assertClose('levels', q, want, 1e-6);
 }));
@@ -217,7 +218,7 @@ test('the bound of dli02 after 150 training steps is finite and below the untrai
     await train(config, run, { threads: 2, sampleGrids: false, maxSteps: 150, dataset: { images, labels: null, classNames: null, dataDir: 'memory' } });
     images.dispose();
     const test8 = loadFashionMnist('test');
-    const x = tidy(() => quantize8bit(prepareImages(test8.images.subarray(0, 48 * px), { n: 48, c: 1, h: 28, w: 28 }, 16)));
+    const x = tidy(() => quantize8(prepareImages(test8.images.subarray(0, 48 * px), { n: 48, c: 1, h: 28, w: 28 }, 16)));
     const bound = (model: ReturnType<typeof createModel>): number => noGrad(() => {
       const p = inferencePredictor(model.eval());
       try {

@@ -420,7 +420,7 @@ test('ddpm sample refuses flags a sampler or run does not have, saying why', asy
       [['--run', plain, '--trajectory-x0'], /--trajectory-x0 adds rows to the --trajectory picture; give --trajectory FILE too/],
       [['--run', plain, '--sampler', 'euler'], /--sampler must be one of ddpm, ddim, dpmpp2m, pc, got "euler"/],
       [['--run', plain, '--clip', 'soft'], /--clip must be one of none, clip, dynamic, got "soft"/],
-      [['--run', plain, '--guidance', 'strong'], /--guidance must be a number, got "strong"/],
+      [['--run', plain, '--guidance', 'strong'], /--guidance must be a finite number, got "strong"/],
       [['--run', cond, '--class', '12'], /--class 12 is outside the run's classes 0..9/],
       [['--run', cond, '--class', '1,x'], /--class must be a class index or a comma-separated list/],
       [['--run', cond, '-n', '64'], /-n 64 does not make whole rows for 10 classes \(one row per class\); give a multiple of 10, or one --class/],

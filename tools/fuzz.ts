@@ -65,7 +65,7 @@ const MAX_SAVED = 50;
 // ---------------------------------------------------------------------------------------------
 // Seeded randomness: mulberry32, one stream per iteration so any input can be replayed alone.
 
-class Rng {
+export class Rng {
   #s: number;
   constructor(seed: number) { this.#s = seed >>> 0; }
   u32(): number {

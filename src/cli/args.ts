@@ -1,6 +1,27 @@
 // Option parsers: each refuses bad input with a message naming the option, the value and what is expected.
 import path from 'node:path';
-import { InvalidArgumentError } from 'commander';
+import { InvalidArgumentError, Option } from 'commander';
+import type * as z from 'zod';
+import { fromText, type OptionDecl } from '../options/declare.js';
+
+/**
+ * A commander option from its one declaration (samplers/options.ts, train/options.ts): the flag, its
+ * help with the default appended, and a parser that refuses in the schema's words.
+ */
+export function declared<S extends z.ZodType>(d: OptionDecl<S>, o: { default?: z.output<S>; defaultHelp?: string; help?: string } = {}): Option {
+  const words = o.help ?? d.help;
+  const defaultHelp = o.defaultHelp ?? (o.default === undefined ? d.defaultHelp : undefined);
+  // commander prints "(default: ...)" itself for a default value; the words alone otherwise.
+  const opt = new Option(d.flag, defaultHelp !== undefined && o.default === undefined ? `${words} (default: ${defaultHelp})` : words);
+  const label = d.flag.split(' ')[0]!;
+  opt.argParser((v: string) => {
+    const r = fromText(d.schema, v, label);
+    if ('error' in r) throw new InvalidArgumentError(r.error);
+    return r.value as z.output<S>;
+  });
+  if (o.default !== undefined) opt.default(o.default, o.defaultHelp ?? String(o.default));
+  return opt;
+}
 
 export function positiveInt(name: string): (v: string) => number {
   return (v) => {

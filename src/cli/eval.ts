@@ -7,12 +7,10 @@ import { existsSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { Generator, setNumThreads, type Tensor } from '../tensor/index.js';
 import { loadRun } from '../train/checkpoint.js';
-import { runObjective, runNumClasses, type RunConfig } from '../train/config.js';
+import { runObjective, runNumClasses, runSampling, type RunConfig } from '../train/config.js';
 import type { DiffusionUNet } from '../models/index.js';
 import type { Diffusion } from '../diffusion/index.js';
-import {
-  sample, assertFinite, defaultSteps, defaultSpacing, defaultVariance, defaultX0Processing, SAMPLERS, VARIANCES, type SamplerName, type Variance,
-} from '../samplers/index.js';
+import { sample, assertFinite, samplerDefaults, SAMPLER_OPTIONS as O, VARIANCES, type SamplerName, type Variance } from '../samplers/index.js';
 import { locateFashionMnist } from '../data/fashion-mnist.js';
 import { loadImageFolder, imageFolderTensors } from '../data/image-folder.js';
 import { writeFileAtomic } from '../io/atomic.js';
@@ -20,7 +18,7 @@ import {
   DEFAULT_FEATURE_NET_PATH, loadFeatureNet, referenceStats, disposeReference, defaultCacheDir, quantize8, evaluateSamples,
   MIN_EVAL_SAMPLES, type EvalMetrics,
 } from '../eval/index.js';
-import { choice, defaultThreads, finiteNumber, nonNegativeInt, positiveInt } from './args.js';
+import { choice, declared, defaultThreads, nonNegativeInt, positiveInt } from './args.js';
 import { runNll, runLossByT } from './likelihood.js';
 import { REPLICAS_HELP, parseReplicas, samplingPredictor } from './predictor.js';
 
@@ -48,10 +46,10 @@ export function evalCommand(): Command {
     .option('--batch-size <n>', '--run only: images per sampling loop (default: all n, up to 500)', positiveInt('--batch-size'))
     .option('--threads <n>', 'libtorch threads', positiveInt('--threads'), defaultThreads())
     .option('--replicas <n>', `--run only: ${REPLICAS_HELP}`, parseReplicas, 1)
-    .option('--sampler <name>', `--run only: ${SAMPLERS.join(', ')} (default: ddpm)`, choice('--sampler', SAMPLERS))
-    .option('--steps <k>', '--run only: model timesteps K <= T (default: T for ddpm and pc, 50 for ddim, 20 for dpmpp2m)', positiveInt('--steps'))
-    .option('--eta <x>', '--run with --sampler ddim only: noise of each step, 0 .. 1 (default: 0)', finiteNumber('--eta'))
-    .option('--guidance <w>', '--run only, class-conditional runs: classifier-free guidance weight (default: 0)', finiteNumber('--guidance'))
+    .addOption(declared(O.sampler, { help: `--run only: ${O.sampler.help}` }))
+    .addOption(declared(O.steps, { help: `--run only: ${O.steps.help}` }))
+    .addOption(declared(O.eta, { help: `--run only: ${O.eta.help}` }))
+    .addOption(declared(O.guidance, { help: `--run only: ${O.guidance.help}` }))
     .option('--json <file>', 'also write every figure, with the sample count, sampler, steps, checkpoint and timings, as JSON')
     .option('--data <dir>', 'Fashion-MNIST folder (default: $FASHION_MNIST_DIR, then /usr/share/datasets/fashion-mnist)')
     .option('--features <file>', 'feature network weights (default: the shipped assets/fmnist-features.safetensors)')
@@ -93,9 +91,7 @@ function checkFlags(f: EvalFlags, cmd: Command): void {
     if (!existsSync(f.samples) || !statSync(f.samples).isDirectory()) fail(`--samples ${f.samples} is not a folder`);
   } else {
     if (!existsSync(f.run!) || !statSync(f.run!).isDirectory()) fail(`--run ${f.run} is not a folder (expected a run folder written by \`ddpm train\`)`);
-    const s = f.sampler ?? 'ddpm';
-    if (f.eta !== undefined && s !== 'ddim') fail(`--eta applies to --sampler ddim only; ${s} has no eta`);
-    if (f.eta !== undefined && !(f.eta >= 0 && f.eta <= 1)) fail(`--eta must lie in [0, 1], got ${f.eta}`);
+    if (f.eta !== undefined && f.sampler !== undefined && f.sampler !== 'ddim') fail(`--eta applies to --sampler ddim only; ${f.sampler} has no eta`);
   }
   if (!f.nll && !f.lossByT && f.n !== undefined && f.n < MIN_EVAL_SAMPLES) fail(`-n ${f.n} is too few: the metrics need at least ${MIN_EVAL_SAMPLES} samples (FID and KID want 1,000 or more to mean much)`);
   if (f.json !== undefined) {
@@ -132,12 +128,15 @@ function sampleRun(f: EvalFlags, config: RunConfig, model: DiffusionUNet, diffus
   const objective = runObjective(config);
   const numClasses = runNumClasses(config);
   const T = diffusion.T;
-  const sampler = f.sampler ?? 'ddpm';
+  // The defaults follow the run: the sampler of its own epoch grids unless --sampler names another.
+  const def = samplerDefaults(runSampling(config), f.sampler);
+  const sampler = def.sampler;
+  if (f.eta !== undefined && sampler !== 'ddim') fail(`--eta applies to --sampler ddim only; ${sampler} has no eta (it is the run's own sampler; add --sampler ddim)`);
   if (f.steps !== undefined && f.steps > T) fail(`--steps ${f.steps} exceeds the run's T = ${T} timesteps; a sampler visits at most T of them`);
   if (f.guidance !== undefined && numClasses === 0) fail(`--guidance needs a class-conditional run (it mixes conditional and unconditional outputs), and ${f.run} was trained without classes`);
   const n = f.n ?? DEFAULT_N;
-  const steps = f.steps ?? defaultSteps(sampler, T);
-  const clip = defaultX0Processing(objective);
+  const steps = f.steps ?? def.steps;
+  const clip = def.x0Processing;
   // Balanced classes, interleaved: every split of the Inception Score sees each class equally.
   const labels = numClasses > 0 ? Array.from({ length: n }, (_, i) => i % numClasses) : undefined;
   const predictor = samplingPredictor(model, config.model, { threads: f.threads, replicas: f.replicas });
@@ -149,8 +148,8 @@ function sampleRun(f: EvalFlags, config: RunConfig, model: DiffusionUNet, diffus
       diffusion, objective, shape: [n, c, s, s], sampler, steps, x0Processing: clip,
       generator: new Generator(f.seed), batchSize: f.batchSize ?? Math.min(n, 500),
       ...(f.eta !== undefined ? { eta: f.eta } : {}),
-      ...(sampler !== 'dpmpp2m' ? { spacing: defaultSpacing(sampler) } : {}),
-      ...(sampler === 'ddpm' || sampler === 'pc' ? { variance: defaultVariance(sampler) } : {}),
+      ...(def.spacing !== null ? { spacing: def.spacing } : {}),
+      ...(def.variance !== null ? { variance: def.variance } : {}),
       ...(labels ? { numClasses, labels, guidance: f.guidance ?? 0 } : {}),
     });
   } finally {

@@ -5,7 +5,7 @@ import type { DiffusionUNet, InferencePredictor, ModelConfig } from '../models/i
 import { dataParallelPredictor, threadsPerReplica } from '../models/data-parallel.js';
 import { positiveInt } from './args.js';
 
-export const REPLICAS_HELP = 'split each sampling batch across N model replicas, one thread each when --threads allows (data parallel: the same images up to float rounding; faster only where a model scales poorly across threads, see the README\'s Speed)';
+export const REPLICAS_HELP = 'split each sampling batch across N model replicas, one thread each when --threads allows (data parallel: the same images up to float rounding; faster where a model scales poorly across threads or other processes load the cores, see the README\'s Speed)';
 export const parseReplicas = positiveInt('--replicas');
 
 /**

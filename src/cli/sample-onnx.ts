@@ -4,7 +4,8 @@
 // same numbers the web page draws for a seed.
 import { readFileSync } from 'node:fs';
 import { readOnnxMetadata, onnxModelInfo, sampleOnnx } from '../samplers/onnx-model.js';
-import { defaultSteps, defaultSpacing, defaultVariance, defaultX0Processing, DEFAULT_SNR, type StepResult, type HostArray } from '../samplers/index.js';
+import { samplerDefaults, type StepResult, type HostArray } from '../samplers/index.js';
+import { runSampling, type RunConfig } from '../train/config.js';
 import { writePng } from '../io/png.js';
 import { makeTrajectoryGrid, trajectorySteps } from '../viz/grid.js';
 import { type SampleFlags, checkOutputs, checkSamplerFlags, classLayout, writeImages } from './sample.js';
@@ -18,7 +19,6 @@ function checkModelFlags(f: SampleFlags, given: { emaGiven: boolean }): void {
 
 export async function sampleOnnxModel(f: SampleFlags, nGiven: boolean, given: { threadsGiven: boolean; emaGiven: boolean }): Promise<void> {
   checkOutputs(f);
-  checkSamplerFlags(f);
   checkModelFlags(f, given);
   const file = f.model!;
   let bytes: Uint8Array;
@@ -29,12 +29,16 @@ export async function sampleOnnxModel(f: SampleFlags, nGiven: boolean, given: { 
   }
   const info = onnxModelInfo(readOnnxMetadata(bytes, file), file);
   const T = info.terms.T;
+  // The defaults follow the exported run, as `ddpm sample --run` follows the run: its epoch grids' sampler unless --sampler names another.
+  const def = samplerDefaults(runSampling(info.config as RunConfig), f.sampler);
+  const sampler = def.sampler;
+  checkSamplerFlags(f, sampler);
   if (f.steps !== undefined && f.steps > T) throw new Error(`sample: --steps ${f.steps} exceeds the model's T = ${T} timesteps; a sampler visits at most T of them`);
   const layout = classLayout(f, info.numClasses, nGiven);
   if (layout.n !== f.n) process.stderr.write(`drawing ${layout.n} images (${layout.perRow} per class row) instead of ${f.n}\n`);
   const { channels: c, imageSize: s } = info;
-  const steps = f.steps ?? defaultSteps(f.sampler, T);
-  const clip = f.clip ?? defaultX0Processing(info.objective);
+  const steps = f.steps ?? def.steps;
+  const clip = f.clip ?? def.x0Processing;
 
   // Trajectory: 10 evenly spaced positions of the sampler's own step list, as `ddpm sample --run`.
   const keepAt = new Set(trajectorySteps(steps, 10).map((p) => steps - 1 - p));
@@ -60,11 +64,11 @@ export async function sampleOnnxModel(f: SampleFlags, nGiven: boolean, given: { 
   let x: HostArray;
   try {
     x = await sampleOnnx(session, ort.Tensor, info, {
-      n: layout.n, seed: f.seed, sampler: f.sampler, steps, x0Processing: clip, batchSize: f.batchSize ?? Math.min(layout.n, 500),
+      n: layout.n, seed: f.seed, sampler, steps, x0Processing: clip, batchSize: f.batchSize ?? Math.min(layout.n, 500),
       ...(f.eta !== undefined ? { eta: f.eta } : {}),
-      ...(f.sampler !== 'dpmpp2m' ? { spacing: f.spacing ?? defaultSpacing(f.sampler) } : {}),
-      ...(f.sampler === 'ddpm' || f.sampler === 'pc' ? { variance: f.variance ?? defaultVariance(f.sampler) } : {}),
-      ...(f.sampler === 'pc' ? { correctorSteps: f.correctorSteps ?? 1, snr: f.snr ?? DEFAULT_SNR } : {}),
+      ...(def.spacing !== null ? { spacing: f.spacing ?? def.spacing } : {}),
+      ...(def.variance !== null ? { variance: f.variance ?? def.variance } : {}),
+      ...(sampler === 'pc' ? { correctorSteps: f.correctorSteps ?? def.correctorSteps!, snr: f.snr ?? def.snr! } : {}),
       ...(info.numClasses > 0 && layout.labels ? { labels: layout.labels, guidance: f.guidance ?? 0 } : {}),
       ...(f.trajectory ? { onStep } : {}),
     });
@@ -74,7 +78,7 @@ export async function sampleOnnxModel(f: SampleFlags, nGiven: boolean, given: { 
   const seconds = (performance.now() - t0) / 1000;
   const bad = x.data.reduce((k: number, v: number) => k + (Number.isFinite(v) ? 0 : 1), 0);
   if (bad > 0) throw new Error(`samples of ${file}: ${bad} of ${x.data.length} values are NaN or infinite; the exported model has diverged (export an earlier checkpoint)`);
-  const what = [`${f.sampler}, ${steps} steps`, f.eta ? `eta ${f.eta}` : '', clip !== 'none' ? `x0 ${clip}` : '', f.guidance ? `guidance ${f.guidance}` : ''].filter(Boolean).join(', ');
+  const what = [`${sampler}, ${steps} steps`, f.eta ? `eta ${f.eta}` : '', clip !== 'none' ? `x0 ${clip}` : '', f.guidance ? `guidance ${f.guidance}` : ''].filter(Boolean).join(', ');
   process.stderr.write(`sampled ${layout.n} images in ${seconds.toFixed(1)} s (${(layout.n / seconds).toFixed(1)} img/s; ${what}) from ${file} on ONNX Runtime (CPU)\n`);
   writeImages(f, x.data, [layout.n, c, s, s], layout.perRow);
   if (f.trajectory) {

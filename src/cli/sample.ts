@@ -4,22 +4,22 @@ import { mkdirSync } from 'node:fs';
 import path from 'node:path';
 import { Generator, tidy, keep, cat, stack, type Tensor } from '../tensor/index.js';
 import { loadRun } from '../train/checkpoint.js';
-import { runObjective, runNumClasses } from '../train/config.js';
+import { runObjective, runNumClasses, runSampling } from '../train/config.js';
 import {
-  sample, assertFinite, defaultSteps, defaultSpacing, defaultVariance, defaultX0Processing, DEFAULT_SNR,
-  SAMPLERS, SPACINGS, VARIANCES, X0_PROCESSINGS, type SamplerName, type Spacing, type Variance, type X0Processing, type StepResult,
+  sample, assertFinite, samplerDefaults, SAMPLER_OPTIONS as O,
+  type SamplerName, type Spacing, type Variance, type X0Processing, type StepResult,
 } from '../samplers/index.js';
 import { writePng } from '../io/png.js';
 import { tensorTrajectoryGrid } from '../viz/tensor-grid.js';
 import { makeGrid, toUint8Image, trajectorySteps } from '../viz/grid.js';
-import { choice, defaultThreads, finiteNumber, nonNegativeInt, positiveInt } from './args.js';
+import { declared, defaultThreads, nonNegativeInt, positiveInt } from './args.js';
 import { REPLICAS_HELP, parseReplicas, samplingPredictor } from './predictor.js';
 import { sampleOnnxModel } from './sample-onnx.js';
 
 export interface SampleFlags {
   run: string; model?: string; checkpoint?: string; n: number; seed: number; batchSize?: number; threads: number; replicas: number; ema: boolean;
   grid?: string; outDir?: string; trajectory?: string; trajectoryX0?: boolean; scale: number;
-  sampler: SamplerName; steps?: number; eta?: number; spacing?: Spacing; variance?: Variance; clip?: X0Processing;
+  sampler?: SamplerName; steps?: number; eta?: number; spacing?: Spacing; variance?: Variance; clip?: X0Processing;
   guidance?: number; class?: number[]; correctorSteps?: number; snr?: number;
 }
 
@@ -43,16 +43,16 @@ export function sampleCommand(): Command {
     .option('--batch-size <n>', 'images per model call (default: all n at once, up to 500)', positiveInt('--batch-size'))
     .option('--threads <n>', 'libtorch threads', positiveInt('--threads'), defaultThreads())
     .option('--replicas <n>', REPLICAS_HELP, parseReplicas, 1)
-    .option('--sampler <name>', `${SAMPLERS.join(', ')}`, choice('--sampler', SAMPLERS), 'ddpm')
-    .option('--steps <k>', 'model timesteps K <= T (default: T for ddpm and pc, 50 for ddim, 20 for dpmpp2m, at most T)', positiveInt('--steps'))
-    .option('--eta <x>', 'ddim only: noise of each step, 0 (deterministic) .. 1 (default: 0)', finiteNumber('--eta'))
-    .option('--spacing <kind>', `ddpm, ddim, pc: which K timesteps, ${SPACINGS.join(', ')} (default: linspace; trailing for ddim)`, choice('--spacing', SPACINGS))
-    .option('--variance <kind>', `ddpm and pc: reverse variance, ${VARIANCES.join(', ')} (default: notebook for ddpm, beta_{t-1} as the course notebook; beta for pc)`, choice('--variance', VARIANCES))
-    .option('--clip <kind>', `x0 processing: ${X0_PROCESSINGS.join(', ')} (dynamic: Imagen's thresholding; default: none for eps models, clip for x0 and v)`, choice('--clip', X0_PROCESSINGS))
-    .option('--guidance <w>', 'classifier-free guidance weight w, (1 + w) cond - w uncond (class-conditional runs; default: 0)', finiteNumber('--guidance'))
+    .addOption(declared(O.sampler))
+    .addOption(declared(O.steps))
+    .addOption(declared(O.eta))
+    .addOption(declared(O.spacing))
+    .addOption(declared(O.variance))
+    .addOption(declared(O.x0Processing))
+    .addOption(declared(O.guidance))
     .option('--class <c>', 'class-conditional runs: a class index or a comma list (default: one row per class)', classList)
-    .option('--corrector-steps <n>', 'pc only: Langevin corrector steps per noise level (default: 1)', nonNegativeInt('--corrector-steps'))
-    .option('--snr <r>', `pc only: the corrector's signal-to-noise ratio (default: ${DEFAULT_SNR})`, finiteNumber('--snr'))
+    .addOption(declared(O.correctorSteps))
+    .addOption(declared(O.snr))
     .option('--grid <file>', 'write all images as one grid PNG')
     .option('--out-dir <dir>', 'write one 8-bit PNG per image (00000.png, 00001.png, ...)')
     .option('--trajectory <file>', 'write rows of x_t from noise to image at 10 evenly spaced steps of the sampler (up to 8 images, or one per class)')
@@ -67,13 +67,11 @@ export function sampleCommand(): Command {
 }
 
 /** Flags that belong to some samplers only: each refused elsewhere, with the reason. */
-export function checkSamplerFlags(f: SampleFlags): void {
-  const s = f.sampler;
+export function checkSamplerFlags(f: SampleFlags, s: SamplerName): void {
   if (f.eta !== undefined && s !== 'ddim') throw new Error(`sample: --eta applies to --sampler ddim only; ${s} has no eta (${s === 'dpmpp2m' ? 'it solves the ODE, without noise' : 'its noise is set by --variance'})`);
   if (f.variance !== undefined && s !== 'ddpm' && s !== 'pc') throw new Error(`sample: --variance applies to --sampler ddpm and pc only; ${s === 'ddim' ? "ddim's noise is set by --eta" : 'dpmpp2m adds no noise'}`);
   if (f.spacing !== undefined && s === 'dpmpp2m') throw new Error('sample: --spacing does not apply to dpmpp2m, which has its own timesteps (round(linspace(0, T - 1, K + 1)), as diffusers)');
   if ((f.correctorSteps !== undefined || f.snr !== undefined) && s !== 'pc') throw new Error(`sample: --corrector-steps and --snr apply to --sampler pc only, not ${s}`);
-  if (f.trajectoryX0 && !f.trajectory) throw new Error('sample: --trajectory-x0 adds rows to the --trajectory picture; give --trajectory FILE too');
 }
 
 /** Class labels per image and the grid's images per row. */
@@ -97,11 +95,12 @@ export function classLayout(f: SampleFlags, numClasses: number, nGiven: boolean)
   return { n, labels: Array.from({ length: n }, (_, i) => classes[Math.floor(i / perRow)]!), perRow, trajectoryRows: classes.map((_, r) => r * perRow).slice(0, 10) };
 }
 
-/** Refuses a sampling that writes nothing. */
+/** Refuses a sampling that writes nothing, and --trajectory-x0 without --trajectory. */
 export function checkOutputs(f: SampleFlags): void {
   if (!f.grid && !f.outDir && !f.trajectory) {
     throw new Error('sample: nothing to write; give --grid FILE, --out-dir DIR and/or --trajectory FILE');
   }
+  if (f.trajectoryX0 && !f.trajectory) throw new Error('sample: --trajectory-x0 adds rows to the --trajectory picture; give --trajectory FILE too');
 }
 
 /** --grid and --out-dir: the images (N C H W values in [-1, 1]) as one grid PNG and one 8-bit PNG each. */
@@ -122,17 +121,20 @@ export function writeImages(f: SampleFlags, data: Float32Array, [n, c, h, w]: [n
 
 function runSample(f: SampleFlags, nGiven: boolean): void {
   checkOutputs(f);
-  checkSamplerFlags(f);
   const { config, model, diffusion, checkpoint } = loadRun(f.run!, f.checkpoint, { ema: f.ema });
   const objective = runObjective(config);
   const numClasses = runNumClasses(config);
   const T = diffusion.T;
+  // The defaults follow the run: the sampler of its own epoch grids unless --sampler names another.
+  const def = samplerDefaults(runSampling(config), f.sampler);
+  const sampler = def.sampler;
+  checkSamplerFlags(f, sampler);
   if (f.steps !== undefined && f.steps > T) throw new Error(`sample: --steps ${f.steps} exceeds the run's T = ${T} timesteps; a sampler visits at most T of them`);
   const layout = classLayout(f, numClasses, nGiven);
   if (layout.n !== f.n) process.stderr.write(`drawing ${layout.n} images (${layout.perRow} per class row) instead of ${f.n}\n`);
   const { imageChannels: c, imageSize: s } = config.model;
-  const steps = f.steps ?? defaultSteps(f.sampler, T);
-  const clip = f.clip ?? defaultX0Processing(objective);
+  const steps = f.steps ?? def.steps;
+  const clip = f.clip ?? def.x0Processing;
 
   // Trajectory: 10 evenly spaced positions of the sampler's own step list (the notebook's spacing for ddpm).
   const keepAt = new Set(trajectorySteps(steps, 10).map((p) => steps - 1 - p));
@@ -157,12 +159,12 @@ function runSample(f: SampleFlags, nGiven: boolean): void {
   try {
     x = sample({
       model: (xt, t, cond) => predictor.forward(xt, t, cond),
-      diffusion, objective, shape: [layout.n, c, s, s], sampler: f.sampler, steps, x0Processing: clip,
+      diffusion, objective, shape: [layout.n, c, s, s], sampler, steps, x0Processing: clip,
       generator: new Generator(f.seed), batchSize: f.batchSize ?? Math.min(layout.n, 500),
       ...(f.eta !== undefined ? { eta: f.eta } : {}),
-      ...(f.sampler !== 'dpmpp2m' ? { spacing: f.spacing ?? defaultSpacing(f.sampler) } : {}),
-      ...(f.sampler === 'ddpm' || f.sampler === 'pc' ? { variance: f.variance ?? defaultVariance(f.sampler) } : {}),
-      ...(f.sampler === 'pc' ? { correctorSteps: f.correctorSteps ?? 1, snr: f.snr ?? DEFAULT_SNR } : {}),
+      ...(def.spacing !== null ? { spacing: f.spacing ?? def.spacing } : {}),
+      ...(def.variance !== null ? { variance: f.variance ?? def.variance } : {}),
+      ...(sampler === 'pc' ? { correctorSteps: f.correctorSteps ?? def.correctorSteps!, snr: f.snr ?? def.snr! } : {}),
       ...(numClasses > 0 ? { numClasses, labels: layout.labels, guidance: f.guidance ?? 0 } : {}),
       ...(f.trajectory ? { onStep } : {}),
     });
@@ -171,7 +173,7 @@ function runSample(f: SampleFlags, nGiven: boolean): void {
   }
   const seconds = (performance.now() - t0) / 1000;
   assertFinite(x, `samples of ${checkpoint}`);
-  const what = [`${f.sampler}, ${steps} steps`, f.eta ? `eta ${f.eta}` : '', clip !== 'none' ? `x0 ${clip}` : '', f.guidance ? `guidance ${f.guidance}` : ''].filter(Boolean).join(', ');
+  const what = [`${sampler}, ${steps} steps`, f.eta ? `eta ${f.eta}` : '', clip !== 'none' ? `x0 ${clip}` : '', f.guidance ? `guidance ${f.guidance}` : ''].filter(Boolean).join(', ');
   process.stderr.write(`sampled ${layout.n} images in ${seconds.toFixed(1)} s (${(layout.n / seconds).toFixed(1)} img/s; ${what}) from ${checkpoint}\n`);
   writeImages(f, x.float().dataSync() as Float32Array, [layout.n, c, s, s], layout.perRow);
   if (f.trajectory) {

@@ -1,18 +1,17 @@
 // `ddpm train`: the notebook's training from the command line, with a progress bar.
-import { Command, InvalidArgumentError } from 'commander';
+import { Command, Option } from 'commander';
 import { SingleBar } from 'cli-progress';
 import path from 'node:path';
 import { existsSync, readFileSync, readdirSync } from 'node:fs';
-import { presetDefaults, checkRunConfig, type RunConfig } from '../train/config.js';
+import { presetDefaults, checkRunConfig, readRunConfig, type RunConfig } from '../train/config.js';
 import { train } from '../train/trainer.js';
 import { resolveResume } from '../train/checkpoint.js';
 import { RunFolder } from '../io/run.js';
-import { PRESETS, createModel, type PresetName } from '../models/index.js';
-import {
-  SCHEDULES, OBJECTIVES, LOSS_WEIGHTINGS, scheduleLength, scheduleOfKind, type ScheduleKind, type ScheduleConfig, type Objective, type LossWeighting,
-} from '../diffusion/index.js';
+import { createModel, type PresetName } from '../models/index.js';
+import { scheduleLength, scheduleOfKind, type ScheduleKind, type ScheduleConfig, type Objective, type LossWeighting } from '../diffusion/index.js';
 import { FASHION_MNIST_CLASSES, FASHION_MNIST_FILES, fashionMnistFile } from '../data/fashion-mnist.js';
-import { choice, defaultThreads, positiveInt, positiveNumber, nonNegativeInt, numberInRange } from './args.js';
+import { declared, defaultThreads } from './args.js';
+import { TRAIN_OPTIONS, presetDefaultWords, type TrainOptionDecl, type TrainOptionName } from '../train/options.js';
 
 interface TrainFlags {
   preset: PresetName; epochs?: number; batchSize?: number; lr?: number; seed?: number; threads: number;
@@ -24,51 +23,22 @@ interface TrainFlags {
   gradClip?: number; classCond?: boolean; condDropProb?: number;
 }
 
-export function trainCommand(): Command {
-  const d = presetDefaults('dli02');
-  return new Command('train')
-    .description('train a diffusion U-Net on Fashion-MNIST or a folder of images; writes a run folder (config, log, sample grids, checkpoints)')
-    .option('--out <dir>', 'run folder to create (e.g. runs/dli02); required unless --resume names a run')
-    .option('--preset <name>', `model preset: ${PRESETS.join(', ')} (each brings its own defaults below)`, choice('--preset', PRESETS), 'dli02')
-    .option('--epochs <n>', `passes over the data (default: ${d.train.epochs} for dli02)`, positiveInt('--epochs'))
-    .option('--batch-size <n>', `images per step (default: ${d.train.batchSize})`, positiveInt('--batch-size'))
-    .option('--lr <x>', `Adam learning rate (default: ${d.train.lr})`, positiveNumber('--lr'))
-    .option('--seed <n>', `seed for weights, data order and noise (default: ${d.train.seed})`, nonNegativeInt('--seed'))
-    .option('--threads <n>', 'libtorch threads', positiveInt('--threads'), defaultThreads())
-    .option('--limit <n>', 'train on the first N training images only (default: all)', positiveInt('--limit'))
-    .option('--data <dir>', 'Fashion-MNIST folder, or a folder of PNG/JPEG images (searched recursively; one subfolder per class) (default: $FASHION_MNIST_DIR, then /usr/share/datasets/fashion-mnist)')
-    .option('--image-size <n>', 'side of the square training images (default: 16 for dli02/dli03, 28 for ddpm)', positiveInt('--image-size'))
-    .option('--channels <n>', 'image channels, 1 (grey) or 3 (RGB); folders of images are converted (default: 1)', intChoice('--channels', [1, 3]))
-    .option('--schedule <kind>', `noise schedule: ${SCHEDULES.filter((k) => k !== 'custom').join(', ')} (default: linear for dli02/dli03, cosine for ddpm)`, choice('--schedule', SCHEDULES.filter((k) => k !== 'custom')))
-    .option('--timesteps <n>', 'diffusion steps T (default: 150 for dli02/dli03, 1000 for ddpm)', positiveInt('--timesteps'))
-    .option('--beta-start <x>', 'first beta of a linear or scaled-linear schedule (default: 1e-4 linear, 0.00085 scaled-linear)', numberInRange('--beta-start', 0, 1, { minOpen: true, maxOpen: true }))
-    .option('--beta-end <x>', 'last beta of a linear or scaled-linear schedule (default: 0.02 linear, 0.012 scaled-linear)', numberInRange('--beta-end', 0, 1, { minOpen: true, maxOpen: true }))
-    .option('--betas <list|file>', 'your own betas: a comma-separated list, or a JSON file holding an array (sets T)')
-    .option('--zero-terminal-snr', 'rescale the schedule to zero terminal SNR (Lin et al. 2023); needs --objective v or x0')
-    .option('--objective <kind>', `what the U-Net predicts: ${OBJECTIVES.join(', ')} (default: eps for dli02/dli03, v for ddpm)`, choice('--objective', OBJECTIVES))
-    .option('--loss-weight <kind>', `loss weighting: ${LOSS_WEIGHTINGS.join(', ')} (default: simple for dli02/dli03, min-snr for ddpm)`, choice('--loss-weight', LOSS_WEIGHTINGS))
-    .option('--min-snr-gamma <x>', 'gamma of min-SNR weighting (default: 5)', positiveNumber('--min-snr-gamma'))
-    .option('--offset-noise <x>', 'offset-noise strength in [0, 1) (default: 0, off)', numberInRange('--offset-noise', 0, 1, { maxOpen: true }))
-    .option('--ema-decay <x>', 'EMA decay of the weights in [0, 1), 0 for none; sampling uses the EMA (default: 0 for dli02/dli03, 0.995 for ddpm)', numberInRange('--ema-decay', 0, 1, { maxOpen: true }))
-    .option('--lr-schedule <kind>', 'learning rate after warm-up: constant or cosine (default: constant for dli02/dli03, cosine for ddpm)', choice('--lr-schedule', ['constant', 'cosine'] as const))
-    .option('--warmup-steps <n>', 'linear learning-rate warm-up steps (default: 0 for dli02/dli03, 100 for ddpm)', nonNegativeInt('--warmup-steps'))
-    .option('--min-lr <x>', 'floor of the cosine schedule (default: 0, or 1e-5 for ddpm)', numberInRange('--min-lr', 0, Infinity))
-    .option('--grad-clip <x>', 'clip the gradient norm to this, 0 for none (default: 0 for dli02/dli03, 1 for ddpm)', numberInRange('--grad-clip', 0, Infinity))
-    .option('--class-cond', 'condition on class labels for classifier-free guidance (Fashion-MNIST classes, or one subfolder per class)')
-    .option('--cond-drop-prob <x>', 'probability of dropping the label during training (default: 0.1)', numberInRange('--cond-drop-prob', 0, 1, { maxOpen: true }))
-    .option('--resume <dir|latest>', 'continue a run exactly: a run folder, a checkpoints/step-N folder, or "latest" of --out')
-    .option('--checkpoint-every <n>', 'also checkpoint every N steps (default: only at the end of each epoch)', nonNegativeInt('--checkpoint-every'), 0)
-    .option('--keep <n>', 'keep only the newest N checkpoints (default: all)', nonNegativeInt('--keep'), 0)
-    .option('--max-steps <n>', 'stop after N steps in all (a checkpoint is written there; --resume continues)', positiveInt('--max-steps'))
-    .option('--no-sample-grids', 'skip the sample grid after each epoch')
-    .action(async (f: TrainFlags, cmd: Command) => { await runTrain(f, cmd); });
+/** One flag of `ddpm train` from its declaration (train/options.ts), with its default in the help. */
+function trainFlag(key: TrainOptionName): Option {
+  const d: TrainOptionDecl = TRAIN_OPTIONS[key];
+  if (!d.flag.includes('<')) return new Option(d.flag, d.help);
+  if (key === 'threads') return declared(d, { default: defaultThreads() });
+  if (d.default !== undefined) return declared(d, { default: d.default });
+  // Each preset's default, read from presetDefaults, unless the help words already say it.
+  if (d.config && !d.help.includes('(default')) return declared(d, { defaultHelp: presetDefaultWords(d.config, presetDefaults) });
+  return declared(d);
 }
 
-function intChoice(name: string, allowed: number[]): (v: string) => number {
-  return (v) => {
-    if (!allowed.map(String).includes(v.trim())) throw new InvalidArgumentError(`${name} must be one of ${allowed.join(', ')}, got "${v}"`);
-    return Number(v);
-  };
+export function trainCommand(): Command {
+  const cmd = new Command('train')
+    .description('train a diffusion U-Net on Fashion-MNIST or a folder of images; writes a run folder (config, log, sample grids, checkpoints)');
+  for (const key of Object.keys(TRAIN_OPTIONS) as TrainOptionName[]) cmd.addOption(trainFlag(key));
+  return cmd.action(async (f: TrainFlags, c: Command) => { await runTrain(f, c); });
 }
 
 /** --betas: a comma-separated list or a JSON file with an array of numbers. */
@@ -170,15 +140,15 @@ function countClassFolders(dir: string): number {
   return n;
 }
 
-/** Flags that may differ on --resume: they steer this process, not the run. */
-const PER_PROCESS = new Set(['threads', 'out', 'resume', 'checkpointEvery', 'keep', 'maxSteps', 'sampleGrids', 'epochs', 'data', 'preset']);
+/** Flags that may differ on --resume: they steer this process, not the run (train/options.ts). */
+const PER_PROCESS = new Set(Object.values(TRAIN_OPTIONS).filter((o) => o.scope === 'process').map((o) => o.name));
 
 /** A fresh run's config from the preset and the flags, or a resumed run's own config. */
-function configure(f: TrainFlags, cmd: Command): { config: RunConfig; run: RunFolder; resumeFrom?: string } {
+function configure(f: TrainFlags, cmd: Command): { config: RunConfig; run: RunFolder; resumeFrom?: string; restart?: boolean } {
   const given = (name: string): boolean => cmd.getOptionValueSource(name) === 'cli';
   if (f.resume !== undefined) {
     const { run, checkpoint } = resolveResume(f.resume, f.out);
-    const saved = run.readConfig<RunConfig>();
+    const saved = readRunConfig(run);
     if (given('preset') && f.preset !== saved.model.preset) throw new Error(`--preset ${f.preset} differs from the resumed run's ${saved.model.preset}; a resumed run keeps its config.json (only --epochs may grow)`);
     // Every run-defining flag given must agree with the saved config.
     for (const opt of cmd.options) {
@@ -193,6 +163,12 @@ function configure(f: TrainFlags, cmd: Command): { config: RunConfig; run: RunFo
     const config = structuredClone(saved);
     if (f.epochs !== undefined) config.train.epochs = f.epochs;
     run.cleanTemps();
+    if (checkpoint === undefined) {
+      // A run killed before its first checkpoint: nothing to continue, so it starts over as configured.
+      checkRunConfig(config);
+      process.stderr.write(`${run.root} has no checkpoint yet (the run stopped before its first one): starting it from step 0 with its saved config.json\n`);
+      return { config, run, restart: true };
+    }
     run.writeConfig(config);
     return { config, run, resumeFrom: checkpoint };
   }
@@ -209,16 +185,12 @@ function configure(f: TrainFlags, cmd: Command): { config: RunConfig; run: RunFo
 
 /** The saved value a run-defining flag would change, for the refusal message. */
 function describeSaved(c: RunConfig, key: string): string {
-  const map: Record<string, unknown> = {
-    batchSize: c.train.batchSize, lr: c.train.lr, seed: c.train.seed, limit: c.train.limit, imageSize: c.model.imageSize,
-    channels: c.model.imageChannels, objective: c.objective ?? 'eps', emaDecay: c.train.emaDecay ?? 0, gradClip: c.train.gradClip ?? 0,
-    timesteps: c.model.T, schedule: c.schedule.kind, lossWeight: c.loss?.weighting ?? 'simple', classCond: (c.model.numClasses ?? 0) > 0,
-  };
-  return key in map ? String(map[key]) : `setting (${JSON.stringify(c)})`;
+  const get = (TRAIN_OPTIONS as Record<string, TrainOptionDecl>)[key]?.config;
+  return get ? String(get(c)) : `setting (${JSON.stringify(c)})`;
 }
 
 async function runTrain(f: TrainFlags, cmd: Command): Promise<void> {
-  const { config, run, resumeFrom } = configure(f, cmd);
+  const { config, run, resumeFrom, restart } = configure(f, cmd);
   const tty = process.stderr.isTTY === true;
   const bar = new SingleBar({
     format: 'epoch {epoch}/{epochs} |{bar}| step {value}/{total} | loss {loss} | {ips} img/s | ETA {eta_formatted}',
@@ -241,6 +213,7 @@ async function runTrain(f: TrainFlags, cmd: Command): Promise<void> {
       ...(f.maxSteps !== undefined ? { maxSteps: f.maxSteps } : {}),
       keep: f.keep,
       ...(resumeFrom !== undefined ? { resumeFrom } : {}),
+      ...(restart ? { restart } : {}),
       ...(config.train.dataset !== 'folder' && f.data !== undefined ? { data: { dir: f.data } } : {}),
       hooks: {
         onStart: (s) => {

@@ -4,11 +4,10 @@ import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { loadFashionMnist } from '../data/fashion-mnist.js';
 import { prepareImages } from '../data/transforms.js';
-import { Diffusion, makeSchedule, type Objective } from '../diffusion/index.js';
-import { presetDefaults, runNumClasses, type RunConfig } from '../train/config.js';
+import { Diffusion, makeSchedule } from '../diffusion/index.js';
+import { presetDefaults, readRunConfig, runNumClasses, runSampling, type RunConfig } from '../train/config.js';
 import {
-  SAMPLERS, X0_PROCESSINGS, defaultSteps, defaultSpacing, defaultVariance, defaultX0Processing, checkSteps,
-  VARIANCES, type SamplerName, type X0Processing, type SamplerOptions, type Variance,
+  SAMPLER_OPTIONS as O, samplerDefaults, checkSteps, VARIANCES, type SamplerName, type X0Processing, type SamplerOptions, type Variance,
 } from '../samplers/index.js';
 import { RunFolder } from '../io/run.js';
 import { writePng } from '../io/png.js';
@@ -24,7 +23,7 @@ import {
   recordReverse, reverseRows, reversePicture, reverseFrames, guidanceSweep, samplerComparison,
   defaultSamplerSettings, parseSamplerSettings, type SamplerSetting,
 } from '../viz/reverse.js';
-import { choice, checkExt, finiteNumber, nonNegativeInt, positiveInt } from './args.js';
+import { choice, checkExt, declared, nonNegativeInt, positiveInt } from './args.js';
 import { addRunOptions, openRun, type RunFlags } from './open-run.js';
 
 interface ForwardFlags { index: number; out: string; data?: string; run?: string; steps: number; seed: number; scale: number; chain?: boolean }
@@ -55,12 +54,13 @@ function oddInt(name: string): (v: string) => number {
   };
 }
 
-/** Sampler options for a run as `ddpm sample` sets them by default. */
-function samplerDefaults(sampler: SamplerName, objective: Objective, x0?: X0Processing): Partial<SamplerOptions> {
+/** Sampler options for a run as `ddpm sample` sets them by default (samplers/options.ts). */
+function runDefaults(config: RunConfig, sampler: SamplerName, x0?: X0Processing): Partial<SamplerOptions> {
+  const d = samplerDefaults(runSampling(config), sampler);
   return {
-    x0Processing: x0 ?? defaultX0Processing(objective),
-    ...(sampler !== 'dpmpp2m' ? { spacing: defaultSpacing(sampler) } : {}),
-    ...(sampler === 'ddpm' || sampler === 'pc' ? { variance: defaultVariance(sampler) } : {}),
+    x0Processing: x0 ?? d.x0Processing,
+    ...(d.spacing !== null ? { spacing: d.spacing } : {}),
+    ...(d.variance !== null ? { variance: d.variance } : {}),
   };
 }
 
@@ -89,7 +89,7 @@ export function vizCommand(): Command {
     .option('--scale <n>', 'upscale factor (nearest)', positiveInt('--scale'), 4)
     .option('--chain', 'add a second row: x_t from the Markov chain q(x_t | x_{t-1}) run step by step, and print the noise statistics of both routes')
     .action((f: ForwardFlags) => {
-      const config: RunConfig = f.run ? new RunFolder(f.run).readConfig<RunConfig>() : presetDefaults('dli02');
+      const config: RunConfig = f.run ? readRunConfig(new RunFolder(f.run)) : presetDefaults('dli02');
       const ds = loadFashionMnist('train', f.data !== undefined ? { dir: f.data } : {});
       if (f.index >= ds.count) throw new Error(`--index ${f.index} is out of range: the training set has ${ds.count} images (0..${ds.count - 1})`);
       const px = ds.height * ds.width;
@@ -142,36 +142,39 @@ export function vizCommand(): Command {
     .description('the reverse process: x_t beside the predicted x_0 at every step (PNG rows at evenly spaced steps; GIF one frame per step)')
     .requiredOption('--out <file>', 'PNG to write')
     .option('--gif <file>', 'also write an animated GIF, one frame per step')
-    .option('--sampler <name>', `${SAMPLERS.join(', ')}`, choice('--sampler', SAMPLERS), 'ddpm')
-    .option('--steps <k>', 'model timesteps K <= T (default: as `ddpm sample`, but at most 200 for ddpm and pc)', positiveInt('--steps'))
-    .option('--eta <x>', 'ddim only: noise of each step, 0 .. 1', finiteNumber('--eta'))
-    .option('--clip <kind>', `x0 processing: ${X0_PROCESSINGS.join(', ')} (default: none for eps models, clip for x0 and v)`, choice('--clip', X0_PROCESSINGS))
+    .addOption(declared(O.sampler))
+    .addOption(declared(O.steps, { defaultHelp: 'as `ddpm sample`, but at most 200 for ddpm and pc' }))
+    .addOption(declared(O.eta))
+    .addOption(declared(O.x0Processing))
     .option('-n, --n <count>', 'images (one column each)', positiveInt('-n'), 4)
     .option('--class <c>', 'class-conditional runs: the class of every image (default: image i is class i mod K)', nonNegativeInt('--class'))
     .option('--rows <r>', 'steps shown in the PNG, evenly spaced', positiveInt('--rows'), 10)
     .option('--scale <n>', 'upscale factor (nearest)', positiveInt('--scale'), 4)
     .option('--delay <ms>', 'GIF frame delay (default: about 6 s for the whole animation)', positiveInt('--delay'))
-    .action((f: RunFlags & { out: string; gif?: string; sampler: SamplerName; steps?: number; eta?: number; clip?: X0Processing; n: number; class?: number; rows: number; scale: number; delay?: number }) => {
+    .action((f: RunFlags & { out: string; gif?: string; sampler?: SamplerName; steps?: number; eta?: number; clip?: X0Processing; n: number; class?: number; rows: number; scale: number; delay?: number }) => {
       checkExt('--out', f.out, ['.png']);
       if (f.gif) checkExt('--gif', f.gif, ['.gif']);
-      if (f.eta !== undefined && f.sampler !== 'ddim') throw new Error(`--eta applies to --sampler ddim only, not ${f.sampler}`);
+      if (f.eta !== undefined && f.sampler !== undefined && f.sampler !== 'ddim') throw new Error(`--eta applies to --sampler ddim only, not ${f.sampler}`);
       if (f.n > 16) throw new Error(`-n ${f.n}: at most 16 images fit a readable reverse picture`);
       const r = openRun(f);
       try {
         const T = r.diffusion.T;
+        const def = samplerDefaults(runSampling(r.config), f.sampler);
+        const sampler = def.sampler;
+        if (f.eta !== undefined && sampler !== 'ddim') throw new Error(`--eta applies to --sampler ddim only, not ${sampler} (the run's own sampler)`);
         if (f.steps !== undefined) checkSteps('--steps', f.steps, T);
-        const steps = f.steps ?? (f.sampler === 'ddpm' || f.sampler === 'pc' ? Math.min(T, 200) : defaultSteps(f.sampler, T));
+        const steps = f.steps ?? (sampler === 'ddpm' || sampler === 'pc' ? Math.min(def.steps, 200) : def.steps);
         const cond = conditioning(r.numClasses, f.n, f.class, f.run);
         const { imageChannels: c, imageSize: s } = r.config.model;
         const rec = recordReverse({
-          ...samplerDefaults(f.sampler, r.objective, f.clip), model: r.fn, diffusion: r.diffusion, objective: r.objective,
-          shape: [f.n, c, s, s], sampler: f.sampler, steps,
+          ...runDefaults(r.config, sampler, f.clip), model: r.fn, diffusion: r.diffusion, objective: r.objective,
+          shape: [f.n, c, s, s], sampler, steps,
           ...(f.eta !== undefined ? { eta: f.eta } : {}),
           ...(cond.labels ? { numClasses: r.numClasses, labels: cond.labels } : {}),
         }, f.seed);
         const rows = reverseRows(rec.t.length, f.rows);
         writePng(f.out, reversePicture(rec, rows, { scale: f.scale }));
-        process.stderr.write(`wrote ${f.out}: ${f.sampler}, ${steps} steps, ${f.n} images (${cond.note}); left x_t, right predicted x_0; rows top to bottom at t = ${rows.map((k) => rec.t[k]).join(', ')}\n`);
+        process.stderr.write(`wrote ${f.out}: ${sampler}, ${steps} steps, ${f.n} images (${cond.note}); left x_t, right predicted x_0; rows top to bottom at t = ${rows.map((k) => rec.t[k]).join(', ')}\n`);
         if (f.gif) {
           const frames = reverseFrames(rec, { scale: f.scale });
           const delayMs = f.delay ?? Math.min(200, Math.max(20, Math.round(6000 / frames.length / 10) * 10));
@@ -188,12 +191,12 @@ export function vizCommand(): Command {
     .requiredOption('--out <file>', 'PNG to write')
     .option('--weights <list>', 'guidance weights w, comma-separated', numberList('--weights'), [-1, 0, 1, 2, 4])
     .option('--classes <list>', 'classes, one row each (default: all)', classList('--classes'))
-    .option('--sampler <name>', `${SAMPLERS.join(', ')}`, choice('--sampler', SAMPLERS), 'dpmpp2m')
-    .option('--steps <k>', 'model timesteps K <= T', positiveInt('--steps'), 20)
+    .addOption(declared(O.sampler, { default: 'dpmpp2m' }))
+    .addOption(declared(O.steps, { default: 20 }))
     .option('--scale <n>', 'upscale factor (nearest)', positiveInt('--scale'), 4)
     .action((f: RunFlags & { out: string; weights: number[]; classes?: number[]; sampler: SamplerName; steps: number; scale: number }) => {
       checkExt('--out', f.out, ['.png']);
-      const config = new RunFolder(f.run).readConfig<RunConfig>();
+      const config = readRunConfig(new RunFolder(f.run));
       const numClasses = runNumClasses(config);
       if (numClasses === 0) throw new Error(`guidance: ${f.run} was trained without classes, and classifier-free guidance needs a class-conditional run (train with --classes, e.g. the ddpm preset's class-conditional runs)`);
       const classes = f.classes ?? Array.from({ length: numClasses }, (_, i) => i);
@@ -204,7 +207,7 @@ export function vizCommand(): Command {
       try {
         const { imageChannels: c, imageSize: s } = r.config.model;
         const images = guidanceSweep({
-          ...samplerDefaults(f.sampler, r.objective), model: r.fn, diffusion: r.diffusion, objective: r.objective, numClasses,
+          ...runDefaults(r.config, f.sampler), model: r.fn, diffusion: r.diffusion, objective: r.objective, numClasses,
           sampler: f.sampler, steps: f.steps, shape: [c, s, s], classes, weights: f.weights, seed: f.seed,
         });
         writePng(f.out, makeGrid(images, classes.length * f.weights.length, c, s, s, { nrow: f.weights.length, scale: f.scale }));
@@ -232,7 +235,7 @@ export function vizCommand(): Command {
         const t0 = performance.now();
         const images = samplerComparison({
           model: r.fn, diffusion: r.diffusion, objective: r.objective, shape: [f.n, c, s, s], settings, seed: f.seed,
-          optionsFor: (st) => samplerDefaults(st.sampler, r.objective),
+          optionsFor: (st) => runDefaults(r.config, st.sampler),
           ...(cond.labels ? { numClasses: r.numClasses, labels: cond.labels } : {}),
         });
         writePng(f.out, makeGrid(images, settings.length * f.n, c, s, s, { nrow: f.n, scale: f.scale }));
@@ -256,7 +259,7 @@ export function vizCommand(): Command {
     .action((f: RunFlags & { out: string; index: number; n: number; t?: number[]; variance: Variance; data?: string; scale: number }) => {
       checkExt('--out', f.out, ['.png']);
       if (f.n > 8) throw new Error(`-n ${f.n}: at most 8 images fit a readable denoise picture (4 tiles each per row)`);
-      const config = new RunFolder(f.run).readConfig<RunConfig>();
+      const config = readRunConfig(new RunFolder(f.run));
       const T = config.schedule.kind === 'custom' ? config.schedule.betas.length : config.schedule.T;
       const ts = f.t ?? [...new Set([Math.round(T / 10), Math.round(T / 3), Math.round((2 * T) / 3)])];
       const bad = ts.find((t) => !Number.isInteger(t) || t < 0 || t >= T);
@@ -270,7 +273,7 @@ export function vizCommand(): Command {
         const { imageChannels: c, imageSize: s } = r.config.model;
         if (c !== 1) throw new Error(`denoise: ${f.run} makes ${c}-channel images, and the Fashion-MNIST test images are grey (1 channel)`);
         const x0 = prepareImages(ds.images.subarray(f.index * px, (f.index + f.n) * px), { n: f.n, c: 1, h: ds.height, w: ds.width }, s); // (n, 1, s, s)
-        const rows = denoiseFrom({ model: r.fn, diffusion: r.diffusion, objective: r.objective, x0, ts, variance: f.variance, x0Processing: defaultX0Processing(r.objective), seed: f.seed });
+        const rows = denoiseFrom({ model: r.fn, diffusion: r.diffusion, objective: r.objective, x0, ts, variance: f.variance, x0Processing: samplerDefaults(runSampling(r.config)).x0Processing, seed: f.seed });
         const size = c * s * s;
         writePng(f.out, makeGrid(denoiseTiles(x0.float().dataSync() as Float32Array, rows, f.n, size), rows.length * f.n * 4, c, s, s, { nrow: 4 * f.n, scale: f.scale }));
         const names = Array.from({ length: f.n }, (_, i) => ds.classNames[ds.labels[f.index + i]!]).join(', ');

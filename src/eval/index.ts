@@ -11,6 +11,6 @@ export {
 } from './reference.js';
 export { evaluateSamples, MIN_EVAL_SAMPLES, type EvalMetrics, type EvalOptions } from './evaluate.js';
 export {
-  variationalBound, normalKl, discretizedGaussianLogLikelihood, reverseLogVariance, quantize8bit, type BoundOptions, type BoundResult,
+  variationalBound, normalKl, discretizedGaussianLogLikelihood, reverseLogVariance, type BoundOptions, type BoundResult,
 } from './nll.js';
 export { lossByT, lossTimesteps, defaultLossPoints, type LossByTOptions, type LossByTResult } from './loss-by-t.js';

@@ -66,11 +66,6 @@ export function reverseLogVariance(terms: ScheduleTerms, variance: Variance): Fl
   }
 }
 
-/** Values in [-1, 1] moved to the nearest of the 256 levels k / 127.5 - 1 that 8-bit data take. */
-export function quantize8bit(x: Tensor): Tensor {
-  return tidy(() => x.clamp(-1, 1).add(1).mul(127.5).round().div(127.5).sub(1));
-}
-
 export interface BoundOptions {
   /** The network: (x_t, t (B,) int64, c (B, K) one-hot or null) -> its output for `objective` (eval mode). */
   model: ConditionalModelFn;

@@ -29,8 +29,10 @@ export function defaultCacheDir(env: NodeJS.ProcessEnv = process.env): string {
 
 /**
  * Rounds images in [-1, 1] to the 256 levels an 8-bit PNG holds, as src/viz/grid.ts's toUint8Image
- * writes them ((x + 1) / 2 * 255 + 0.5, truncated, in float32) and src/data/image-folder.ts reads
- * them back (byte / 255 * 2 - 1): the same values whether samples come from a run or from PNGs.
+ * writes them ((x + 1) / 2 * 255 + 0.5, truncated, in float32: torchvision's save_image, ties up) and
+ * src/data/image-folder.ts reads them back (byte / 255 * 2 - 1): the same values whether samples come
+ * from a run or from PNGs. The one 8-bit quantizer: scored samples, reference and evaluation images,
+ * and the data of the likelihood bound all go through it.
  */
 export function quantize8(x: Tensor): Tensor {
   return noGrad(() => tidy(() => x.float().clamp(-1, 1).add(1).div(2).mul(255).add(0.5).floor().div(255).mul(2).sub(1)));

@@ -1,7 +1,7 @@
 // The run-folder layout of DESIGN.md:
 //   runs/<name>/config.json, log.jsonl, checkpoints/step-<N>/{model,optimizer}.safetensors + state.json, samples/*.png
 // A checkpoint folder appears whole (written under a temp name, then renamed) or not at all.
-import { appendFileSync, existsSync, mkdirSync, readFileSync, readdirSync, statSync, writeFileSync } from 'node:fs';
+import { appendFileSync, existsSync, mkdirSync, readFileSync, readdirSync, renameSync, statSync, truncateSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { cleanStaleTempFiles, writeDirAtomic, writeFileAtomic } from './atomic.js';
 
@@ -41,6 +41,30 @@ export class RunFolder {
     } catch (e) {
       throw new Error(`${this.configPath} is not valid JSON: ${(e as Error).message}`, { cause: e });
     }
+  }
+
+  /**
+   * Renames log.jsonl to log-<time>.jsonl before a run restarts from step 0, so the restarted
+   * run's log starts clean and the stopped attempt's lines are kept. Returns the new name, if any.
+   */
+  setAsideLog(): string | undefined {
+    if (!existsSync(this.logPath)) return undefined;
+    const aside = path.join(this.root, `log-${new Date().toISOString().replace(/[:.]/g, '-')}.jsonl`);
+    renameSync(this.logPath, aside);
+    return aside;
+  }
+
+  /**
+   * Cuts a last log line that a killed process left without its newline: lines appended after it
+   * would otherwise join it into one line that is not JSON, which every reader of the log refuses.
+   * Returns whether a fragment was cut.
+   */
+  dropTornLogLine(): boolean {
+    if (!existsSync(this.logPath)) return false;
+    const text = readFileSync(this.logPath, 'utf8');
+    if (text === '' || text.endsWith('\n')) return false;
+    truncateSync(this.logPath, Buffer.byteLength(text.slice(0, text.lastIndexOf('\n') + 1), 'utf8'));
+    return true;
   }
 
   appendLog(entry: Record<string, unknown>): void { appendFileSync(this.logPath, `${JSON.stringify(entry)}\n`); }

@@ -1,58 +1,21 @@
-// Every sampler's options: their defaults and their validation (resolveSampling), shared by the
-// libtorch path (libtorch.ts) and the ONNX Runtime path (onnx-runtime.ts, the web page). Tensor-free
+// Every sampler's options, validated (resolveSampling) with the defaults filled in, shared by the
+// libtorch path (libtorch.ts) and the ONNX Runtime path (onnx-model.ts, the web page). Tensor-free
 // at run time: the page bundles it.
 import type { Tensor, Generator } from '../tensor/index.js';
 import { ArgumentError } from '../tensor/check.js';
 import type { Diffusion } from '../diffusion/process.js';
 import { type Objective, checkObjective } from '../diffusion/objectives.js';
 import type { ConditionalModelFn } from './denoiser.js';
-import { type X0Processing, X0_PROCESSINGS } from './prediction.js';
-import { type Variance, VARIANCES } from './ddpm.js';
+import type { X0Processing } from './prediction.js';
+import type { Variance } from './ddpm.js';
 import { checkEta } from './ddim.js';
 import { DEFAULT_SNR, checkCorrector } from './pc.js';
-import { type Spacing, SPACINGS, spacedTimesteps, dpmSolverTimesteps, checkSteps } from './timesteps.js';
+
+export * from './options.js';
+import { type Spacing, spacedTimesteps, dpmSolverTimesteps, checkSteps } from './timesteps.js';
+import { refusal } from '../options/declare.js';
+import { SAMPLER_OPTIONS as O, type SamplerName, defaultSteps, defaultSpacing, defaultVariance } from './options.js';
 import type { StepResult } from './step.js';
-
-/**
- *   ddpm:    ancestral sampling (Ho et al. 2020, Algorithm 2), respaced for K < T (Nichol & Dhariwal 2021);
- *   ddim:    DDIM (Song et al. 2021, eq. 12) with eta;
- *   dpmpp2m: DPM-Solver++(2M) (Lu et al. 2022);
- *   pc:      predictor-corrector (Song et al. 2021, SDE paper): the ddpm step, then Langevin corrector steps.
- */
-export const SAMPLERS = ['ddpm', 'ddim', 'dpmpp2m', 'pc'] as const;
-export type SamplerName = (typeof SAMPLERS)[number];
-
-/**
- * Steps when none are asked for: ddpm and pc visit every timestep (the notebook); DDIM's 50 and
- * DPM-Solver++'s 20 are where their papers report quality close to the full chain (Song et al. 2021
- * Table 1, Lu et al. 2022 section 6); capped at T.
- */
-export function defaultSteps(sampler: SamplerName, T: number): number {
-  switch (sampler) {
-    case 'ddim': return Math.min(50, T);
-    case 'dpmpp2m': return Math.min(20, T);
-    default: return T;
-  }
-}
-
-/**
- * Spacing when none is asked for: ddpm and pc respace with improved-diffusion's evenly strided
- * steps, which include both ends (linspace); DDIM uses trailing, which starts at t = T - 1, where
- * x_T ~ N(0, I) is closest to q(x_T) (Lin et al. 2023, section 3.3); diffusers' default, leading,
- * starts at T - T/K instead.
- */
-export function defaultSpacing(sampler: SamplerName): Spacing { return sampler === 'ddim' ? 'trailing' : 'linspace'; }
-
-/** The reverse variance when none is asked for: the notebook's for ddpm; Song et al.'s ancestral predictor (beta_t) for pc. */
-export function defaultVariance(sampler: SamplerName): Variance { return sampler === 'pc' ? 'beta' : 'notebook'; }
-
-/**
- * x0 processing for a run's sampler when none is asked for: none for eps models, which keeps the
- * course notebook's sampler (and its bit-for-bit results); clip for x0 and v models, whose x0_hat is
- * the network's own output and can leave the data range [-1, 1] early in sampling (lucidrains'
- * clip_denoised and diffusers' clip_sample default to clipping too).
- */
-export function defaultX0Processing(objective: Objective): X0Processing { return objective === 'eps' ? 'none' : 'clip'; }
 
 export interface SamplerOptions {
   /** The network: (x_t, t (B,) int64, c (B, numClasses) or null) -> its output for `objective`. */
@@ -93,6 +56,11 @@ export interface SamplerOptions {
 }
 
 function refuse(msg: string): never { throw new ArgumentError(`sample: ${msg}`); }
+/** Refuses a value its declaration (options.ts) does not accept, in the declaration's words. */
+function checkDeclared(o: { schema: Parameters<typeof refusal>[0] }, value: unknown, label: string): void {
+  const m = refusal(o.schema, value, label);
+  if (m !== null) refuse(m);
+}
 
 /** The validated options with defaults filled in, and the sampler's own steps. */
 export interface ResolvedSampling {
@@ -120,7 +88,7 @@ export type SamplingChoice = Omit<SamplerOptions, 'model' | 'diffusion' | 'xT' |
 
 export function resolveSampling(o: SamplingChoice): ResolvedSampling {
   const sampler = o.sampler;
-  if (!(SAMPLERS as readonly string[]).includes(sampler)) refuse(`sampler must be one of ${SAMPLERS.join(', ')}, got ${JSON.stringify(sampler)}`);
+  checkDeclared(O.sampler, sampler, 'sampler');
   const objective = checkObjective(o.objective);
   const T = o.diffusion.T;
   const [n, c, h, w] = o.shape;
@@ -133,23 +101,23 @@ export function resolveSampling(o: SamplingChoice): ResolvedSampling {
   checkSteps(`sample (${sampler})`, steps, T);
   if (o.eta !== undefined && sampler !== 'ddim') refuse(`eta applies to ddim only (${sampler} has no eta: its noise is fixed by the sampler), got eta ${o.eta}`);
   const eta = sampler === 'ddim' ? checkEta(o.eta ?? 0) : 0;
-  if (o.spacing !== undefined && !(SPACINGS as readonly string[]).includes(o.spacing)) refuse(`spacing must be one of ${SPACINGS.join(', ')}, got ${JSON.stringify(o.spacing)}`);
+  if (o.spacing !== undefined) checkDeclared(O.spacing, o.spacing, 'spacing');
   if (o.spacing !== undefined && sampler === 'dpmpp2m') refuse('dpmpp2m has its own timesteps (round(linspace(0, T - 1, K + 1)) as diffusers); spacing applies to ddpm, ddim and pc');
   const spacing = sampler === 'dpmpp2m' ? null : o.spacing ?? defaultSpacing(sampler);
   if (o.variance !== undefined && (sampler === 'ddim' || sampler === 'dpmpp2m')) refuse(`variance applies to ddpm and pc only (${sampler}'s noise is ${sampler === 'ddim' ? 'set by eta' : 'zero: it solves the ODE'}), got ${JSON.stringify(o.variance)}`);
-  if (o.variance !== undefined && !(VARIANCES as readonly string[]).includes(o.variance)) refuse(`variance must be one of ${VARIANCES.join(', ')}, got ${JSON.stringify(o.variance)}`);
+  if (o.variance !== undefined) checkDeclared(O.variance, o.variance, 'variance');
   const variance = sampler === 'ddpm' || sampler === 'pc' ? o.variance ?? defaultVariance(sampler) : null;
   if ((o.correctorSteps !== undefined || o.snr !== undefined) && sampler !== 'pc') refuse(`correctorSteps and snr apply to pc only, not ${sampler}`);
   const correctorSteps = o.correctorSteps ?? 1;
   const snr = o.snr ?? DEFAULT_SNR;
   checkCorrector(correctorSteps, snr);
   const x0Processing = o.x0Processing ?? 'none';
-  if (!(X0_PROCESSINGS as readonly string[]).includes(x0Processing)) refuse(`x0 processing must be one of ${X0_PROCESSINGS.join(', ')}, got ${JSON.stringify(x0Processing)}`);
+  checkDeclared(O.x0Processing, x0Processing, 'x0 processing');
 
   const numClasses = o.numClasses ?? 0;
   if (!Number.isInteger(numClasses) || numClasses < 0) refuse(`numClasses must be an integer >= 0, got ${numClasses}`);
   const guidance = o.guidance ?? 0;
-  if (!Number.isFinite(guidance)) refuse(`guidance must be a finite number, got ${guidance}`);
+  checkDeclared(O.guidance, guidance, 'guidance');
   if (o.labels !== undefined) {
     if (numClasses === 0) refuse('class labels need a class-conditional model, and this one is unconditional (numClasses 0); train with classes or drop the labels');
     if (o.labels.length !== n) refuse(`there are ${o.labels.length} class labels for ${n} images; give one per image`);

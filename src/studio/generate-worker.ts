@@ -2,7 +2,7 @@
 // at up to maxFrames evenly spaced steps, the x_t fed to the step beside the x0_hat it predicted
 // (as recordReverse in viz/reverse.ts records them); at the end the final grid PNG and the
 // trajectory GIF. The sampling loop is synchronous, so a stop is a kill (nothing is saved).
-import { Generator, keep, randn, setNumThreads, type Tensor } from '../tensor/index.js';
+import { Generator, configureRuntime, keep, randn, setNumThreads, type Tensor } from '../tensor/index.js';
 import { loadRun } from '../train/checkpoint.js';
 import { runObjective } from '../train/config.js';
 import { inferencePredictor } from '../models/index.js';
@@ -13,6 +13,9 @@ import { makeGrid } from '../viz/grid.js';
 import { evenlySpaced } from '../viz/forward.js';
 import { hconcat } from '../viz/reverse.js';
 import { sendToParent, type GenerateJobInput, type ParentMessage } from './ipc.js';
+
+// The `ddpm` command's process settings, before libtorch loads.
+configureRuntime();
 
 /** Images are drawn about this many pixels wide (a 16x16 image at 4x). */
 const DISPLAY_PX = 64;
@@ -45,6 +48,7 @@ async function run(input: GenerateJobInput): Promise<void> {
       diffusion, objective, shape: [n, c, s, s], sampler: input.sampler, steps: input.steps,
       x0Processing: defaultX0Processing(objective), generator: gen, xT,
       ...(input.eta !== undefined ? { eta: input.eta } : {}),
+      ...(input.variance !== undefined ? { variance: input.variance } : {}),
       ...(input.labels ? { numClasses: config.model.numClasses ?? 0, labels: input.labels, guidance: input.guidance ?? 0 } : {}),
       onStep: (st) => {
         if (frameAt.has(st.index) && fed) {

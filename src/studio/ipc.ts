@@ -1,7 +1,7 @@
 // The messages between the studio server and its worker processes (child_process.fork, with the
 // 'advanced' serialization so PNG and GIF bytes cross as Uint8Array, not JSON arrays).
 import type { RunConfig } from '../train/config.js';
-import type { SamplerName } from '../samplers/index.js';
+import type { SamplerName, Variance } from '../samplers/index.js';
 import type { GenerateFrame, TrainProgress } from './protocol.js';
 
 export interface TrainJobInput {
@@ -21,6 +21,8 @@ export interface GenerateJobInput {
   sampler: SamplerName;
   steps: number;
   eta?: number;
+  /** ddpm and pc: the reverse variance, the run's own (samplerDefaults). */
+  variance?: Variance;
   guidance?: number;
   /** One class per image (class-conditional runs), else absent. */
   labels?: number[];

@@ -139,6 +139,24 @@ export interface RunDetail extends RunSummary {
   checkpoints: CheckpointInfo[];
   /** File names under samples/, in epoch order (served by /api/runs/:run/samples/:file). */
   samples: string[];
+  /**
+   * The Generate form's defaults, from the run (samplers/options.ts): `own` is the sampler of its
+   * epoch grids, which the form starts from; `bySampler` the defaults once another is chosen.
+   */
+  sampling: { own: string; bySampler: Record<string, SamplerFormDefaults> };
+}
+
+/** One sampler's defaults for a run (null: the option does not apply to that sampler). */
+export interface SamplerFormDefaults {
+  sampler: string;
+  steps: number;
+  eta: number | null;
+  spacing: string | null;
+  variance: string | null;
+  x0Processing: string;
+  guidance: number;
+  correctorSteps: number | null;
+  snr: number | null;
 }
 
 export interface ScheduleCurves {

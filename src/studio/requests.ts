@@ -3,12 +3,11 @@
 // here, on the server, so a bad combination is a 400 before any process starts.
 import path from 'node:path';
 import { existsSync } from 'node:fs';
-import { presetDefaults, checkRunConfig, runNumClasses, runObjective, type RunConfig } from '../train/config.js';
+import { presetDefaults, checkRunConfig, runNumClasses, runObjective, runSampling, type RunConfig } from '../train/config.js';
 import { PRESETS, createModel } from '../models/index.js';
-import {
-  Diffusion, makeSchedule, scheduleLength, scheduleOfKind, SCHEDULES, OBJECTIVES, LOSS_WEIGHTINGS, type ScheduleKind,
-} from '../diffusion/index.js';
-import { SAMPLERS, defaultSteps, resolveSampling, type SamplerName } from '../samplers/index.js';
+import { Diffusion, makeSchedule, scheduleLength, scheduleOfKind } from '../diffusion/index.js';
+import { TRAIN_OPTIONS as T } from '../train/options.js';
+import { SAMPLER_OPTIONS as O, resolveSampling, samplerDefaults } from '../samplers/index.js';
 import { FASHION_MNIST_CLASSES } from '../data/fashion-mnist.js';
 import type { RunFolder } from '../io/run.js';
 import { LIMITS } from './protocol.js';
@@ -17,7 +16,7 @@ import { Fields, RequestError, badRequest } from './validate.js';
 import { checkpointDir, readRunConfig, runFolder } from './runs.js';
 
 /** Schedules a request may name ('custom' needs a list of betas, which the page does not send). */
-export const TRAIN_SCHEDULES = SCHEDULES.filter((k): k is Exclude<ScheduleKind, 'custom'> => k !== 'custom');
+export { TRAIN_SCHEDULES } from '../train/options.js';
 /** Fashion-MNIST's training set: a larger limit would mean "all" anyway. */
 const MAX_LIMIT = 60000;
 
@@ -39,27 +38,28 @@ export function parseTrainRequest(body: Record<string, unknown>, runsDir: string
   const name = f.name('name');
   const preset = f.choice('preset', PRESETS);
   const c = presetDefaults(preset);
-  c.train.epochs = f.optInt('epochs', 1, LIMITS.maxEpochs) ?? c.train.epochs;
-  c.train.batchSize = f.optInt('batchSize', 1, LIMITS.maxBatchSize) ?? c.train.batchSize;
-  c.train.lr = f.number('lr', 0, 1, { minOpen: true, optional: true }) ?? c.train.lr;
-  c.train.seed = f.optInt('seed', 0, LIMITS.maxSeed) ?? c.train.seed;
-  if (body['limit'] !== null) c.train.limit = f.optInt('limit', 1, MAX_LIMIT) ?? c.train.limit;
+  // Each field is checked by its `ddpm train` declaration (train/options.ts), narrowed to what the studio allows.
+  c.train.epochs = f.declared('epochs', T.epochs.schema.max(LIMITS.maxEpochs)) ?? c.train.epochs;
+  c.train.batchSize = f.declared('batchSize', T.batchSize.schema.max(LIMITS.maxBatchSize)) ?? c.train.batchSize;
+  c.train.lr = f.declared('lr', T.lr.schema.max(1)) ?? c.train.lr;
+  c.train.seed = f.declared('seed', T.seed.schema.max(LIMITS.maxSeed)) ?? c.train.seed;
+  if (body['limit'] !== null) c.train.limit = f.declared('limit', T.limit.schema.max(MAX_LIMIT)) ?? c.train.limit;
   const limit = c.train.limit;
   if (limit !== null && limit < c.train.batchSize) {
     badRequest(`limit must be at least batchSize (${c.train.batchSize}) so an epoch holds a whole batch, got ${limit}`, 'limit');
   }
-  c.model.imageSize = f.optInt('imageSize', 8, LIMITS.maxImageSize) ?? c.model.imageSize;
+  c.model.imageSize = f.declared('imageSize', T.imageSize.schema.min(8).max(LIMITS.maxImageSize)) ?? c.model.imageSize;
   if (f.has('schedule') || f.has('timesteps')) {
     const base = c.schedule;
-    const kind = f.choice('schedule', TRAIN_SCHEDULES, true) ?? (base.kind === 'custom' ? 'linear' : base.kind);
-    const T = f.optInt('timesteps', 2, LIMITS.maxTimesteps) ?? scheduleLength(base);
-    c.schedule = scheduleOfKind(kind, T, base);
-    c.model.T = T;
+    const kind = f.declared('schedule', T.schedule.schema) ?? (base.kind === 'custom' ? 'linear' : base.kind);
+    const steps = f.declared('timesteps', T.timesteps.schema.min(2).max(LIMITS.maxTimesteps)) ?? scheduleLength(base);
+    c.schedule = scheduleOfKind(kind, steps, base);
+    c.model.T = steps;
   }
-  c.objective = f.choice('objective', OBJECTIVES, true) ?? c.objective;
-  const weighting = f.choice('lossWeight', LOSS_WEIGHTINGS, true);
+  c.objective = f.declared('objective', T.objective.schema) ?? c.objective;
+  const weighting = f.declared('lossWeight', T.lossWeight.schema);
   if (weighting !== undefined) c.loss = { ...(c.loss ?? { weighting, minSnrGamma: 5, offsetNoise: 0 }), weighting };
-  c.train.emaDecay = f.number('emaDecay', 0, 1, { maxOpen: true, optional: true }) ?? c.train.emaDecay;
+  c.train.emaDecay = f.declared('emaDecay', T.emaDecay.schema) ?? c.train.emaDecay;
   if (f.bool('classCond') === true) c.model.numClasses = FASHION_MNIST_CLASSES.length;
   asBadRequest(undefined, () => checkRunConfig(c));
   // The U-Net refuses image sizes its poolings cannot halve; building it (no data) asks it.
@@ -79,16 +79,18 @@ export function parseGenerateRequest(body: Record<string, unknown>, runsDir: str
   const checkpoint = f.name('checkpoint', true);
   const ckptDir = checkpoint !== undefined ? checkpointDir(run, checkpoint) : run.latestCheckpoint()?.dir;
   if (ckptDir === undefined) throw new RequestError(409, `run ${path.basename(run.root)} has no checkpoint yet (one is written at the end of each epoch, or when training is stopped)`, 'checkpoint');
-  const sampler: SamplerName = f.choice('sampler', SAMPLERS);
+  // The defaults follow the run: without a sampler, the one its epoch grids use (samplers/options.ts).
+  const def = samplerDefaults(runSampling(config), f.declared('sampler', O.sampler.schema));
+  const sampler = def.sampler;
   const T = config.model.T;
-  const steps = f.optInt('steps', 1, Math.min(T, LIMITS.maxSteps)) ?? Math.min(defaultSteps(sampler, T), LIMITS.maxSteps);
+  const steps = f.declared('steps', O.steps.schema.max(Math.min(T, LIMITS.maxSteps))) ?? Math.min(def.steps, LIMITS.maxSteps);
   if (f.has('eta') && sampler !== 'ddim') badRequest(`eta applies to the ddim sampler only (${sampler} has no eta), got eta ${String(body['eta'])} with sampler ${sampler}`, 'eta');
-  const eta = f.number('eta', 0, 1, { optional: true });
+  const eta = f.declared('eta', O.eta.schema);
   const numClasses = runNumClasses(config);
   for (const k of ['guidance', 'class'] as const) {
     if (f.has(k) && numClasses === 0) badRequest(`${k} needs a class-conditional run, and ${path.basename(run.root)} was trained without classes; leave ${k} out`, k);
   }
-  const guidance = f.number('guidance', 0, LIMITS.maxGuidance, { optional: true });
+  const guidance = f.declared('guidance', O.guidance.schema.min(0).max(LIMITS.maxGuidance));
   const cls = numClasses > 0 ? f.optInt('class', 0, numClasses - 1) : undefined;
   const seed = f.optInt('seed', 0, LIMITS.maxSeed) ?? 0;
   const count = f.int('count', 1, LIMITS.maxCount);
@@ -101,6 +103,7 @@ export function parseGenerateRequest(body: Record<string, unknown>, runsDir: str
   try {
     asBadRequest(undefined, () => resolveSampling({
       model: () => { throw new Error('not called'); }, diffusion: d, objective: runObjective(config), shape: [count, c, s, s], sampler, steps,
+      ...(def.variance !== null ? { variance: def.variance } : {}),
       ...(eta !== undefined ? { eta } : {}), ...(labels ? { numClasses, labels } : {}), ...(guidance !== undefined ? { guidance } : {}),
     }));
   } finally {
@@ -110,7 +113,7 @@ export function parseGenerateRequest(body: Record<string, unknown>, runsDir: str
     run: path.basename(run.root),
     input: {
       kind: 'generate', runDir: run.root, checkpointDir: ckptDir, sampler, steps, nrow, seed, count, maxFrames: LIMITS.maxFrames,
-      ...(eta !== undefined ? { eta } : {}), ...(guidance !== undefined ? { guidance } : {}), ...(labels ? { labels } : {}),
+      ...(eta !== undefined ? { eta } : {}), ...(def.variance !== null ? { variance: def.variance } : {}), ...(guidance !== undefined ? { guidance } : {}), ...(labels ? { labels } : {}),
     },
   };
 }

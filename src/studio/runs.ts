@@ -3,7 +3,8 @@
 import { closeSync, existsSync, openSync, readFileSync, readSync, readdirSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { RunFolder } from '../io/run.js';
-import type { RunConfig } from '../train/config.js';
+import { readRunConfig as readConfigChecked, runSampling, type RunConfig } from '../train/config.js';
+import { samplerDefaults, samplerDefaultsBySampler } from '../samplers/index.js';
 import type { CheckpointInfo, LogRow, RunDetail, RunSummary } from './protocol.js';
 import { RequestError, checkName } from './validate.js';
 
@@ -17,17 +18,11 @@ export function runFolder(runsDir: string, name: unknown, field = 'run'): RunFol
 
 /** config.json of a run; 500 naming the file when it is half-written or not a run config (the page shows why). */
 export function readRunConfig(run: RunFolder): RunConfig {
-  let c: unknown;
   try {
-    c = run.readConfig<unknown>();
+    return readConfigChecked(run);
   } catch (e) {
     throw new RequestError(500, (e as Error).message);
   }
-  const missing = ['model', 'schedule', 'train'].filter((k) => !isObject(c) || !isObject(c[k]));
-  if (missing.length > 0) {
-    throw new RequestError(500, `${run.configPath} is not a run config: it has no ${missing.join(', ')} object${missing.length > 1 ? 's' : ''} (it was not written by \`ddpm train\`, or was damaged)`);
-  }
-  return c as RunConfig;
 }
 
 const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
@@ -172,5 +167,9 @@ const NAME_OK = (n: string): boolean => {
 export function runDetail(runsDir: string, name: string, trainingRun: string | null): RunDetail {
   const run = runFolder(runsDir, name);
   const config = readRunConfig(run);
-  return { ...summary(name, run, config, trainingRun), config, log: readLog(run), checkpoints: checkpointInfos(run), samples: sampleFiles(run) };
+  const sampling = runSampling(config);
+  return {
+    ...summary(name, run, config, trainingRun), config, log: readLog(run), checkpoints: checkpointInfos(run), samples: sampleFiles(run),
+    sampling: { own: samplerDefaults(sampling).sampler, bySampler: samplerDefaultsBySampler(sampling) },
+  };
 }

@@ -3,9 +3,13 @@
 // 'stop' message (or the server going away) aborts after the current step; the trainer then
 // writes its checkpoint and returns, and this process exits.
 import { train } from '../train/trainer.js';
+import { configureRuntime } from '../tensor/index.js';
 import { RunFolder } from '../io/run.js';
 import type { TrainProgress } from './protocol.js';
 import { sendToParent, type ParentMessage, type TrainJobInput } from './ipc.js';
+
+// The `ddpm` command's process settings, before libtorch loads (jobs.ts passes OPENBLAS_NUM_THREADS=1).
+configureRuntime();
 
 /** Progress at most this often: each message is a page update, and a step takes tens of ms. */
 const PROGRESS_MS = 200;

@@ -1,6 +1,10 @@
 // Request validation for the studio's API: one helper style (as sharp's, STYLE.md) whose every
 // refusal names the field, what was expected and what came, and becomes a 4xx ApiError.
+import type * as z from 'zod';
 import { LIMITS } from './protocol.js';
+import { refusal, show } from '../options/declare.js';
+
+export { show };
 
 /** A refusal the server answers with `status` and `{ error, field }`. */
 export class RequestError extends Error {
@@ -12,18 +16,6 @@ export class RequestError extends Error {
 
 export function badRequest(message: string, field?: string): never {
   throw new RequestError(400, message, field);
-}
-
-/** A value as the message shows it: numbers bare, everything else as JSON. */
-export function show(v: unknown): string {
-  if (typeof v === 'number') return String(v);
-  if (v === undefined) return 'nothing';
-  try {
-    const s = JSON.stringify(v);
-    return s.length > 80 ? `${s.slice(0, 77)}...` : s;
-  } catch {
-    return String(v);
-  }
 }
 
 /** A single path segment: letters, digits, '.', '_', '-', not starting with '.', so never '..' or a path. */
@@ -76,6 +68,18 @@ export class Fields {
 
   private missing(name: string, expected: string): never {
     return badRequest(`${name} is required: ${expected}`, name);
+  }
+
+  /**
+   * A field checked by an option's declared schema (samplers/options.ts, train/options.ts), narrowed
+   * by the caller where the studio allows less (e.g. steps to at most T); the message is the schema's.
+   */
+  declared<S extends z.ZodType>(name: string, schema: S): z.output<S> | undefined {
+    const v = this.raw(name);
+    if (v === undefined) return undefined;
+    const m = refusal(schema, v, name);
+    if (m !== null) badRequest(m, name);
+    return v as z.output<S>;
   }
 
   /** A required integer in [min, max]. */

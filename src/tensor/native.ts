@@ -1,5 +1,9 @@
-// Loads the libtorch addon (native/addon.cc, built by node-gyp into build/Release).
-// The addon is a thin shim; this module only finds it and types its entry points as opaque.
+// Loads the libtorch addon (native/addon.cc, built by node-gyp into build/Release) on first use,
+// not at import: `import 'ddpm-ts'` works without libtorch, and so does everything that needs no
+// tensors (safetensors, PNG/GIF, the float64 schedule math). The first call that needs libtorch
+// loads the addon, or throws the one-line hint of native/find-libtorch.cjs on how to get it.
+// Importing changes nothing process-wide; the tuned settings are one explicit call (runtime.ts,
+// configureRuntime).
 import { createRequire } from 'node:module';
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
@@ -13,41 +17,59 @@ export type GeneratorHandle = { readonly __generatorHandle: unique symbol };
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
 export type NativeFn = (...args: any[]) => any;
 
-function findAddon(): string {
+const require = createRequire(import.meta.url);
+
+/** The package root: src/tensor is two folders below it, dist/src/tensor three. */
+function packageRoot(): string {
   const here = path.dirname(fileURLToPath(import.meta.url));
-  // src/tensor -> repo root is ../..; dist/src/tensor -> ../../..
   for (const up of ['../..', '../../..']) {
-    const candidate = path.resolve(here, up, 'build', 'Release', 'ddpm_torch.node');
-    if (existsSync(candidate)) return candidate;
+    const root = path.resolve(here, up);
+    if (existsSync(path.join(root, 'native', 'find-libtorch.cjs'))) return root;
   }
-  throw new Error(
-    'ddpm-ts: the libtorch addon is not built (build/Release/ddpm_torch.node is missing).\n' +
-      'Run `npm run setup` (installs libtorch on Debian when root, then builds), or `npm run build:native`.',
-  );
+  throw new Error(`ddpm-ts: native/find-libtorch.cjs is missing above ${here}; the package is incomplete (reinstall ddpm-ts)`);
 }
 
-const require = createRequire(import.meta.url);
-// One OpenBLAS thread unless the environment says otherwise: OpenBLAS's threads fight libtorch's, and
-// two made training slower and `ddpm sample` 1.7x slower for dli02 (21.8 against 37.2 img/s, 500
-// images) and 1.2x for the ddpm preset here. OpenBLAS reads this once when it loads; a caller can
-// still change it later with setBlasThreads.
-if (process.env.OPENBLAS_NUM_THREADS === undefined) process.env.OPENBLAS_NUM_THREADS = '1';
+/** Thrown by the first call that needs libtorch when the addon is not built or does not load. */
+export class LibtorchUnavailableError extends Error {
+  override name = 'LibtorchUnavailableError';
+}
 
-export const native: Record<string, NativeFn> = require(findAddon());
+let addon: Record<string, NativeFn> | undefined;
 
-// glibc's malloc, tuned for tensors (native/addon.cc, mallopt). DDPM_MALLOC=default leaves glibc's own settings.
-// - Keep freed tensor memory in the heap instead of returning it to the kernel after every op: glibc
-//   hands blocks above its mmap threshold back on free, so each new activation tensor page-faults all
-//   its pages again, and page faults are slow on virtual machines. 32 MiB is glibc's largest mmap
-//   threshold; up to 1 GiB of free heap top is kept.
-// - One arena for every thread: a thread's own arena grows in 64 MiB heaps that glibc unmaps as soon
-//   as they empty, so a model replica in a worker thread (models/data-parallel.ts) page-faulted its
-//   activations afresh every few steps. Set before any worker thread allocates.
-const M_TRIM_THRESHOLD = -1;
-const M_MMAP_THRESHOLD = -3;
-const M_ARENA_MAX = -8;
-if (process.env.DDPM_MALLOC !== 'default') {
-  native.mallopt!(M_MMAP_THRESHOLD, 32 * 1024 * 1024);
-  native.mallopt!(M_TRIM_THRESHOLD, 1024 * 1024 * 1024);
-  native.mallopt!(M_ARENA_MAX, 1);
+function load(): Record<string, NativeFn> {
+  const root = packageRoot();
+  const { LIBTORCH_MISSING } = require(path.join(root, 'native', 'find-libtorch.cjs')) as { LIBTORCH_MISSING: string };
+  const file = path.join(root, 'build', 'Release', 'ddpm_torch.node');
+  if (!existsSync(file)) throw new LibtorchUnavailableError(LIBTORCH_MISSING);
+  try {
+    return require(file) as Record<string, NativeFn>;
+  } catch (e) {
+    // Built, but libtorch moved or was removed since: the loader's own words say which library.
+    throw new LibtorchUnavailableError(`ddpm-ts: the libtorch addon ${file} did not load (${(e as Error).message.split('\n')[0]}). ${LIBTORCH_MISSING}`);
+  }
+}
+
+/** True once the addon (and with it libtorch and OpenBLAS) is loaded into this process. */
+export function nativeLoaded(): boolean {
+  return addon !== undefined;
+}
+
+function ensureLoaded(): Record<string, NativeFn> {
+  if (addon === undefined) {
+    addon = load();
+    // Own properties from now on: a call no longer passes through the proxy below (a proxy trap
+    // doubled the cost of a small call, ~190 to ~370 ns, measured on a shared 2-core machine).
+    Object.assign(native, addon);
+  }
+  return addon;
+}
+
+/** The addon's entry points; the first access loads it (through the proxy on its prototype). */
+export const native: Record<string, NativeFn> = Object.create(new Proxy({}, {
+  get: (_target, name: string | symbol) => (typeof name === 'string' ? ensureLoaded()[name] : undefined),
+})) as Record<string, NativeFn>;
+
+/** The names of the addon's entry points (loads it): for the boundary fuzzer (tools/fuzz-native.ts). */
+export function nativeEntryPoints(): string[] {
+  return Object.keys(ensureLoaded());
 }

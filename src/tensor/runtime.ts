@@ -1,13 +1,83 @@
-// Process-level settings of the engine: threads, BLAS, autograd mode, live-tensor accounting.
-import { native } from './native.js';
-import { checkInt } from './check.js';
+// Process-level settings of the engine: threads, BLAS, malloc, autograd mode, live-tensor accounting.
+// Nothing in the library changes these behind the caller's back; configureRuntime is the one call
+// that applies the settings the `ddpm` command runs with.
+import { native, nativeLoaded } from './native.js';
+import { ArgumentError, checkInt } from './check.js';
 
 /** libtorch's intra-op threads (torch.set_num_threads). */
 export function setNumThreads(n: number): void { native.setNumThreads(checkInt('setNumThreads', n, 1)); }
 export function getNumThreads(): number { return native.getNumThreads() as number; }
 
-/** OpenBLAS's own threads (DESIGN.md: 1 is best for training dli02 here, 2 for sampling). Returns false without OpenBLAS. */
+/** OpenBLAS's own threads (configureRuntime says why 1). Returns false without OpenBLAS. */
 export function setBlasThreads(n: number): boolean { return native.setBlasThreads(checkInt('setBlasThreads', n, 1)) as boolean; }
+/** OpenBLAS's thread count now, or null when the BLAS is not OpenBLAS. */
+export function getBlasThreads(): number | null { return native.getBlasThreads() as number | null; }
+/** The glibc malloc parameters set through this process's addon, as [param, value] pairs (glibc has no getter). */
+export function mallocSettings(): [number, number][] { return native.malloptSettings() as [number, number][]; }
+
+/** Whether libtorch is usable here: loads the addon if it is not loaded yet. */
+export function libtorchAvailable(): boolean {
+  try {
+    native.getNumThreads();
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+export interface RuntimeOptions {
+  /** libtorch's intra-op threads; left as libtorch chose (one per core) when absent. */
+  threads?: number;
+  /** OpenBLAS's threads; default $OPENBLAS_NUM_THREADS, else 1. */
+  blasThreads?: number;
+  /** 'tensors' (default unless $DDPM_MALLOC=default) keeps freed memory and one arena; 'default' leaves glibc's. */
+  malloc?: 'tensors' | 'default';
+}
+
+export interface RuntimeSettings {
+  threads: number;
+  blasThreads: number | null;
+  malloc: 'tensors' | 'default';
+}
+
+// glibc's mallopt parameters (malloc.h).
+const M_TRIM_THRESHOLD = -1;
+const M_MMAP_THRESHOLD = -3;
+const M_ARENA_MAX = -8;
+
+/**
+ * Applies the settings `ddpm` runs with, for the whole process. Call it first, before anything that
+ * uses libtorch and before starting worker threads. Measured on 2 cores (README, Speed):
+ * - One OpenBLAS thread: OpenBLAS's threads fight libtorch's; two made training slower and `ddpm
+ *   sample` 1.7x slower for dli02 (21.8 against 37.2 img/s, 500 images), 1.2x for the ddpm preset.
+ *   OpenBLAS sizes its thread pool from $OPENBLAS_NUM_THREADS once, when libtorch loads it, so before
+ *   the addon loads this sets that variable (children inherit it too) and then loads the addon;
+ *   afterwards it can only call openblas_set_num_threads, and the pool OpenBLAS started stays.
+ * - malloc 'tensors': glibc hands blocks above its mmap threshold back to the kernel on free, so every
+ *   new activation tensor page-faulted all its pages again (slow on virtual machines). The mmap
+ *   threshold goes to 32 MiB (glibc's largest) and up to 1 GiB of free heap top is kept: a training
+ *   step of the conv stack became 2.7 times cheaper. One arena for every thread: a worker thread's own
+ *   arena grows in 64 MiB heaps that glibc unmaps as soon as they empty, so a model replica in a worker
+ *   thread (models/data-parallel.ts) page-faulted its activations afresh every few steps; this must be
+ *   set before any worker thread allocates.
+ */
+export function configureRuntime(o: RuntimeOptions = {}): RuntimeSettings {
+  const fromEnv = process.env.OPENBLAS_NUM_THREADS;
+  const blas = o.blasThreads ?? (fromEnv !== undefined && /^[1-9]\d*$/.test(fromEnv) ? Number(fromEnv) : 1);
+  checkInt('configureRuntime: blasThreads', blas, 1);
+  if (o.threads !== undefined) checkInt('configureRuntime: threads', o.threads, 1);
+  const malloc = o.malloc ?? (process.env.DDPM_MALLOC === 'default' ? 'default' : 'tensors');
+  if (malloc !== 'tensors' && malloc !== 'default') throw new ArgumentError(`configureRuntime: malloc must be 'tensors' or 'default', got ${JSON.stringify(malloc)}`);
+  if (!nativeLoaded()) process.env.OPENBLAS_NUM_THREADS = String(blas);
+  if (malloc === 'tensors') {
+    native.mallopt(M_MMAP_THRESHOLD, 32 * 1024 * 1024);
+    native.mallopt(M_TRIM_THRESHOLD, 1024 * 1024 * 1024);
+    native.mallopt(M_ARENA_MAX, 1);
+  }
+  native.setBlasThreads(blas);
+  if (o.threads !== undefined) native.setNumThreads(o.threads);
+  return { threads: getNumThreads(), blasThreads: getBlasThreads(), malloc };
+}
 export function blasInfo(): string { return native.blasInfo() as string; }
 export function libtorchVersion(): string { return native.libtorchVersion() as string; }
 export function parallelInfo(): string { return native.parallelInfo() as string; }

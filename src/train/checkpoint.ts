@@ -8,7 +8,7 @@ import { loadTensors, serializeTensors } from '../io/tensors.js';
 import { createModel, type DiffusionUNet } from '../models/index.js';
 import { Diffusion, makeSchedule } from '../diffusion/index.js';
 import type { LoaderPosition } from '../data/loader.js';
-import type { RunConfig } from './config.js';
+import { readRunConfig, type RunConfig } from './config.js';
 import type { TrainingSession } from './trainer.js';
 import type { EmaMeta } from './ema.js';
 
@@ -124,22 +124,25 @@ export function resolveCheckpoint(run: RunFolder, checkpoint?: string): string {
   return file;
 }
 
-/** The run folder and checkpoint folder that `--resume X` names: a checkpoint folder, a run folder, or "latest" of `out`. */
-export function resolveResume(resume: string, out?: string): { run: RunFolder; checkpoint: string } {
+/**
+ * The run folder and checkpoint folder that `--resume X` names: a checkpoint folder, a run folder, or
+ * "latest" of `out`. A run killed before its first checkpoint has config.json and no checkpoint:
+ * `checkpoint` is then undefined and the run starts again from step 0 with its saved configuration
+ * (nothing of it was kept but the config and log lines, so this loses nothing and leaves no dead end).
+ */
+export function resolveResume(resume: string, out?: string): { run: RunFolder; checkpoint: string | undefined } {
   if (resume === 'latest') {
     if (!out) throw new Error('--resume latest needs --out RUN to say which run to continue');
     const run = new RunFolder(out);
-    run.readConfig();
-    const latest = run.latestCheckpoint();
-    if (!latest) throw new Error(`--resume latest: ${out} has no complete checkpoint to continue from`);
-    return { run, checkpoint: latest.dir };
+    readRunConfig(run);
+    return { run, checkpoint: run.latestCheckpoint()?.dir };
   }
   if (!existsSync(resume)) throw new Error(`--resume ${resume}: no such run or checkpoint folder (a resume never starts a fresh run)`);
   if (existsSync(path.join(resume, 'config.json'))) return resolveResume('latest', resume);
   if (existsSync(path.join(resume, 'state.json'))) {
     const root = path.dirname(path.dirname(path.resolve(resume)));
     const run = new RunFolder(root);
-    run.readConfig();
+    readRunConfig(run);
     if (out && path.resolve(out) !== root) throw new Error(`--resume ${resume} belongs to run ${root}, not --out ${out}`);
     return { run, checkpoint: resume };
   }
@@ -152,7 +155,7 @@ export function resolveResume(resume: string, out?: string): { run: RunFolder; c
  */
 export function loadRun(runDir: string, checkpoint?: string, o: { ema?: boolean } = {}): LoadedRun {
   const run = new RunFolder(runDir);
-  const config = run.readConfig<RunConfig>();
+  const config = readRunConfig(run);
   let file = resolveCheckpoint(run, checkpoint);
   const namedFile = checkpoint !== undefined && existsSync(checkpoint) && !statSync(checkpoint).isDirectory();
   const emaFile = path.join(path.dirname(file), 'ema.safetensors');

@@ -2,7 +2,9 @@
 import type { ModelConfig, PresetName } from '../models/index.js';
 import { scheduleLength, makeSchedule, type ScheduleConfig, type Objective, type LossWeighting } from '../diffusion/index.js';
 import { ArgumentError } from '../tensor/index.js';
-import type { Variance } from '../samplers/index.js';
+import type { RunFolder } from '../io/run.js';
+import { checkConfigJson } from './options.js';
+import type { Variance, RunSampling, SamplerName } from '../samplers/index.js';
 
 export interface TrainSettings {
   epochs: number;
@@ -54,12 +56,22 @@ export interface SampleGridSettings {
   seed: number;
   variance: Variance;
   /** Sampler and steps of the per-epoch grids (default: DDPM over all T steps). */
-  sampler?: 'ddpm' | 'ddim' | 'dpmpp2m' | 'pc';
+  sampler?: SamplerName;
   steps?: number;
+}
+
+/** A run's config.json, read and checked field by field (train/options.ts) whenever a run is opened or resumed. */
+export function readRunConfig(run: RunFolder): RunConfig {
+  return checkConfigJson(run.readConfig<unknown>(), run.configPath);
 }
 
 /** The objective of a run (eps for runs written before objectives existed). */
 export function runObjective(c: RunConfig): Objective { return c.objective ?? 'eps'; }
+/** What the samplers need to know of a run to fill in its defaults (samplers/options.ts). */
+export function runSampling(c: RunConfig): RunSampling {
+  const { sampler, steps, variance } = c.samples;
+  return { T: c.model.T, objective: runObjective(c), grid: { ...(sampler ? { sampler } : {}), ...(steps !== undefined ? { steps } : {}), variance } };
+}
 /** The number of classes a run's model is conditioned on (0: unconditional). */
 export function runNumClasses(c: RunConfig): number { return c.model.numClasses ?? 0; }
 

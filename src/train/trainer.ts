@@ -6,15 +6,14 @@ import path from 'node:path';
 import { existsSync } from 'node:fs';
 import { removeDirAtomic } from '../io/atomic.js';
 import {
-  Generator, tidy, noGrad, manualSeed, setNumThreads, setBlasThreads, rand, arange, tensor, type Tensor,
+  Generator, tidy, noGrad, manualSeed, setNumThreads, getNumThreads, rand, type Tensor,
 } from '../tensor/index.js';
 import { Adam, clipGradNorm } from '../nn/index.js';
 import { Diffusion, makeSchedule, diffusionLoss } from '../diffusion/index.js';
 import { createModel, type DiffusionUNet } from '../models/index.js';
-import { assertFinite } from '../samplers/index.js';
-import { loadFashionMnist, type LocateOptions } from '../data/fashion-mnist.js';
-import { loadImageFolder, imageFolderTensors } from '../data/image-folder.js';
-import { prepareImages } from '../data/transforms.js';
+import { assertFinite, oneHot } from '../samplers/index.js';
+import type { LocateOptions } from '../data/fashion-mnist.js';
+import { openDataset, datasetSpec, type Dataset } from '../data/dataset.js';
 import { BatchLoader } from '../data/loader.js';
 import { RunFolder } from '../io/run.js';
 import { writePng } from '../io/png.js';
@@ -50,7 +49,8 @@ export interface TrainHooks {
 }
 
 export interface TrainOptions {
-  threads: number;
+  /** libtorch's threads for this run, given back when train() returns; absent: as the process has them (configureRuntime). */
+  threads?: number;
   /** Where to look for Fashion-MNIST (see data/fashion-mnist.ts for the search order). */
   data?: LocateOptions;
   hooks?: TrainHooks;
@@ -58,6 +58,11 @@ export interface TrainOptions {
   signal?: AbortSignal;
   /** Continue from this checkpoint folder (checkpoints/step-N) of `run`. */
   resumeFrom?: string;
+  /**
+   * `run` already holds this run's config.json and no checkpoint (it was killed before its first):
+   * train it from step 0 in that folder. Its old log.jsonl is kept beside the new one, renamed.
+   */
+  restart?: boolean;
   /** Also checkpoint every N steps (0: only at the end of each epoch). */
   checkpointEvery?: number;
   /** Keep only the newest N checkpoints (0: keep all). */
@@ -74,36 +79,8 @@ export interface TrainOptions {
 
 export interface TrainSummary { steps: number; epochs: number; finalLoss: number; seconds: number; imagesPerSecond: number; checkpoint: string; skipped: number }
 
-export interface TrainingData {
-  /** (N, C, S, S) in [-1, 1] */
-  images: Tensor;
-  /** (N,) int64 class indices, or null when the data has none. */
-  labels: Tensor | null;
-  classNames: readonly string[] | null;
-  dataDir: string;
-}
-
-/** The training images of a run: Fashion-MNIST, or a folder of PNG/JPEG files (train.dataset). */
-export function loadTrainingImages(config: RunConfig, data: LocateOptions = {}): TrainingData {
-  const limit = config.train.limit;
-  const { imageChannels: c, imageSize: size } = config.model;
-  if ((config.train.dataset ?? 'fashion-mnist') === 'folder') {
-    const dir = data.dir ?? config.train.data;
-    const f = loadImageFolder(dir, { channels: c as 1 | 3, imageSize: size });
-    const { images, labels } = imageFolderTensors(f, limit ?? undefined);
-    const numClasses = runNumClasses(config);
-    if (numClasses > 0 && f.classNames?.length !== numClasses) {
-      throw new Error(`${dir} has ${f.classNames?.length ?? 0} classes (subfolders with images), but the run was configured for ${numClasses}`);
-    }
-    return { images, labels, classNames: f.classNames, dataDir: dir };
-  }
-  if (c !== 1) throw new Error(`Fashion-MNIST is grey, but the model has ${c} image channels; use --channels 1, or --data with a folder of colour images`);
-  const ds = loadFashionMnist('train', data);
-  const n = limit === null ? ds.count : Math.min(limit, ds.count);
-  const images = prepareImages(ds.images.subarray(0, n * ds.height * ds.width), { n, c: 1, h: ds.height, w: ds.width }, size);
-  const labels = tensor(BigInt64Array.from(ds.labels.subarray(0, n), (v) => BigInt(v)), [n], { dtype: 'int64' });
-  return { images, labels, classNames: ds.classNames, dataDir: ds.dir };
-}
+/** In-memory training data: what openDataset gives for a run's config. */
+export type TrainingData = Dataset;
 
 export function buildModel(config: RunConfig): DiffusionUNet {
   // Seeding torch's default generator first gives the notebook's initial weights for this seed.
@@ -149,13 +126,22 @@ export function stepSettings(config: RunConfig, totalSteps: number): StepSetting
 }
 
 export async function train(config: RunConfig, run: RunFolder, o: TrainOptions): Promise<TrainSummary> {
+  if (o.threads === undefined) return trainRun(config, run, o);
+  // libtorch's thread count is process-wide: this run's count holds only while it runs.
+  const callerThreads = getNumThreads();
   setNumThreads(o.threads);
-  // DESIGN.md: OpenBLAS's own threads fight libtorch's when training; one BLAS thread is fastest here.
-  setBlasThreads(1);
+  try {
+    return await trainRun(config, run, o);
+  } finally {
+    setNumThreads(callerThreads);
+  }
+}
+
+async function trainRun(config: RunConfig, run: RunFolder, o: TrainOptions): Promise<TrainSummary> {
   checkRunConfig(config);
   const diffusion = new Diffusion(makeSchedule(config.schedule));
   if (o.sampleGrids ?? true) checkGridSampling(diffusion, config);
-  const { images, labels, dataDir } = o.dataset ?? loadTrainingImages(config, o.data);
+  const { images, labels, dataDir } = o.dataset ?? openDataset(datasetSpec(config), 'train', o.data);
   const [, ch, hh, ww] = images.shape;
   if (images.rank !== 4 || ch !== config.model.imageChannels || hh !== config.model.imageSize || ww !== config.model.imageSize) {
     throw new Error(`training images have shape [${images.shape.join(', ')}], but the model expects [N, ${config.model.imageChannels}, ${config.model.imageSize}, ${config.model.imageSize}]`);
@@ -163,9 +149,11 @@ export async function train(config: RunConfig, run: RunFolder, o: TrainOptions):
   const tc = config.train;
   const numClasses = runNumClasses(config);
   if (numClasses > 0 && !labels) throw new Error(`class-conditional training needs labels, but ${dataDir} has none (put each class's images in its own subfolder)`);
+  if (o.resumeFrom && o.restart) throw new Error('train: resumeFrom and restart exclude each other (a restart has no checkpoint to resume from)');
   if (!o.resumeFrom) {
     // Only once the data has loaded: a refused dataset leaves no run folder behind.
-    run.create();
+    run.create(o.restart ?? false);
+    if (o.restart) run.setAsideLog();
     run.writeConfig({ ...config, train: { ...tc, data: dataDir } });
   }
 
@@ -178,7 +166,10 @@ export async function train(config: RunConfig, run: RunFolder, o: TrainOptions):
     step: 0,
     ema: (tc.emaDecay ?? 0) > 0 ? new EMA(model, { decay: tc.emaDecay! }) : null,
   };
-  if (o.resumeFrom) restoreTraining(s, o.resumeFrom);
+  if (o.resumeFrom) {
+    restoreTraining(s, o.resumeFrom);
+    run.dropTornLogLine();
+  }
   const resumedAt = s.step;
   const totalSteps = s.loader.batchesPerEpoch * tc.epochs;
   const settings = stepSettings(config, totalSteps);
@@ -288,7 +279,7 @@ export function trainStep(s: TrainingSession, diffusion: Diffusion, o: StepSetti
     };
     // Classifier-free guidance training (Ho & Salimans 2022; the course's notebook 04): one-hot
     // labels, each dropped to the zero "null" label with probability condDropProb.
-    const c = batch.y && o.numClasses > 0 ? dropLabels(oneHot(batch.y, o.numClasses), o.condDropProb, s.noiseGen) : null;
+    const c = batch.y && o.numClasses > 0 ? dropLabels(oneHot(batch.y.toArray(), o.numClasses), o.condDropProb, s.noiseGen) : null;
     const l = diffusionLoss(diffusion, (xt, t) => s.model.forward(xt, t, c), batch.x, {
       objective: o.objective, weighting: o.loss.weighting, minSnrGamma: o.loss.minSnrGamma, offsetNoise: o.loss.offsetNoise, generator: s.noiseGen,
     });
@@ -306,11 +297,6 @@ export function trainStep(s: TrainingSession, diffusion: Diffusion, o: StepSetti
     s.ema?.update(s.model, s.ema.updates);
     return { loss };
   });
-}
-
-/** (B,) int64 class indices -> (B, K) float32 one-hot rows. */
-export function oneHot(y: Tensor, k: number): Tensor {
-  return tidy(() => y.unsqueeze(1).eq(arange(0, k, 1, { dtype: 'int64' }).unsqueeze(0)).float()); // (B, K)
 }
 
 /** Zeroes each row with probability p (a per-example Bernoulli draw from `generator`). */

@@ -147,10 +147,22 @@ export function schedulesSpec(T: number, schedules = scheduleKinds(T)): TopLevel
 export interface LogRow { step: number; loss: number; epoch?: number }
 
 /** The rows of a run's log.jsonl that carry a finite step and loss; a malformed line is refused with its number. */
+const isJson = (line: string): boolean => {
+  try {
+    JSON.parse(line);
+    return true;
+  } catch {
+    return false;
+  }
+};
+
 export function parseLossLog(text: string, source: string): LogRow[] {
   const rows: LogRow[] = [];
-  text.split('\n').forEach((line, i) => {
+  const lines = text.split('\n');
+  lines.forEach((line, i) => {
     if (line.trim() === '') return;
+    // A last line without its newline is being written, or was torn by a killed run: not yet a record.
+    if (i === lines.length - 1 && !isJson(line)) return;
     let o: { step?: unknown; loss?: unknown; epoch?: unknown };
     try {
       o = JSON.parse(line) as typeof o;

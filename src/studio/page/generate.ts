@@ -6,18 +6,12 @@ import { api, guard, subscribe, urls, type JobEvents } from './api.js';
 import { FASHION_MNIST_CLASSES, lazyView, type Context, type View } from './context.js';
 import { facts, field, fill, fmt, h, numberInput, numberOf, select } from './dom.js';
 
-/** `ddpm sample`'s default steps: DDIM 50, DPM-Solver++(2M) 20, ancestral samplers every t. */
-function defaultSteps(sampler: string, T: number): number {
-  if (sampler === 'ddim') return Math.min(50, T);
-  if (sampler === 'dpmpp2m') return Math.min(20, T);
-  return T;
-}
-
 export function createGenerateView(ctx: Context): View {
   const L = ctx.options.limits;
   const runSel = h('select', { name: 'run', testid: 'gen-run' });
   const ckptSel = h('select', { name: 'checkpoint', testid: 'gen-checkpoint' });
-  const samplerSel = select('sampler', 'gen-sampler', ctx.options.samplers, ctx.options.samplers.includes('ddim') ? 'ddim' : ctx.options.samplers[0]);
+  // The sampler, steps and eta start from the run's own defaults, served with the run (RunDetail.sampling).
+  const samplerSel = select('sampler', 'gen-sampler', ctx.options.samplers, ctx.options.samplers[0]);
   const steps = numberInput('steps', 'gen-steps', { min: 1, step: 1 });
   const eta = numberInput('eta', 'gen-eta', { min: 0, max: 1, step: 'any', value: 0 });
   const guidance = numberInput('guidance', 'gen-guidance', { min: 0, max: L.maxGuidance, step: 'any', value: 3 });
@@ -84,13 +78,16 @@ export function createGenerateView(ctx: Context): View {
     const classes = numClasses(detail);
     const names = classNames(detail, classes);
     fill(classSel, h('option', { value: '' }, 'each class in turn (one column each)'), ...names.map((n, k) => h('option', { value: k }, `${k}: ${n}`)));
+    if (detail) samplerSel.value = detail.sampling.own;
     updateFields(true);
   }
 
   function updateFields(resetSteps: boolean): void {
     const T = detail?.timesteps ?? 1000;
     steps.max = String(Math.min(T, L.maxSteps));
-    if (resetSteps || !steps.value) steps.value = String(defaultSteps(samplerSel.value, T));
+    const d = detail?.sampling.bySampler[samplerSel.value];
+    if (d && (resetSteps || !steps.value)) steps.value = String(Math.min(d.steps, L.maxSteps));
+    if (d?.eta != null && resetSteps) eta.value = String(d.eta);
     etaRow.hidden = samplerSel.value !== 'ddim';
     const cond = detail?.classConditional ?? false;
     guidanceRow.hidden = !cond;

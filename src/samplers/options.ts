@@ -1,0 +1,121 @@
+// The sampler options, declared once: type, range and help words here; defaults from the run
+// (samplerDefaults). `ddpm sample`, `ddpm eval`, `ddpm viz reverse`, the studio's Generate form and
+// its request check, and resolveSampling (sample.ts) all read these declarations.
+//
+// To add a sampler option (e.g. `ddpm sample --model FILE.onnx`): add one `option({...})` entry to
+// SAMPLER_OPTIONS (name, flag, help, defaultHelp, schema), give it a default in samplerDefaults if it
+// depends on the run, and read it in resolveSampling. A command takes it with one line,
+// `.addOption(declared(SAMPLER_OPTIONS.x))` (cli/args.ts makes the flag, its help and its parser);
+// the studio checks it with `f.declared('x', SAMPLER_OPTIONS.x.schema)` in parseGenerateRequest.
+// Every refusal's words come from the schema (options/declare.ts), so none is written by hand.
+import * as z from 'zod';
+import { option } from '../options/declare.js';
+import type { Objective } from '../diffusion/objectives.js';
+import { X0_PROCESSINGS, type X0Processing } from './prediction.js';
+import { VARIANCES, type Variance } from './ddpm.js';
+import { SPACINGS, type Spacing } from './timesteps.js';
+import { DEFAULT_SNR } from './pc.js';
+
+/**
+ *   ddpm:    ancestral sampling (Ho et al. 2020, Algorithm 2), respaced for K < T (Nichol & Dhariwal 2021);
+ *   ddim:    DDIM (Song et al. 2021, eq. 12) with eta;
+ *   dpmpp2m: DPM-Solver++(2M) (Lu et al. 2022);
+ *   pc:      predictor-corrector (Song et al. 2021, SDE paper): the ddpm step, then Langevin corrector steps.
+ */
+export const SAMPLERS = ['ddpm', 'ddim', 'dpmpp2m', 'pc'] as const;
+export type SamplerName = (typeof SAMPLERS)[number];
+
+export const SAMPLER_OPTIONS = {
+  sampler: option({ name: 'sampler', flag: '--sampler <name>', help: `the reverse process: ${SAMPLERS.join(', ')}`, defaultHelp: "the run's own: the sampler, steps and variance of its epoch grids (DDPM over all T for dli02/dli03, DDIM 50 for ddpm)", schema: z.enum(SAMPLERS) }),
+  steps: option({ name: 'steps', flag: '--steps <k>', help: 'model timesteps K <= T', defaultHelp: "the run's own for its sampler; else T for ddpm and pc, 50 for ddim, 20 for dpmpp2m, at most T", schema: z.int().min(1) }),
+  eta: option({ name: 'eta', flag: '--eta <x>', help: 'ddim only: noise of each step, 0 (deterministic) .. 1 (DDPM-like)', defaultHelp: '0', schema: z.number().min(0).max(1) }),
+  spacing: option({ name: 'spacing', flag: '--spacing <kind>', help: `ddpm, ddim, pc: which K timesteps, ${SPACINGS.join(', ')}`, defaultHelp: 'linspace; trailing for ddim', schema: z.enum(SPACINGS) }),
+  variance: option({ name: 'variance', flag: '--variance <kind>', help: `ddpm and pc: reverse variance, ${VARIANCES.join(', ')} (notebook: beta_{t-1}, as the course notebook)`, defaultHelp: "the run's own for its sampler; else notebook for ddpm, beta for pc", schema: z.enum(VARIANCES) }),
+  x0Processing: option({ name: 'x0Processing', flag: '--clip <kind>', help: `x0 processing: ${X0_PROCESSINGS.join(', ')} (dynamic: Imagen's thresholding)`, defaultHelp: 'none for eps models, clip for x0 and v', schema: z.enum(X0_PROCESSINGS) }),
+  guidance: option({ name: 'guidance', flag: '--guidance <w>', help: 'classifier-free guidance weight w, (1 + w) cond - w uncond (class-conditional runs)', defaultHelp: '0', schema: z.number() }),
+  correctorSteps: option({ name: 'correctorSteps', flag: '--corrector-steps <n>', help: 'pc only: Langevin corrector steps per noise level', defaultHelp: '1', schema: z.int().min(0) }),
+  snr: option({ name: 'snr', flag: '--snr <r>', help: "pc only: the corrector's signal-to-noise ratio", defaultHelp: String(DEFAULT_SNR), schema: z.number().gt(0) }),
+} as const;
+
+export type SamplerOptionName = keyof typeof SAMPLER_OPTIONS;
+
+/**
+ * Steps when none are asked for: ddpm and pc visit every timestep (the notebook); DDIM's 50 and
+ * DPM-Solver++'s 20 are where their papers report quality close to the full chain (Song et al. 2021
+ * Table 1, Lu et al. 2022 section 6); capped at T.
+ */
+export function defaultSteps(sampler: SamplerName, T: number): number {
+  switch (sampler) {
+    case 'ddim': return Math.min(50, T);
+    case 'dpmpp2m': return Math.min(20, T);
+    default: return T;
+  }
+}
+
+/**
+ * Spacing when none is asked for: ddpm and pc respace with improved-diffusion's evenly strided
+ * steps, which include both ends (linspace); DDIM uses trailing, which starts at t = T - 1, where
+ * x_T ~ N(0, I) is closest to q(x_T) (Lin et al. 2023, section 3.3); diffusers' default, leading,
+ * starts at T - T/K instead.
+ */
+export function defaultSpacing(sampler: SamplerName): Spacing { return sampler === 'ddim' ? 'trailing' : 'linspace'; }
+
+/** The reverse variance when none is asked for: the notebook's for ddpm; Song et al.'s ancestral predictor (beta_t) for pc. */
+export function defaultVariance(sampler: SamplerName): Variance { return sampler === 'pc' ? 'beta' : 'notebook'; }
+
+/**
+ * x0 processing for a run's sampler when none is asked for: none for eps models, which keeps the
+ * course notebook's sampler (and its bit-for-bit results); clip for x0 and v models, whose x0_hat is
+ * the network's own output and can leave the data range [-1, 1] early in sampling (lucidrains'
+ * clip_denoised and diffusers' clip_sample default to clipping too).
+ */
+export function defaultX0Processing(objective: Objective): X0Processing { return objective === 'eps' ? 'none' : 'clip'; }
+
+/** What a run says about sampling: its T, objective and the sampler of its own epoch grids. */
+export interface RunSampling {
+  T: number;
+  objective: Objective;
+  grid: { sampler?: SamplerName; steps?: number; variance?: Variance };
+}
+
+/** Every sampler option's default for a run, with `sampler` chosen (absent: the run's own). */
+export interface SamplerDefaults {
+  sampler: SamplerName;
+  steps: number;
+  eta: number | null;
+  spacing: Spacing | null;
+  variance: Variance | null;
+  x0Processing: X0Processing;
+  guidance: number;
+  correctorSteps: number | null;
+  snr: number | null;
+}
+
+/**
+ * The defaults follow the run: with no sampler named, the sampler, steps and variance its preset
+ * chose for its own epoch grids (dli02/dli03: DDPM over all 150 steps with the notebook's variance,
+ * where DDIM with eta 0 gives checkered textures; ddpm: DDIM 50). Naming another sampler gives
+ * that sampler's own defaults.
+ */
+export function samplerDefaults(run: RunSampling, sampler?: SamplerName): SamplerDefaults {
+  const own = run.grid.sampler ?? 'ddpm';
+  const s = sampler ?? own;
+  const same = s === own;
+  const ancestral = s === 'ddpm' || s === 'pc';
+  return {
+    sampler: s,
+    steps: Math.min(same && run.grid.steps !== undefined ? run.grid.steps : defaultSteps(s, run.T), run.T),
+    eta: s === 'ddim' ? 0 : null,
+    spacing: s === 'dpmpp2m' ? null : defaultSpacing(s),
+    variance: ancestral ? (same && run.grid.variance !== undefined ? run.grid.variance : defaultVariance(s)) : null,
+    x0Processing: defaultX0Processing(run.objective),
+    guidance: 0,
+    correctorSteps: s === 'pc' ? 1 : null,
+    snr: s === 'pc' ? DEFAULT_SNR : null,
+  };
+}
+
+/** The default of each sampler, for a form that switches samplers without asking the server again. */
+export function samplerDefaultsBySampler(run: RunSampling): Record<SamplerName, SamplerDefaults> {
+  return Object.fromEntries(SAMPLERS.map((s) => [s, samplerDefaults(run, s)])) as Record<SamplerName, SamplerDefaults>;
+}
