@@ -180,3 +180,38 @@ test('ONNX models not written by ddpm export are refused, saying what is missing
   assert.throws(() => onnxModelInfo({ 'ddpm_ts.format': '1', 'ddpm_ts.run_config': '{"model":{}}' }, 'm.onnx'), /lacks model.imageChannels and model.imageSize/);
   assert.throws(() => readOnnxMetadata(Uint8Array.from([0x0a, 0xff, 0xff, 0xff]), 'bad.onnx'), /bad.onnx: not a readable ONNX model/);
 });
+
+test('ddpm sample --model: grid, one PNG per image and a trajectory with x0 rows from the .onnx alone; flags of --run refused', async () => {
+  const { sampleCommand } = await import('../src/cli/sample.js');
+  const { decodePng } = await import('../src/io/png.js');
+  const { mkdtempSync, readdirSync, rmSync } = await import('node:fs');
+  const { tmpdir } = await import('node:os');
+  const path = (await import('node:path')).default;
+  const dir = mkdtempSync(path.join(tmpdir(), 'ddpm-sample-model-'));
+  const run = (args: string[]): Promise<unknown> => sampleCommand().exitOverride().parseAsync(args, { from: 'user' });
+  try {
+    await run(['--model', TINY, '--sampler', 'pc', '--steps', '6', '--class', '0,2', '-n', '4', '--guidance', '1', '--batch-size', '3',
+      '--grid', path.join(dir, 'g.png'), '--out-dir', path.join(dir, 'imgs'), '--trajectory', path.join(dir, 't.png'), '--trajectory-x0', '--scale', '1']);
+    // Two class rows of two 8 px images with 2 px padding: 2 * 10 + 2 = 22 square.
+    const g = decodePng(readFileSync(path.join(dir, 'g.png')), 'g.png');
+    assert.deepEqual([g.width, g.height], [22, 22]);
+    assert.deepEqual(readdirSync(path.join(dir, 'imgs')), ['00000.png', '00001.png', '00002.png', '00003.png']);
+    // One row per class (first image of each), x_t and x0_hat: 4 rows; 6 steps give 6 columns.
+    const t = decodePng(readFileSync(path.join(dir, 't.png')), 't.png');
+    assert.deepEqual([t.width, t.height], [6 * 10 + 2, 4 * 10 + 2]);
+    const refusals: [string[], RegExp][] = [
+      [['--model', TINY, '--run', dir, '--grid', 'x.png'], /give --run DIR \(libtorch\) or --model FILE.onnx \(ONNX Runtime\), not both/],
+      [['--grid', 'x.png'], /nothing to sample from; give --run DIR .* or --model FILE.onnx/],
+      [['--model', TINY, '--checkpoint', 'c', '--grid', 'x.png'], /--checkpoint picks a checkpoint of --run; an .onnx file holds one set of weights/],
+      [['--model', TINY, '--no-ema', '--grid', 'x.png'], /--no-ema applies to --run/],
+      [['--model', TINY, '--replicas', '2', '--grid', 'x.png'], /--replicas splits libtorch batches/],
+      [['--model', path.join(dir, 'none.onnx'), '--grid', 'x.png'], /cannot read --model .*none.onnx \(ENOENT\)/],
+      [['--model', TINY, '--steps', '51', '--grid', 'x.png'], /--steps 51 exceeds the model's T = 50/],
+      [['--model', TINY, '--class', '3', '--grid', 'x.png'], /--class 3 is outside the run's classes 0..2/],
+      [['--model', TINY, '--sampler', 'ddim', '--variance', 'beta', '--grid', 'x.png'], /--variance applies to --sampler ddpm and pc only/],
+    ];
+    for (const [args, re] of refusals) await assert.rejects(run(args), re, args.join(' '));
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
