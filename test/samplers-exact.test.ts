@@ -77,7 +77,6 @@ for (const c of CASES) {
   const name = `${c.sampler}${c.eta !== undefined ? ` eta ${c.eta}` : ''}${c.variance ? ` (${c.variance})` : ''}, ${c.objective} model, ${c.steps} steps${c.schedule.zeroTerminalSnr ? ', zero terminal SNR' : ''}`;
   test(`exact mixture: ${name} reproduces the component weights, means and covariances`, () => {
     const d = diffusionOf(c.schedule);
-    const t0 = Date.now();
     const x = noGrad(() => sample({
       model: MIXTURE.model(d.terms.alphaBar, c.objective), diffusion: d, objective: c.objective, shape: SHAPE, sampler: c.sampler,
       steps: c.steps, eta: c.eta, variance: c.variance, correctorSteps: c.correctorSteps, x0Processing: 'none', generator: new Generator(7),
@@ -85,7 +84,7 @@ for (const c of CASES) {
     const points = pointsOf(x);
     x.dispose();
     const { failures, maxZ } = momentErrors(points, 5);
-    console.log(`${name}: max z ${maxZ.toFixed(2)} in ${Date.now() - t0} ms`);
+    console.log(`${name}: largest |z| ${maxZ.toFixed(2)}`);
     assert.equal(failures.length, 0, `${name}, ${points.length} draws:\n  ${failures.join('\n  ')}`);
   });
 }
