@@ -4,7 +4,7 @@ import tseslint from 'typescript-eslint';
 import globals from 'globals';
 
 export default tseslint.config(
-  { ignores: ['dist/**', 'build/**', 'node_modules/**', 'runs/**', 'test-artifacts/**'] },
+  { ignores: ['dist/**', 'build/**', 'node_modules/**', 'runs/**', 'test-artifacts/**', '.bench/**'] },
   js.configs.recommended,
   ...tseslint.configs.recommended,
   {
@@ -16,7 +16,7 @@ export default tseslint.config(
       'no-control-regex': 'off',
     },
   },
-  // The studio page runs in the browser.
-  { files: ['src/studio/page/**/*.ts'], languageOptions: { globals: { ...globals.browser } } },
+  // The studio page and the exported page run in the browser.
+  { files: ['src/studio/page/**/*.ts', 'src/web/page/**/*.ts'], languageOptions: { globals: { ...globals.browser } } },
   { files: ['**/*.cjs'], languageOptions: { sourceType: 'commonjs' }, rules: { '@typescript-eslint/no-require-imports': 'off' } },
 );

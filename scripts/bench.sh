@@ -17,3 +17,6 @@ node dist/bench/samplers.js --run "$RUN" --out .bench/samplers
 # Each preset exported to ONNX, sampled on onnxruntime-node (CPU) beside libtorch, and the two forms
 # of the transposed convolutions (bench/onnx.ts).
 node dist/bench/onnx.js
+
+# The same presets' exported pages on onnxruntime-web (WASM) in headless Chromium (bench/web.ts).
+node dist/bench/web.js

@@ -47,3 +47,10 @@ if [ ! -f "$page" ] || [ -n "$(find src/studio/page src/studio/protocol.ts scrip
   echo "setup: building the studio page (esbuild)" >&2
   node scripts/build-studio.mjs
 fi
+
+# The exported page's assets (esbuild bundle, onnxruntime-web's WASM runtime), for ddpm export --web.
+web=dist/web/public/app.js
+if [ ! -f "$web" ] || [ -n "$(find src/web/page src/samplers src/diffusion src/viz/grid.ts scripts/build-web.mjs package-lock.json -newer "$web" -print -quit)" ]; then
+  echo "setup: building the exported page (esbuild)" >&2
+  node scripts/build-web.mjs
+fi

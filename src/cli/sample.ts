@@ -10,13 +10,14 @@ import {
   type SamplerName, type Spacing, type Variance, type X0Processing, type StepResult,
 } from '../samplers/index.js';
 import { writePng } from '../io/png.js';
-import { tensorGrid, tensorTrajectoryGrid } from '../viz/tensor-grid.js';
-import { toUint8Image, trajectorySteps } from '../viz/grid.js';
+import { tensorTrajectoryGrid } from '../viz/tensor-grid.js';
+import { makeGrid, toUint8Image, trajectorySteps } from '../viz/grid.js';
 import { declared, defaultThreads, nonNegativeInt, positiveInt } from './args.js';
 import { REPLICAS_HELP, parseReplicas, samplingPredictor } from './predictor.js';
+import { sampleOnnxModel } from './sample-onnx.js';
 
-interface SampleFlags {
-  run: string; checkpoint?: string; n: number; seed: number; batchSize?: number; threads: number; replicas: number; ema: boolean;
+export interface SampleFlags {
+  run: string; model?: string; checkpoint?: string; n: number; seed: number; batchSize?: number; threads: number; replicas: number; ema: boolean;
   grid?: string; outDir?: string; trajectory?: string; trajectoryX0?: boolean; scale: number;
   sampler?: SamplerName; steps?: number; eta?: number; spacing?: Spacing; variance?: Variance; clip?: X0Processing;
   guidance?: number; class?: number[]; correctorSteps?: number; snr?: number;
@@ -33,7 +34,8 @@ function classList(v: string): number[] {
 export function sampleCommand(): Command {
   return new Command('sample')
     .description('generate images from a trained run (DDPM ancestral, DDIM, DPM-Solver++(2M) or predictor-corrector sampling)')
-    .requiredOption('--run <dir>', 'run folder written by `ddpm train`')
+    .option('--run <dir>', 'run folder written by `ddpm train`')
+    .option('--model <file>', 'an .onnx file written by `ddpm export`: sample on ONNX Runtime (no libtorch; Philox noise, so other images than --run for a seed)')
     .option('--checkpoint <path>', 'a checkpoints/step-N folder or model.safetensors (default: the latest)')
     .option('--no-ema', 'use the trained weights, not their EMA, when the checkpoint has both')
     .option('-n, --n <count>', 'number of images (a class grid without -n rounds 64 up to whole rows)', positiveInt('-n'), 64)
@@ -56,11 +58,16 @@ export function sampleCommand(): Command {
     .option('--trajectory <file>', 'write rows of x_t from noise to image at 10 evenly spaced steps of the sampler (up to 8 images, or one per class)')
     .option('--trajectory-x0', 'in --trajectory, put the predicted x0 under each row of x_t')
     .option('--scale <n>', 'upscale grids by this integer factor (nearest)', positiveInt('--scale'), 4)
-    .action((f: SampleFlags, cmd: Command) => runSample(f, cmd.getOptionValueSource('n') !== 'default'));
+    .action((f: SampleFlags, cmd: Command) => {
+      const nGiven = cmd.getOptionValueSource('n') !== 'default';
+      if (f.model !== undefined && f.run !== undefined) throw new Error('sample: give --run DIR (libtorch) or --model FILE.onnx (ONNX Runtime), not both');
+      if (f.model === undefined && f.run === undefined) throw new Error('sample: nothing to sample from; give --run DIR (a run of `ddpm train`) or --model FILE.onnx (from `ddpm export`)');
+      return f.model !== undefined ? sampleOnnxModel(f, nGiven, { threadsGiven: cmd.getOptionValueSource('threads') !== 'default', emaGiven: cmd.getOptionValueSource('ema') !== 'default' }) : runSample(f, nGiven);
+    });
 }
 
 /** Flags that belong to some samplers only: each refused elsewhere, with the reason. */
-function checkSamplerFlags(f: SampleFlags, s: SamplerName): void {
+export function checkSamplerFlags(f: SampleFlags, s: SamplerName): void {
   if (f.eta !== undefined && s !== 'ddim') throw new Error(`sample: --eta applies to --sampler ddim only; ${s} has no eta (${s === 'dpmpp2m' ? 'it solves the ODE, without noise' : 'its noise is set by --variance'})`);
   if (f.variance !== undefined && s !== 'ddpm' && s !== 'pc') throw new Error(`sample: --variance applies to --sampler ddpm and pc only; ${s === 'ddim' ? "ddim's noise is set by --eta" : 'dpmpp2m adds no noise'}`);
   if (f.spacing !== undefined && s === 'dpmpp2m') throw new Error('sample: --spacing does not apply to dpmpp2m, which has its own timesteps (round(linspace(0, T - 1, K + 1)), as diffusers)');
@@ -68,11 +75,11 @@ function checkSamplerFlags(f: SampleFlags, s: SamplerName): void {
 }
 
 /** Class labels per image and the grid's images per row. */
-function classLayout(f: SampleFlags, numClasses: number, nGiven: boolean): { n: number; labels?: number[]; perRow: number; trajectoryRows: number[] } {
+export function classLayout(f: SampleFlags, numClasses: number, nGiven: boolean): { n: number; labels?: number[]; perRow: number; trajectoryRows: number[] } {
   const firstRows = (n: number): number[] => Array.from({ length: Math.min(n, 8) }, (_, i) => i);
   if (numClasses === 0) {
-    if (f.class) throw new Error(`sample: --class needs a class-conditional run, and ${f.run} was trained without classes; drop --class`);
-    if (f.guidance !== undefined) throw new Error(`sample: --guidance needs a class-conditional run (it mixes conditional and unconditional outputs), and ${f.run} was trained without classes`);
+    if (f.class) throw new Error(`sample: --class needs a class-conditional run, and ${f.run ?? f.model} was trained without classes; drop --class`);
+    if (f.guidance !== undefined) throw new Error(`sample: --guidance needs a class-conditional run (it mixes conditional and unconditional outputs), and ${f.run ?? f.model} was trained without classes`);
     return { n: f.n, perRow: Math.ceil(Math.sqrt(f.n)), trajectoryRows: firstRows(f.n) };
   }
   const bad = f.class?.find((c) => c >= numClasses);
@@ -88,12 +95,33 @@ function classLayout(f: SampleFlags, numClasses: number, nGiven: boolean): { n: 
   return { n, labels: Array.from({ length: n }, (_, i) => classes[Math.floor(i / perRow)]!), perRow, trajectoryRows: classes.map((_, r) => r * perRow).slice(0, 10) };
 }
 
-function runSample(f: SampleFlags, nGiven: boolean): void {
+/** Refuses a sampling that writes nothing, and --trajectory-x0 without --trajectory. */
+export function checkOutputs(f: SampleFlags): void {
   if (!f.grid && !f.outDir && !f.trajectory) {
     throw new Error('sample: nothing to write; give --grid FILE, --out-dir DIR and/or --trajectory FILE');
   }
   if (f.trajectoryX0 && !f.trajectory) throw new Error('sample: --trajectory-x0 adds rows to the --trajectory picture; give --trajectory FILE too');
-  const { config, model, diffusion, checkpoint } = loadRun(f.run, f.checkpoint, { ema: f.ema });
+}
+
+/** --grid and --out-dir: the images (N C H W values in [-1, 1]) as one grid PNG and one 8-bit PNG each. */
+export function writeImages(f: SampleFlags, data: Float32Array, [n, c, h, w]: [number, number, number, number], perRow: number): void {
+  if (f.grid) {
+    writePng(f.grid, makeGrid(data, n, c, h, w, { nrow: perRow, scale: f.scale }));
+    process.stderr.write(`wrote ${f.grid}\n`);
+  }
+  if (f.outDir) {
+    mkdirSync(f.outDir, { recursive: true });
+    const size = c * h * w;
+    for (let i = 0; i < n; i++) {
+      writePng(path.join(f.outDir, `${String(i).padStart(5, '0')}.png`), toUint8Image(data.subarray(i * size, (i + 1) * size), c, h, w));
+    }
+    process.stderr.write(`wrote ${n} PNGs to ${f.outDir}\n`);
+  }
+}
+
+function runSample(f: SampleFlags, nGiven: boolean): void {
+  checkOutputs(f);
+  const { config, model, diffusion, checkpoint } = loadRun(f.run!, f.checkpoint, { ema: f.ema });
   const objective = runObjective(config);
   const numClasses = runNumClasses(config);
   const T = diffusion.T;
@@ -147,19 +175,7 @@ function runSample(f: SampleFlags, nGiven: boolean): void {
   assertFinite(x, `samples of ${checkpoint}`);
   const what = [`${sampler}, ${steps} steps`, f.eta ? `eta ${f.eta}` : '', clip !== 'none' ? `x0 ${clip}` : '', f.guidance ? `guidance ${f.guidance}` : ''].filter(Boolean).join(', ');
   process.stderr.write(`sampled ${layout.n} images in ${seconds.toFixed(1)} s (${(layout.n / seconds).toFixed(1)} img/s; ${what}) from ${checkpoint}\n`);
-  if (f.grid) {
-    writePng(f.grid, tensorGrid(x, { nrow: layout.perRow, scale: f.scale }));
-    process.stderr.write(`wrote ${f.grid}\n`);
-  }
-  if (f.outDir) {
-    mkdirSync(f.outDir, { recursive: true });
-    const data = x.float().dataSync() as Float32Array;
-    const size = c * s * s;
-    for (let i = 0; i < layout.n; i++) {
-      writePng(path.join(f.outDir, `${String(i).padStart(5, '0')}.png`), toUint8Image(data.subarray(i * size, (i + 1) * size), c, s, s));
-    }
-    process.stderr.write(`wrote ${layout.n} PNGs to ${f.outDir}\n`);
-  }
+  writeImages(f, x.float().dataSync() as Float32Array, [layout.n, c, s, s], layout.perRow);
   if (f.trajectory) {
     const snapshots = shots.map((sh) => {
       const all = sh.parts.length === 1 ? sh.parts[0]! : keep(cat(sh.parts, 0));

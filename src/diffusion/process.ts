@@ -1,7 +1,7 @@
 // The forward process q and the quantities of the reverse process that follow from it in closed
 // form (Ho et al. 2020, eqs. 4, 6, 7 and 11), applied per example at integer timesteps t.
 import { type Tensor, type Generator, tensor, randnLike, tidy, keep, ArgumentError } from '../tensor/index.js';
-import type { ScheduleTerms } from './schedule.js';
+import { type ScheduleTerms, coefsAt } from './schedule.js';
 
 export type TermName = Exclude<keyof ScheduleTerms, 'T'>;
 
@@ -30,12 +30,7 @@ export class Diffusion {
   }
 
   /** a = sqrt(alphabar_t) and s = sqrt(1 - alphabar_t) at one integer t; t = -1 is the clean end (a = 1, s = 0). */
-  coefs(t: number): { a: number; s: number } {
-    if (t === -1) return { a: 1, s: 0 };
-    const ab = this.terms.alphaBar[t];
-    if (!Number.isInteger(t) || ab === undefined) throw new ArgumentError(`diffusion: t=${t} is outside [-1, ${this.T - 1}]`);
-    return { a: Math.sqrt(ab), s: Math.sqrt(1 - ab) };
-  }
+  coefs(t: number): { a: number; s: number } { return coefsAt(this.terms, t); }
 
   checkTimesteps(t: Tensor, batch: number): void {
     if (t.dtype !== 'int64' || t.rank !== 1 || t.shape[0] !== batch) {

@@ -1,7 +1,7 @@
 // Noise schedules and every term derived from them, precomputed in float64 (JS numbers), named as
 // in Ho et al. 2020 and lucidrains/denoising-diffusion-pytorch. Index t runs 0..T-1 as in the
 // course notebook (seeds/001: `B = torch.linspace(start, end, T)`), so beta[0] is beta_1 of the paper.
-import { ArgumentError } from '../tensor/index.js';
+import { ArgumentError } from '../tensor/check.js';
 
 export interface ScheduleTerms {
   readonly T: number;
@@ -206,4 +206,12 @@ export function makeSchedule(c: ScheduleConfig): ScheduleTerms {
   const betas = scheduleBetas(c);
   if (c.zeroTerminalSnr) return scheduleFromBetas(rescaleZeroTerminalSnr(betas), { allowTerminalOne: true });
   return scheduleFromBetas(betas);
+}
+
+/** a = sqrt(alphabar_t) and s = sqrt(1 - alphabar_t) at one integer t; t = -1 is the clean end (a = 1, s = 0). */
+export function coefsAt(terms: ScheduleTerms, t: number): { a: number; s: number } {
+  if (t === -1) return { a: 1, s: 0 };
+  const ab = terms.alphaBar[t];
+  if (!Number.isInteger(t) || ab === undefined) throw new ArgumentError(`diffusion: t=${t} is outside [-1, ${terms.T - 1}]`);
+  return { a: Math.sqrt(ab), s: Math.sqrt(1 - ab) };
 }

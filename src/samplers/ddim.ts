@@ -5,7 +5,9 @@
 // tPrev is the next entry of the step list (Song et al.'s reference code, `seq_next`); the last step
 // goes to alphabar_prev = 1 (diffusers' set_alpha_to_one), so it returns x0_hat. diffusers instead
 // takes tPrev = t - T // K, which is the same list for leading and trailing spacing when K divides T.
-import { type Tensor, type Generator, randnLike, tidy, ArgumentError } from '../tensor/index.js';
+import { tidy } from '../tensor/scope.js';
+import { ArgumentError } from '../tensor/check.js';
+import type { NdArray, NoiseLike } from './array.js';
 import type { PlannedStep } from './step.js';
 
 export function checkEta(eta: number): number {
@@ -19,13 +21,13 @@ export function ddimSigma(p: PlannedStep, eta: number): number {
   return eta * Math.sqrt((1 - p.abPrev) / (1 - p.abT)) * Math.sqrt(1 - p.abT / p.abPrev);
 }
 
-export function ddimStep(p: PlannedStep, eps: Tensor, x0: Tensor, eta: number, generator?: Generator): { x: Tensor; mean: Tensor; sigma: number } {
+export function ddimStep<A extends NdArray<A>>(p: PlannedStep, eps: A, x0: A, eta: number, noise: NoiseLike<A>): { x: A; mean: A; sigma: number } {
   const sigma = ddimSigma(p, eta);
   // max(0, .) only guards rounding: sigma^2 <= 1 - alphabar_prev for eta <= 1.
   const dir = Math.sqrt(Math.max(0, 1 - p.abPrev - sigma * sigma)); // sqrt(1 - alphabar_prev - sigma^2)
   return tidy(() => {
     const mean = x0.mul(Math.sqrt(p.abPrev)).add(eps.mul(dir));
-    const x = sigma === 0 ? mean : mean.add(randnLike(x0, generator).mul(sigma));
+    const x = sigma === 0 ? mean : mean.add(noise(x0).mul(sigma));
     return { x, mean, sigma };
   });
 }

@@ -6,8 +6,10 @@
 // With K < T steps it runs on the respaced schedule of improved-diffusion's SpacedDiffusion (Nichol &
 // Dhariwal 2021, section 4): for the visited tau_1 < ... < tau_K, beta'_i = 1 - alphabar_{tau_i} /
 // alphabar_{tau_{i-1}}, and the three variances are read from beta' the same way.
-import { type Tensor, type Generator, randnLike, tidy, ArgumentError } from '../tensor/index.js';
-import type { Diffusion } from '../diffusion/index.js';
+import { tidy } from '../tensor/scope.js';
+import { ArgumentError } from '../tensor/check.js';
+import type { ScheduleTerms } from '../diffusion/schedule.js';
+import type { NdArray, NoiseLike } from './array.js';
 import type { PlannedStep } from './step.js';
 
 export const VARIANCES = ['notebook', 'beta', 'posterior'] as const;
@@ -18,7 +20,7 @@ export function checkVariance(variance: string): Variance {
   return variance as Variance;
 }
 
-export function reverseSigma(d: Diffusion, t: number, variance: Variance): number {
+export function reverseSigma(d: { terms: ScheduleTerms }, t: number, variance: Variance): number {
   if (t === 0) return 0;
   const { beta, posteriorVariance } = d.terms;
   switch (variance) {
@@ -30,11 +32,11 @@ export function reverseSigma(d: Diffusion, t: number, variance: Variance): numbe
 }
 
 /** One reverse step p(x_{t-1} | x_t) in the notebook's form: mean 1/sqrt(alpha_t) (x_t - beta_t/sqrt(1-alphabar_t) eps), plus sigma_t z. */
-export function ddpmStep(d: Diffusion, eps: Tensor, xt: Tensor, t: number, variance: Variance, generator?: Generator): { x: Tensor; mean: Tensor; sigma: number } {
+export function ddpmStep<A extends NdArray<A>>(d: { terms: ScheduleTerms }, eps: A, xt: A, t: number, variance: Variance, noise: NoiseLike<A>): { x: A; mean: A; sigma: number } {
   const sigma = reverseSigma(d, t, variance);
   return tidy(() => {
     const mean = xt.sub(eps.mul(d.terms.predNoiseCoeff[t]!)).mul(d.terms.sqrtRecipAlpha[t]!);
-    const x = sigma === 0 ? mean : mean.add(randnLike(xt, generator).mul(sigma));
+    const x = sigma === 0 ? mean : mean.add(noise(xt).mul(sigma));
     return { x, mean, sigma };
   });
 }
@@ -56,14 +58,14 @@ export function respacedSigma(p: PlannedStep, variance: Variance): number {
  * on the respaced schedule. It has no 1/sqrt(alpha) term, so it also runs at a zero terminal SNR
  * (alphabar_{T-1} = 0: coef2 = 0 there and x0_hat alone sets the mean).
  */
-export function ancestralStep(p: PlannedStep, x: Tensor, x0: Tensor, variance: Variance, generator?: Generator): { x: Tensor; mean: Tensor; sigma: number } {
+export function ancestralStep<A extends NdArray<A>>(p: PlannedStep, x: A, x0: A, variance: Variance, noise: NoiseLike<A>): { x: A; mean: A; sigma: number } {
   const sigma = respacedSigma(p, variance);
   const betaP = 1 - p.abT / p.abPrev;
   const coef1 = (betaP * Math.sqrt(p.abPrev)) / (1 - p.abT); // beta' sqrt(alphabar_tPrev) / (1 - alphabar_t)
   const coef2 = ((1 - p.abPrev) * Math.sqrt(p.abT / p.abPrev)) / (1 - p.abT); // (1 - alphabar_tPrev) sqrt(alpha') / (1 - alphabar_t)
   return tidy(() => {
     const mean = x0.mul(coef1).add(x.mul(coef2));
-    const next = sigma === 0 ? mean : mean.add(randnLike(x, generator).mul(sigma));
+    const next = sigma === 0 ? mean : mean.add(noise(x).mul(sigma));
     return { x: next, mean, sigma };
   });
 }

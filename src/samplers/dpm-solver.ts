@@ -11,7 +11,8 @@
 // exp(-h) is computed as (sigma_t alpha_s) / (alpha_t sigma_s), which stays finite at a zero terminal
 // SNR (alpha_{T-1} = 0, lambda = -inf): it is 0 there, the first step gives alpha_t x0_hat + sigma_t x_T
 // (x_T is pure noise), and the second step's D1 weight 1 / r0 is 0.
-import { type Tensor, tidy } from '../tensor/index.js';
+import { tidy } from '../tensor/scope.js';
+import type { NdArray } from './array.js';
 import type { PlannedStep } from './step.js';
 
 function alphaSigma(ab: number): { alpha: number; sigma: number; lambda: number } {
@@ -24,7 +25,7 @@ function alphaSigma(ab: number): { alpha: number; sigma: number; lambda: number 
  * One DPM-Solver++(2M) step from p.t to p.tPrev. `m1` and `abLast` are the previous step's x0_hat and
  * alphabar (null at the first step, which is then first order).
  */
-export function dpmSolver2mStep(p: PlannedStep, x: Tensor, m0: Tensor, m1: Tensor | null, abLast: number | null): { x: Tensor; order: 1 | 2 } {
+export function dpmSolver2mStep<A extends NdArray<A>>(p: PlannedStep, x: A, m0: A, m1: A | null, abLast: number | null): { x: A; order: 1 | 2 } {
   if (p.tPrev < 0) return { x: tidy(() => m0.clone()), order: 1 }; // sigma_next = 0: x_0 = x0_hat
   const s = alphaSigma(p.abT);
   const n = alphaSigma(p.abPrev);

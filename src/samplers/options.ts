@@ -10,8 +10,8 @@
 // Every refusal's words come from the schema (options/declare.ts), so none is written by hand.
 import * as z from 'zod';
 import { option } from '../options/declare.js';
-import type { Objective } from '../diffusion/index.js';
-import { X0_PROCESSINGS, type X0Processing } from './denoiser.js';
+import type { Objective } from '../diffusion/objectives.js';
+import { X0_PROCESSINGS, type X0Processing } from './prediction.js';
 import { VARIANCES, type Variance } from './ddpm.js';
 import { SPACINGS, type Spacing } from './timesteps.js';
 import { DEFAULT_SNR } from './pc.js';

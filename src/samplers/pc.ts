@@ -5,7 +5,9 @@
 // signal-to-noise ratio of each update at `snr`.
 // Norms are per sample (the reference code, score_sde's LangevinCorrector, averages them over the
 // batch), so an image does not depend on which others share its batch.
-import { type Tensor, type Generator, randnLike, tidy, ArgumentError } from '../tensor/index.js';
+import { tidy } from '../tensor/scope.js';
+import { ArgumentError } from '../tensor/check.js';
+import type { NdArray, NoiseLike } from './array.js';
 
 /** The corrector's r that Song et al. 2021 use for the VP SDE on CIFAR-10 (Table 4 / their configs): 0.16. */
 export const DEFAULT_SNR = 0.16;
@@ -16,17 +18,17 @@ export function checkCorrector(correctorSteps: number, snr: number): void {
 }
 
 /** Per-sample Euclidean norm: (B, ...) -> (B,). */
-function perSampleNorm(x: Tensor): Tensor { return x.reshape([x.shape[0]!, -1]).square().sum(1).sqrt(); }
+function perSampleNorm<A extends NdArray<A>>(x: A): A { return x.reshape([x.shape[0]!, -1]).square().sum(1).sqrt(); }
 
 /**
  * One Langevin step at noise level alphabar (alpha: 1 - beta of that level):
  * x <- x + step s + sqrt(2 step) z, step = 2 alpha (snr ||z|| / ||s||)^2 per sample.
  */
-export function langevinStep(x: Tensor, eps: Tensor, alphaBar: number, alpha: number, snr: number, generator?: Generator): { x: Tensor; mean: Tensor; stepSize: Tensor } {
+export function langevinStep<A extends NdArray<A>>(x: A, eps: A, alphaBar: number, alpha: number, snr: number, noise: NoiseLike<A>): { x: A; mean: A; stepSize: A } {
   return tidy(() => {
     const b = x.shape[0]!;
     const score = eps.mul(-1 / Math.sqrt(1 - alphaBar)); // s = -eps / sqrt(1 - alphabar)
-    const z = randnLike(x, generator);
+    const z = noise(x);
     const stepSize = perSampleNorm(z).div(perSampleNorm(score)).mul(snr).square().mul(2 * alpha).reshape([b, ...new Array<number>(x.rank - 1).fill(1)]); // (B, 1, 1, 1)
     const mean = x.add(score.mul(stepSize));
     return { x: mean.add(z.mul(stepSize.mul(2).sqrt())), mean, stepSize };

@@ -1,18 +1,21 @@
-// The one entry to every sampler: validates the options, draws x_T ~ N(0, I) per batch and runs the
-// chosen reverse process over its own list of timesteps through the denoiser (denoiser.ts).
-import { type Tensor, type Generator, randn, noGrad, tidy, keep, cat, ArgumentError } from '../tensor/index.js';
-import { type Diffusion, type Objective, checkObjective } from '../diffusion/index.js';
-import { type ConditionalModelFn, type X0Processing, makeDenoiser, oneHot } from './denoiser.js';
-import { type Variance, ddpmStep, ancestralStep } from './ddpm.js';
-import { checkEta, ddimStep } from './ddim.js';
-import { dpmSolver2mStep } from './dpm-solver.js';
-import { DEFAULT_SNR, checkCorrector, langevinStep } from './pc.js';
+// Every sampler's options, validated (resolveSampling) with the defaults filled in, shared by the
+// libtorch path (libtorch.ts) and the ONNX Runtime path (onnx-model.ts, the web page). Tensor-free
+// at run time: the page bundles it.
+import type { Tensor, Generator } from '../tensor/index.js';
+import { ArgumentError } from '../tensor/check.js';
+import type { Diffusion } from '../diffusion/process.js';
+import { type Objective, checkObjective } from '../diffusion/objectives.js';
+import type { ConditionalModelFn } from './denoiser.js';
+import type { X0Processing } from './prediction.js';
+import type { Variance } from './ddpm.js';
+import { checkEta } from './ddim.js';
+import { DEFAULT_SNR, checkCorrector } from './pc.js';
 
 export * from './options.js';
 import { type Spacing, spacedTimesteps, dpmSolverTimesteps, checkSteps } from './timesteps.js';
 import { refusal } from '../options/declare.js';
 import { SAMPLER_OPTIONS as O, type SamplerName, defaultSteps, defaultSpacing, defaultVariance } from './options.js';
-import { type StepResult, type PlannedStep, planSteps } from './step.js';
+import type { StepResult } from './step.js';
 
 export interface SamplerOptions {
   /** The network: (x_t, t (B,) int64, c (B, numClasses) or null) -> its output for `objective`. */
@@ -76,7 +79,14 @@ export interface ResolvedSampling {
   batchSize: number;
 }
 
-export function resolveSampling(o: SamplerOptions): ResolvedSampling {
+/** What resolveSampling reads: the sampler options without the model, on any schedule's terms. */
+export type SamplingChoice = Omit<SamplerOptions, 'model' | 'diffusion' | 'xT' | 'onStep'> & {
+  model?: unknown;
+  diffusion: Pick<Diffusion, 'T' | 'terms'>;
+  xT?: { shape: number[] };
+};
+
+export function resolveSampling(o: SamplingChoice): ResolvedSampling {
   const sampler = o.sampler;
   checkDeclared(O.sampler, sampler, 'sampler');
   const objective = checkObjective(o.objective);
@@ -123,96 +133,4 @@ export function resolveSampling(o: SamplerOptions): ResolvedSampling {
     refuse(`the eps objective cannot sample from t = ${timesteps[0]}, where alphabar = 0 (a zero-terminal-SNR schedule): x0 = (x_t - sqrt(1 - alphabar) eps) / sqrt(alphabar) divides by 0 there; use a v or x0 model`);
   }
   return { sampler, objective, steps, timesteps, eta, spacing, variance, x0Processing, numClasses, guidance, correctorSteps, snr, batchSize };
-}
-
-/** Runs the chosen sampler from x_T ~ N(0, I) to x_0 for N images; returns (N, C, H, W). */
-export function sample(o: SamplerOptions): Tensor {
-  const r = resolveSampling(o);
-  const d = o.diffusion;
-  const [n, c, h, w] = o.shape;
-  const plan = planSteps(d, r.timesteps);
-  const denoise = makeDenoiser({ model: o.model, diffusion: d, objective: r.objective, x0Processing: r.x0Processing, guidance: r.guidance });
-  // Today's arithmetic, bit for bit, for the notebook's case (eps model, every step, no clipping).
-  const notebookForm = r.objective === 'eps' && r.x0Processing === 'none' && r.steps === d.T;
-  const gen = o.generator ? { generator: o.generator } : {};
-
-  const predictorStep = (p: PlannedStep, x: Tensor, eps: Tensor, x0: Tensor): { x: Tensor; mean: Tensor; sigma: number } => (
-    notebookForm ? ddpmStep(d, eps, x, p.t, r.variance!, o.generator) : ancestralStep(p, x, x0, r.variance!, o.generator));
-
-  const batches: Tensor[] = [];
-  noGrad(() => {
-    for (let start = 0; start < n; start += r.batchSize) {
-      const b = Math.min(r.batchSize, n - start);
-      let x = keep(o.xT ? tidy(() => o.xT!.narrow(0, start, b).clone()) : randn([b, c, h, w], gen)); // x_T (B, C, H, W)
-      const labels = o.labels ? keep(oneHot(o.labels.slice(start, start + b), r.numClasses)) : null; // (B, K)
-      let lastX0: Tensor | null = null; // DPM-Solver++'s previous x0_hat
-      try {
-        plan.forEach((p, index) => {
-          const next = tidy(() => {
-            const den = denoise(x, p.t, labels);
-            let step: { x: Tensor; mean: Tensor; sigma: number };
-            switch (r.sampler) {
-              case 'ddpm': step = predictorStep(p, x, den.eps, den.x0); break;
-              case 'ddim': step = ddimStep(p, den.eps, den.x0, r.eta, o.generator); break;
-              case 'dpmpp2m': {
-                const y = dpmSolver2mStep(p, x, den.x0, lastX0, index > 0 ? plan[index - 1]!.abT : null).x;
-                step = { x: y, mean: y, sigma: 0 };
-                break;
-              }
-              case 'pc': {
-                step = predictorStep(p, x, den.eps, den.x0);
-                if (p.tPrev >= 0) {
-                  // Langevin at the new level tPrev, whose alpha is 1 - beta' there: alphabar_tPrev / alphabar_next.
-                  const alpha = p.abPrev / p.abPrevPrev;
-                  let y = step.x;
-                  for (let j = 0; j < r.correctorSteps; j++) y = langevinStep(y, denoise(y, p.tPrev, labels).eps, p.abPrev, alpha, r.snr, o.generator).x;
-                  step = { ...step, x: y };
-                }
-                break;
-              }
-            }
-            o.onStep?.({ t: p.t, tPrev: p.tPrev, index, steps: plan.length, x: step.x, eps: den.eps, x0: den.x0, mean: step.mean, sigma: step.sigma }, start);
-            // A copy: x0_hat may be the model's own output tensor, which this loop must not free later.
-            return { x: step.x, x0: r.sampler === 'dpmpp2m' ? den.x0.clone() : null };
-          });
-          x.dispose();
-          x = keep(next.x);
-          lastX0?.dispose();
-          lastX0 = next.x0 ? keep(next.x0) : null;
-        });
-      } catch (e) {
-        x.dispose();
-        for (const part of batches) part.dispose();
-        throw e;
-      } finally {
-        labels?.dispose();
-        (lastX0 as Tensor | null)?.dispose();
-      }
-      batches.push(x);
-    }
-  });
-  if (batches.length === 1) return batches[0]!;
-  const out = cat(batches, 0);
-  for (const part of batches) part.dispose();
-  return out;
-}
-
-/** The options of the notebook's sampler, as ddpmSample has always taken them, plus what sample adds. */
-export interface SampleOptions extends Partial<Omit<SamplerOptions, 'model' | 'diffusion' | 'sampler' | 'shape'>> {
-  /** (N, C, H, W) of the images to make. */
-  shape: [number, number, number, number];
-}
-
-/** DDPM ancestral sampling over every timestep (the notebook's loop); eps objective unless told. */
-export function ddpmSample(model: ConditionalModelFn, d: Diffusion, o: SampleOptions): Tensor {
-  return sample({ ...o, model, diffusion: d, sampler: 'ddpm', objective: o.objective ?? 'eps' });
-}
-
-/** Refuses non-finite samples: a diverged model must fail loudly, not write black images. */
-export function assertFinite(x: Tensor, what: string): void {
-  const ok = tidy(() => x.isfinite().all().item());
-  if (!ok) {
-    const bad = tidy(() => x.isfinite().logicalNot().sum().item());
-    throw new Error(`${what}: ${bad} of ${x.numel} values are NaN or infinite; the model or its checkpoint has diverged (try a lower --lr, or an earlier checkpoint)`);
-  }
 }

@@ -1,9 +1,9 @@
 // What a sampler step hands back, and the per-step schedule values every sampler reads.
 import type { Tensor } from '../tensor/index.js';
-import type { Diffusion } from '../diffusion/index.js';
+import type { ScheduleTerms } from '../diffusion/schedule.js';
 
 /** What one reverse step computed, for pictures and the studio (tensors are freed after onStep returns). */
-export interface StepResult {
+export interface StepResult<A = Tensor> {
   /** The timestep the model was evaluated at. */
   t: number;
   /** The timestep the step went to; -1 is the clean image. */
@@ -13,13 +13,13 @@ export interface StepResult {
   /** The number of steps of the sampler's list. */
   steps: number;
   /** The new x: x_{tPrev} (after the corrector for pc). */
-  x: Tensor;
+  x: A;
   /** The predicted noise eps_hat(x_t, t) (re-derived from x0 when that was clipped). */
-  eps: Tensor;
+  eps: A;
   /** The predicted x_0, after clipping or thresholding. */
-  x0: Tensor;
+  x0: A;
   /** The deterministic part of the update (x before sigma z is added). */
-  mean: Tensor;
+  mean: A;
   /** The standard deviation of the noise added (0 for deterministic steps). */
   sigma: number;
 }
@@ -37,7 +37,7 @@ export interface PlannedStep {
 }
 
 /** Pairs a descending list of timesteps with the alphabars each step needs; the last step goes to -1. */
-export function planSteps(d: Diffusion, ts: readonly number[]): PlannedStep[] {
+export function planSteps(d: { terms: ScheduleTerms }, ts: readonly number[]): PlannedStep[] {
   const ab = (t: number | undefined): number => (t === undefined || t < 0 ? 1 : d.terms.alphaBar[t]!);
   return ts.map((t, i) => ({ t, tPrev: ts[i + 1] ?? -1, abT: ab(t), abPrev: ab(ts[i + 1]), abPrevPrev: ab(ts[i + 2]) }));
 }

@@ -1,7 +1,7 @@
 // Which K of the T training timesteps a fast sampler visits, as diffusers' `timestep_spacing`
 // (named in Lin et al. 2023, "Common Diffusion Noise Schedules and Sample Steps are Flawed", Table 2).
 // Lists are descending: the order the sampler visits them.
-import { ArgumentError } from '../tensor/index.js';
+import { ArgumentError } from '../tensor/check.js';
 
 export const SPACINGS = ['leading', 'linspace', 'trailing'] as const;
 export type Spacing = (typeof SPACINGS)[number];

@@ -1,7 +1,7 @@
 // A trained model used as a denoiser (seeds/000 Q17-Q19): a real image noised to x_t by q(x_t | x_0),
 // the model's one-step estimate x0_hat, and the image the reverse process reaches when it starts
 // from that x_t instead of from pure noise (as SDEdit, Meng et al. 2022, starts from a noised input).
-import { type Tensor, Generator, full, tidy, noGrad, ArgumentError } from '../tensor/index.js';
+import { type Tensor, Generator, full, tidy, noGrad, randnLike, ArgumentError } from '../tensor/index.js';
 import type { Diffusion, Objective } from '../diffusion/index.js';
 import { type ConditionalModelFn, type Variance, type X0Processing, makeDenoiser, planSteps, ancestralStep } from '../samplers/index.js';
 
@@ -53,7 +53,7 @@ export function denoiseFrom(o: DenoiseOptions): DenoiseRow[] {
     const x0Hat = denoise(xt, t).x0;
     let x = xt;
     for (const p of planSteps(d, Array.from({ length: t + 1 }, (_, i) => t - i))) {
-      x = ancestralStep(p, x, p.t === t ? x0Hat : denoise(x, p.t).x0, o.variance ?? 'notebook', gen).x;
+      x = ancestralStep(p, x, p.t === t ? x0Hat : denoise(x, p.t).x0, o.variance ?? 'notebook', (like) => randnLike(like, gen)).x;
     }
     return { t, xt: data(xt), x0Hat: data(x0Hat), reversed: data(x), mse: { xt: mse(xt, o.x0), x0Hat: mse(x0Hat, o.x0), reversed: mse(x, o.x0) } };
   })));

@@ -1,0 +1,57 @@
+// The samplers on libtorch: the array operations of tensors (a Tensor is an NdArray as it is) and
+// sample(), which drives the reverse process (reverse.ts) synchronously through the network.
+import { type Tensor, type Generator, randn, randnLike, noGrad, tidy, keep, cat, full } from '../tensor/index.js';
+import type { Diffusion } from '../diffusion/process.js';
+import type { ArrayOps } from './array.js';
+import { type ConditionalModelFn, oneHot } from './denoiser.js';
+import { type SamplerOptions, resolveSampling } from './sample.js';
+import { reverseProcess, runSync } from './reverse.js';
+
+/** Tensor constructors and scopes, noise from `generator` (libtorch's default generator without one). */
+export function tensorOps(generator?: Generator): ArrayOps<Tensor> {
+  const gen = generator ? { generator } : {};
+  return {
+    cat: (parts, dim) => cat(parts, dim),
+    randn: (shape) => randn(shape, gen),
+    randnLike: (like) => randnLike(like, generator),
+    scope: tidy,
+    keep,
+    release: (a) => a.dispose(),
+  };
+}
+
+/** The network's output for one model call: t as an int64 (B,) tensor, labels as one-hot rows (-1: a zero row). */
+export function callModel(model: ConditionalModelFn, numClasses: number, x: Tensor, t: number, labels: readonly number[] | null): Tensor {
+  return keep(tidy(() => model(x, full([x.shape[0]!], t, { dtype: 'int64' }), labels === null ? null : oneHot(labels, numClasses))));
+}
+
+/** Runs the chosen sampler from x_T ~ N(0, I) to x_0 for N images; returns (N, C, H, W). */
+export function sample(o: SamplerOptions): Tensor {
+  const sampling = resolveSampling(o);
+  return noGrad(() => runSync(
+    reverseProcess({
+      ops: tensorOps(o.generator), terms: o.diffusion.terms, sampling, shape: o.shape,
+      ...(o.labels ? { labels: o.labels } : {}), ...(o.xT ? { xT: o.xT } : {}), ...(o.onStep ? { onStep: o.onStep } : {}),
+    }),
+    (call) => callModel(o.model, sampling.numClasses, call.x, call.t, call.labels),
+  ));
+}
+/** The options of the notebook's sampler, as ddpmSample has always taken them, plus what sample adds. */
+export interface SampleOptions extends Partial<Omit<SamplerOptions, 'model' | 'diffusion' | 'sampler' | 'shape'>> {
+  /** (N, C, H, W) of the images to make. */
+  shape: [number, number, number, number];
+}
+
+/** DDPM ancestral sampling over every timestep (the notebook's loop); eps objective unless told. */
+export function ddpmSample(model: ConditionalModelFn, d: Diffusion, o: SampleOptions): Tensor {
+  return sample({ ...o, model, diffusion: d, sampler: 'ddpm', objective: o.objective ?? 'eps' });
+}
+
+/** Refuses non-finite samples: a diverged model must fail loudly, not write black images. */
+export function assertFinite(x: Tensor, what: string): void {
+  const ok = tidy(() => x.isfinite().all().item());
+  if (!ok) {
+    const bad = tidy(() => x.isfinite().logicalNot().sum().item());
+    throw new Error(`${what}: ${bad} of ${x.numel} values are NaN or infinite; the model or its checkpoint has diverged (try a lower --lr, or an earlier checkpoint)`);
+  }
+}
