@@ -11,7 +11,8 @@ export { EMA } from './train/ema.js';
 export { lrAt, type LrSchedule } from './train/lr-schedule.js';
 export { loadRun, resolveResume, type LoadedRun } from './train/checkpoint.js';
 // ONNX: export a run or a model, read a file back, run one on onnxruntime-node (loaded when a model is opened).
-export { exportRun, onnxMetadata, onnxRunConfig, ONNX_FORMAT, type ExportRunOptions, type ExportedRun } from './train/export.js';
+export { exportRun, onnxMetadata, type ExportRunOptions, type ExportedRun } from './train/export.js';
+export { ONNX_FORMAT, readOnnxMetadata, onnxModelInfo, sampleOnnx, type OnnxModelInfo, type OnnxSamplingOptions } from './samplers/onnx-model.js';
 export { modelToOnnx, ONNX_IR_VERSION, type OnnxExportOptions } from './models/onnx-export.js';
 export { ONNX_NAMES } from './models/onnx-contract.js';
 export { OnnxRuntimeModel, type OnnxRuntimeOptions } from './models/onnx-runtime.js';

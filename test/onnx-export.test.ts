@@ -18,7 +18,7 @@ import { RunFolder } from '../src/io/run.js';
 import { serializeTensors } from '../src/io/tensors.js';
 import { presetDefaults, type RunConfig } from '../src/train/config.js';
 import { loadRun } from '../src/train/checkpoint.js';
-import { onnxRunConfig } from '../src/train/export.js';
+import { onnxModelInfo } from '../src/samplers/onnx-model.js';
 import { maxAbsDiff, ROOT } from './helpers.js';
 
 const SIZES: Record<PresetName, { imageSize: number; T: number }> = { dli02: { imageSize: 16, T: 150 }, dli03: { imageSize: 16, T: 150 }, ddpm: { imageSize: 28, T: 1000 } };
@@ -143,7 +143,7 @@ test('ddpm export: the EMA weights of the latest checkpoint, the run described i
     'ddpm_ts.format': '1', 'ddpm_ts.run_config': configText, preset: 'ddpm', image_size: '28', channels: '1', num_classes: '10',
     objective: 'v', timesteps: '1000', schedule: JSON.stringify({ kind: 'cosine', T: 1000, s: 0.008 }), ema: 'true', checkpoint_step: '40',
   });
-  assert.deepEqual(onnxRunConfig(file.metadata, out), config);
+  assert.deepEqual(onnxModelInfo(file.metadata, out).config, config);
   assert.equal(file.opset, 17);
   assert.deepEqual(file.graph.inputs.map((v) => [v.name, v.type, v.shape]), [
     ['x_t', 'float32', ['batch', 1, 28, 28]], ['t', 'int64', ['batch']], ['class_labels', 'int64', ['batch']],

@@ -4,6 +4,7 @@
 // same numbers the web page draws for a seed.
 import { readFileSync } from 'node:fs';
 import { readOnnxMetadata, onnxModelInfo, sampleOnnx } from '../samplers/onnx-model.js';
+import { loadOnnxRuntime } from '../models/onnx-runtime.js';
 import { samplerDefaults, type StepResult, type HostArray } from '../samplers/index.js';
 import { runSampling, type RunConfig } from '../train/config.js';
 import { writePng } from '../io/png.js';
@@ -58,7 +59,7 @@ export async function sampleOnnxModel(f: SampleFlags, nGiven: boolean, given: { 
     }
   };
 
-  const ort = await import('onnxruntime-node');
+  const ort = await loadOnnxRuntime();
   const session = await ort.InferenceSession.create(bytes, { executionProviders: ['cpu'], graphOptimizationLevel: 'all', ...(given.threadsGiven ? { intraOpNumThreads: f.threads } : {}) });
   const t0 = performance.now();
   let x: HostArray;

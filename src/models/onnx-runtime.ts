@@ -15,7 +15,7 @@ export interface OnnxRuntimeOptions {
  * onnxruntime-node, an optional peer dependency: its 290 MB and its install script (which downloads
  * the CUDA provider on linux/x64) are for those who run exported models in Node.
  */
-async function loadOnnxRuntime(): Promise<typeof Ort> {
+export async function loadOnnxRuntime(): Promise<typeof Ort> {
   try {
     return await import('onnxruntime-node');
   } catch (e) {

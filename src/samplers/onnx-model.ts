@@ -14,6 +14,9 @@ import { reverseProcess, runAsync } from './reverse.js';
 import { type SamplingChoice, resolveSampling } from './sample.js';
 import type { StepResult } from './step.js';
 
+/** metadata_props ddpm_ts.format: the version of the ONNX file contract this code writes and reads. */
+export const ONNX_FORMAT = '1';
+
 /** ModelProto field 14: repeated StringStringEntryProto metadata_props (onnx.proto). */
 const METADATA_PROPS = 14;
 
@@ -68,7 +71,7 @@ export interface OnnxModelInfo {
 export function onnxModelInfo(metadata: Record<string, string>, source: string): OnnxModelInfo {
   const format = metadata['ddpm_ts.format'];
   if (format === undefined) throw new ArgumentError(`${source}: the model has no ddpm_ts.format metadata; it was not written by \`ddpm export\` (export it with ddpm export --run DIR --out FILE.onnx)`);
-  if (format !== '1') throw new ArgumentError(`${source}: ddpm_ts.format is ${JSON.stringify(format)}, and this version reads format "1"; re-export the model with this version of ddpm`);
+  if (format !== ONNX_FORMAT) throw new ArgumentError(`${source}: ddpm_ts.format is ${JSON.stringify(format)}, and this version reads format "${ONNX_FORMAT}"; re-export the model with this version of ddpm`);
   let config: ExportedRunConfig;
   try {
     config = JSON.parse(metadata['ddpm_ts.run_config'] ?? '') as ExportedRunConfig;

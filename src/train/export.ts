@@ -8,9 +8,8 @@ import { RunFolder } from '../io/run.js';
 import { modelToOnnx, type OnnxExportOptions } from '../models/onnx-export.js';
 import { loadRun } from './checkpoint.js';
 import { runNumClasses, runObjective, type RunConfig } from './config.js';
+import { ONNX_FORMAT } from '../samplers/onnx-model.js';
 
-/** metadata_props ddpm_ts.format: the version of this file contract. */
-export const ONNX_FORMAT = '1';
 
 export interface ExportRunOptions {
   run: string;
@@ -41,20 +40,6 @@ export function onnxMetadata(config: RunConfig, configText: string, o: { ema: bo
     ema: String(o.ema),
     checkpoint_step: o.step === null ? '' : String(o.step),
   };
-}
-
-/** The run configuration an exported file carries; refuses a file that is not a ddpm-ts export of a known format. */
-export function onnxRunConfig(metadata: Record<string, string>, source: string): RunConfig {
-  const format = metadata['ddpm_ts.format'];
-  if (format === undefined || metadata['ddpm_ts.run_config'] === undefined) {
-    throw new Error(`${source} has no ddpm_ts.format and ddpm_ts.run_config metadata: it was not written by \`ddpm export\``);
-  }
-  if (format !== ONNX_FORMAT) throw new Error(`${source} is ddpm-ts ONNX format ${format}; this version reads format ${ONNX_FORMAT}`);
-  try {
-    return JSON.parse(metadata['ddpm_ts.run_config']) as RunConfig;
-  } catch (e) {
-    throw new Error(`${source}: its ddpm_ts.run_config metadata is not valid JSON (${(e as Error).message})`, { cause: e });
-  }
 }
 
 /**
