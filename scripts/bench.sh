@@ -13,3 +13,6 @@ if [ ! -f "$RUN/config.json" ]; then
   [ -f "$RUN/config.json" ] || node bin/ddpm.js train --out "$RUN" --epochs 1 --no-sample-grids
 fi
 node dist/bench/samplers.js --run "$RUN" --out .bench/samplers
+
+# Data parallel on c10d: 1 against 2 processes at the same global batch and total cores (bench/distributed.ts).
+node dist/bench/distributed.js --out .bench/distributed.json
