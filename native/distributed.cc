@@ -38,6 +38,7 @@
 #endif
 
 #include <chrono>
+#include <cstdint>
 #include <string>
 #include <vector>
 
@@ -107,9 +108,18 @@ Group& groupArg(const Napi::CallbackInfo& info, size_t i) {
   return *h->pg;
 }
 
-int64_t I(const Napi::CallbackInfo& info, size_t i) { return info[i].As<Napi::Number>().Int64Value(); }
+// Readers: a value of the wrong type makes Node-API fail, which node-addon-api throws as an Error
+// that the one wrapper below prefixes with the entry point's name.
+// An integer in [lo, hi]: what src/distributed/ already checked; here so a stray value never reaches c10d.
+int64_t Int(const Napi::CallbackInfo& info, size_t i, int64_t lo, int64_t hi) {
+  double d = info[i].As<Napi::Number>().DoubleValue();
+  if (!(d >= static_cast<double>(lo) && d <= static_cast<double>(hi) && d == static_cast<double>(static_cast<int64_t>(d)))) {
+    throw Napi::TypeError::New(info.Env(), argName(i) + " must be an integer in [" + std::to_string(lo) + ", " + std::to_string(hi) + "]");
+  }
+  return static_cast<int64_t>(d);
+}
 std::string Str(const Napi::CallbackInfo& info, size_t i) { return info[i].As<Napi::String>().Utf8Value(); }
-std::chrono::milliseconds Ms(const Napi::CallbackInfo& info, size_t i) { return std::chrono::milliseconds(I(info, i)); }
+std::chrono::milliseconds Ms(const Napi::CallbackInfo& info, size_t i) { return std::chrono::milliseconds(Int(info, i, 1, INT32_MAX)); }
 std::vector<std::string> Keys(const Napi::CallbackInfo& info, size_t i) {
   auto arr = info[i].As<Napi::Array>();
   std::vector<std::string> v;
@@ -131,9 +141,9 @@ std::vector<at::Tensor> Tensors(const Napi::CallbackInfo& info, size_t i) {
 // the others connect; the constructor returns once all worldSize members have joined or throws at the timeout.
 Napi::Value distStore(const Napi::CallbackInfo& info) {
   c10d::TCPStoreOptions o;
-  o.port = static_cast<std::uint16_t>(I(info, 1));
+  o.port = static_cast<std::uint16_t>(Int(info, 1, 1, 65535));
   o.isServer = info[2].As<Napi::Boolean>().Value();
-  o.numWorkers = static_cast<std::size_t>(I(info, 3));
+  o.numWorkers = static_cast<std::size_t>(Int(info, 3, 1, INT32_MAX));
   o.waitWorkers = true;
   o.timeout = Ms(info, 4);
   return wrapHandle(info.Env(), new StoreHolder{c10::make_intrusive<c10d::TCPStore>(Str(info, 0), o)});
@@ -163,8 +173,8 @@ Napi::Value distStoreCheck(const Napi::CallbackInfo& info) {
 Napi::Value distProcessGroup(const Napi::CallbackInfo& info) {
   auto* sh = handle<StoreHolder>(info, 0);
   if (!sh->store) throw Napi::Error::New(info.Env(), "the store was destroyed and cannot be used");
-  int rank = static_cast<int>(I(info, 1));
-  int size = static_cast<int>(I(info, 2));
+  int size = static_cast<int>(Int(info, 2, 1, INT32_MAX));
+  int rank = static_cast<int>(Int(info, 1, 0, size - 1));
   std::string backend = Str(info, 3);
   auto timeout = Ms(info, 4);
   std::string host = Str(info, 5);
@@ -208,7 +218,7 @@ Napi::Value distBackends(const Napi::CallbackInfo& info) {
 Napi::Value distAllReduce(const Napi::CallbackInfo& info) {
   auto ts = Tensors(info, 1);
   c10d::AllreduceOptions o;
-  o.reduceOp = c10d::ReduceOp(static_cast<c10d::ReduceOp::RedOpType>(I(info, 2)));
+  o.reduceOp = c10d::ReduceOp(static_cast<c10d::ReduceOp::RedOpType>(Int(info, 2, 0, 4)));
   groupArg(info, 0).allreduce(ts, o);
   return info.Env().Undefined();
 }
@@ -242,7 +252,7 @@ Napi::Value distAllReduceGrad(const Napi::CallbackInfo& info) {
 Napi::Value distBroadcast(const Napi::CallbackInfo& info) {
   auto ts = Tensors(info, 1);
   c10d::BroadcastOptions o;
-  o.rootRank = I(info, 2);
+  o.rootRank = Int(info, 2, 0, INT32_MAX);
   groupArg(info, 0).broadcast(ts, o);
   return info.Env().Undefined();
 }
@@ -285,8 +295,10 @@ void registerDistributed(Napi::Env env, Napi::Object exports, TensorOf tensorOf,
                             g_op = name;
                             try {
                               return fn(info);
-                            } catch (const Napi::Error&) {
-                              throw;
+                            } catch (const Napi::Error& e) {
+                              const std::string prefix = std::string(name) + ": ";
+                              if (e.Message().rfind(prefix, 0) == 0) throw;
+                              throw Napi::Error::New(info.Env(), prefix + e.Message());
                             } catch (const c10::Error& e) {
                               throw Napi::Error::New(info.Env(), std::string(name) + ": " + e.what_without_backtrace());
                             } catch (const std::exception& e) {

@@ -274,10 +274,11 @@ test('the library API: initProcessGroup, allReduce (sum, max), broadcast, barrie
 
 test('bad arguments are refused with a message, and a handle of the wrong kind is an Error, never a crash', () => {
   const t = tensor([1, 2], [2]);
-  assert.throws(() => native.distAllReduce(t.handle, [t.handle], 0), /distAllReduce: .*not a process group handle|argument 0 is not a process group handle/);
-  assert.throws(() => native.distBarrier({}), /argument 0 is not a process group handle/);
-  assert.throws(() => native.distStoreGet(t.handle, 'k'), /argument 0 is not a store handle/);
-  assert.throws(() => native.distDestroy(42), /argument 0 is not a store or process group handle/);
+  assert.throws(() => native.distAllReduce(t.handle, [t.handle], 0), /^TypeError: distAllReduce: argument 0 must be a process group handle made by ddpm-ts, got a tensor handle/);
+  assert.throws(() => native.distBarrier({}), /distBarrier: argument 0 must be a process group handle made by ddpm-ts, got an object/);
+  assert.throws(() => native.distStoreGet(t.handle, 'k'), /distStoreGet: argument 0 must be a store handle made by ddpm-ts, got a tensor handle/);
+  assert.throws(() => native.distDestroy(42), /distDestroy: argument 0 must be a store or process group handle made by ddpm-ts, got the number 42/);
+  assert.throws(() => native.distStore('127.0.0.1', 0, true, 1, 1000), /distStore: argument 1 must be an integer in \[1, 65535\]/);
   assert.throws(() => initProcessGroup({ rank: 2, worldSize: 2, masterAddr: '127.0.0.1', masterPort: 29500 }), /initProcessGroup: rank must be an integer in \[0, 2\), got 2/);
   assert.throws(() => initProcessGroup({ rank: 0, worldSize: 1, masterAddr: '127.0.0.1', masterPort: 70000 }), /masterPort must be a TCP port in \[1, 65535\], got 70000/);
   assert.throws(() => allReduce(t), /allReduce: no process group; call initProcessGroup first/);
