@@ -45,7 +45,7 @@ node --test --test-concurrency=1 dist/test/distributed.test.js 2>&1 | tee "$out/
 port=$(node -e "const s=require('net').createServer().listen(0,'127.0.0.1',()=>{console.log(s.address().port);s.close()})")
 for r in 0 1; do
   RANK=$r WORLD_SIZE=2 LOCAL_RANK=$r LOCAL_WORLD_SIZE=2 MASTER_ADDR=127.0.0.1 MASTER_PORT=$port DDPM_DIST_DEVICE=cuda \
-    node dist/test/dist-worker.js >"$out/nccl-rank$r.json" &
+    node --input-type=module -e "import('./dist/test/dist-worker.js').then((m) => m.runRank())" >"$out/nccl-rank$r.json" &
 done
 wait
 cat "$out"/nccl-rank*.json

@@ -7,6 +7,7 @@ import { mkdtempSync, rmSync, readFileSync, readdirSync, existsSync } from 'node
 import { tmpdir } from 'node:os';
 import net from 'node:net';
 import path from 'node:path';
+import { pathToFileURL } from 'node:url';
 import { ROOT } from './helpers.js';
 import { readSafetensorsFile } from '../src/io/safetensors.js';
 import { buildModel } from '../src/train/trainer.js';
@@ -255,7 +256,7 @@ test('the library API: initProcessGroup, allReduce (sum, max), broadcast, barrie
   const port = await freePort();
   const worker = path.join(ROOT, 'dist', 'test', 'dist-worker.js');
   const run = (rank: number): Promise<string> => new Promise((resolve, reject) => {
-    const c = spawn(process.execPath, [worker], { env: rankEnv(rank, 2, port), stdio: ['ignore', 'pipe', 'pipe'] });
+    const c = spawn(process.execPath, ['--input-type=module', '-e', `import(${JSON.stringify(pathToFileURL(worker).href)}).then((m) => m.runRank())`], { env: rankEnv(rank, 2, port), stdio: ['ignore', 'pipe', 'pipe'] });
     let out = '';
     let err = '';
     c.stdout.on('data', (d: Buffer) => { out += d.toString(); });
