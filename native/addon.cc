@@ -10,6 +10,7 @@
 
 #include <napi.h>
 
+#include "distributed.h"
 #include "handles.h"
 
 #include <ATen/ATen.h>
@@ -534,6 +535,13 @@ OP(lerp_) { a.T(0).lerp_(a.T(1), a.S(2)); return a.env().Undefined(); }
 OP(uniform_) { a.T(0).uniform_(a.D(1), a.D(2), a.G(3)); return a.env().Undefined(); }
 OP(normal_) { a.T(0).normal_(a.D(1), a.D(2), a.G(3)); return a.env().Undefined(); }
 
+// For native/distributed.cc's collectives, which take tensor handles but not the Holder.
+at::Tensor& tensorOf(const Napi::Value& v, const char* op, const std::string& where) {
+  Holder* h = unwrapHandle<Holder>(v, op, where);
+  if (!h->t.defined()) throw Napi::Error::New(v.Env(), std::string(op) + ": " + where + " was disposed and cannot be used");
+  return h->t;
+}
+
 }  // namespace
 
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
@@ -552,6 +560,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
                           },
                           name));
   }
+  registerDistributed(env, exports, tensorOf, wrap);
   return exports;
 }
 

@@ -62,7 +62,11 @@ function fromPython(python) {
   const code = [
     'import json, os, torch',
     'from torch.utils import cpp_extension as c',
-    'print(json.dumps({"version": torch.__version__, "inc": c.include_paths(), "lib": c.library_paths(),',
+    // pip's CUDA wheels keep the CUDA runtime and NCCL headers in the nvidia-* packages, which
+    // ProcessGroupNCCL.hpp (native/distributed.cc) includes.
+    'import glob',
+    'nv = sorted(glob.glob(os.path.join(os.path.dirname(os.path.dirname(torch.__file__)), "nvidia", "*", "include")))',
+    'print(json.dumps({"version": torch.__version__, "inc": c.include_paths() + nv, "lib": c.library_paths(),',
     '  "abi": int(torch._C._GLIBCXX_USE_CXX11_ABI), "cuda": bool(torch.version.cuda)}))',
   ].join('\n');
   try {
@@ -122,6 +126,10 @@ function libsFor(info) {
   return libs;
 }
 
+function isCuda(info) {
+  return info.cuda === true || info.libDirs.some((d) => fs.existsSync(path.join(d, 'libtorch_cuda.so')));
+}
+
 function main() {
   const cache = path.join(__dirname, '..', 'build', 'libtorch.json');
   let info;
@@ -146,7 +154,8 @@ function main() {
     case '--include-dirs': console.log(info.includeDirs.join(' ')); break;
     case '--lib-dirs': console.log(info.libDirs.map((d) => `-L${d} -Wl,-rpath,${d}`).join(' ')); break;
     case '--libs': console.log(libsFor(info).join(' ')); break;
-    case '--defines': console.log(`_GLIBCXX_USE_CXX11_ABI=${info.cxx11Abi}`); break;
+    // DDPM_TORCH_CUDA: a CUDA build, so native/distributed.cc offers NCCL where nccl.h is found.
+    case '--defines': console.log([`_GLIBCXX_USE_CXX11_ABI=${info.cxx11Abi}`, ...(isCuda(info) ? ['DDPM_TORCH_CUDA'] : [])].join(' ')); break;
     case '--describe': console.log(`libtorch ${info.version} from ${info.source}`); break;
     default:
       process.stderr.write('usage: find-libtorch.cjs --include-dirs|--lib-dirs|--libs|--defines|--describe\n');

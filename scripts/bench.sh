@@ -14,6 +14,9 @@ if [ ! -f "$RUN/config.json" ]; then
 fi
 node dist/bench/samplers.js --run "$RUN" --out .bench/samplers
 
+# Data parallel on c10d: 1 against 2 processes at the same global batch and total cores (bench/distributed.ts).
+node dist/bench/distributed.js --out .bench/distributed.json
+
 # Each preset exported to ONNX, sampled on onnxruntime-node (CPU) beside libtorch, and the two forms
 # of the transposed convolutions (bench/onnx.ts).
 node dist/bench/onnx.js

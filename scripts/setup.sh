@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what ddpm-ts needs and builds it. Safe to run again: each step is skipped when done.
-#   - Debian packages (as root): libtorch-dev, libopenblas0-pthread (without OpenBLAS, Debian's libtorch
+#   - Debian packages (as root): libtorch-dev, libgloo-dev (the Gloo headers that libtorch's
+#     ProcessGroupGloo.hpp includes; native/distributed.cc), libopenblas0-pthread (without OpenBLAS, Debian's libtorch
 #     multiplies matrices ~30x slower; DESIGN.md), dataset-fashion-mnist, fonts-dejavu-core (text in PNG
 #     charts), chromium (the studio's browser tests drive it headless), plus any given as arguments
 #   - npm ci (its install script, native/install.cjs, builds the libtorch addon with node-gyp), the addon
@@ -8,7 +9,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-want=(libtorch-dev libopenblas0-pthread dataset-fashion-mnist fonts-dejavu-core chromium "$@")
+want=(libtorch-dev libgloo-dev libopenblas0-pthread dataset-fashion-mnist fonts-dejavu-core chromium "$@")
 missing=()
 for p in "${want[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

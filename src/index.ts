@@ -30,3 +30,5 @@ export { loadImageFolder, imageFolderTensors } from './data/image-folder.js';
 export { openDataset, datasetSpec, type DatasetSpec, type Dataset } from './data/dataset.js';
 // FID, KID, precision/recall, the Inception-Score analogue, bits/dim and loss by t: `import { metrics } from 'ddpm-ts'`.
 export * as metrics from './eval/index.js';
+export * as distributed from './distributed/index.js';
+export { initProcessGroup, allReduce, broadcast, barrier, destroyProcessGroup, getRank, getWorldSize, readLaunchEnv, ProcessGroup } from './distributed/index.js';

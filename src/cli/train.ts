@@ -12,6 +12,9 @@ import { scheduleLength, scheduleOfKind, type ScheduleKind, type ScheduleConfig,
 import { FASHION_MNIST_CLASSES, FASHION_MNIST_FILES, fashionMnistFile } from '../data/fashion-mnist.js';
 import { declared, defaultThreads } from './args.js';
 import { TRAIN_OPTIONS, presetDefaultWords, type TrainOptionDecl, type TrainOptionName } from '../train/options.js';
+import { LAUNCHER_FLAGS, launchWorkers, stripFlags } from './launch.js';
+import { cudaAvailable } from '../tensor/index.js';
+import { DistributedError, initProcessGroup, launchedAsRank, readLaunchEnv, type Backend, type ProcessGroup } from '../distributed/index.js';
 
 interface TrainFlags {
   preset: PresetName; epochs?: number; batchSize?: number; lr?: number; seed?: number; threads: number;
@@ -21,6 +24,8 @@ interface TrainFlags {
   betas?: string; zeroTerminalSnr?: boolean; objective?: Objective; lossWeight?: LossWeighting; minSnrGamma?: number;
   offsetNoise?: number; emaDecay?: number; lrSchedule?: 'constant' | 'cosine'; warmupSteps?: number; minLr?: number;
   gradClip?: number; classCond?: boolean; condDropProb?: number;
+  nprocPerNode?: number; nnodes: number; nodeRank: number; masterAddr?: string; masterPort?: number;
+  backend: Backend; distTimeout: number; reshard?: boolean; syncBn?: boolean;
 }
 
 /** One flag of `ddpm train` from its declaration (train/options.ts), with its default in the help. */
@@ -144,7 +149,7 @@ function countClassFolders(dir: string): number {
 const PER_PROCESS = new Set(Object.values(TRAIN_OPTIONS).filter((o) => o.scope === 'process').map((o) => o.name));
 
 /** A fresh run's config from the preset and the flags, or a resumed run's own config. */
-function configure(f: TrainFlags, cmd: Command): { config: RunConfig; run: RunFolder; resumeFrom?: string; restart?: boolean } {
+function configure(f: TrainFlags, cmd: Command, lead = true): { config: RunConfig; run: RunFolder; resumeFrom?: string; restart?: boolean } {
   const given = (name: string): boolean => cmd.getOptionValueSource(name) === 'cli';
   if (f.resume !== undefined) {
     const { run, checkpoint } = resolveResume(f.resume, f.out);
@@ -162,14 +167,15 @@ function configure(f: TrainFlags, cmd: Command): { config: RunConfig; run: RunFo
     }
     const config = structuredClone(saved);
     if (f.epochs !== undefined) config.train.epochs = f.epochs;
-    run.cleanTemps();
+    // Rank 0 alone writes the run folder.
+    if (lead) run.cleanTemps();
     if (checkpoint === undefined) {
       // A run killed before its first checkpoint: nothing to continue, so it starts over as configured.
       checkRunConfig(config);
-      process.stderr.write(`${run.root} has no checkpoint yet (the run stopped before its first one): starting it from step 0 with its saved config.json\n`);
+      if (lead) process.stderr.write(`${run.root} has no checkpoint yet (the run stopped before its first one): starting it from step 0 with its saved config.json\n`);
       return { config, run, restart: true };
     }
-    run.writeConfig(config);
+    if (lead) run.writeConfig(config);
     return { config, run, resumeFrom: checkpoint };
   }
   if (f.out === undefined) throw new Error("required option '--out <dir>' not specified (or give --resume to continue a run)");
@@ -189,9 +195,79 @@ function describeSaved(c: RunConfig, key: string): string {
   return get ? String(get(c)) : `setting (${JSON.stringify(c)})`;
 }
 
+/** Refusals of the data-parallel flags that need no other process (before any worker starts). */
+function checkDistributedFlags(f: TrainFlags, cmd: Command): void {
+  const given = (name: string): boolean => cmd.getOptionValueSource(name) === 'cli';
+  if (f.nodeRank >= f.nnodes) throw new Error(`--node-rank ${f.nodeRank} must be below --nnodes ${f.nnodes} (machines are numbered 0..${f.nnodes - 1})`);
+  if (f.nnodes > 1 && (f.masterAddr === undefined || f.masterPort === undefined)) {
+    throw new Error(`--nnodes ${f.nnodes} needs --master-addr and --master-port: the address and port where the machine with --node-rank 0 listens, the same on every machine`);
+  }
+  if (f.masterPort !== undefined && f.masterPort > 65535) throw new Error(`--master-port must be a TCP port in [1, 65535], got ${f.masterPort}`);
+  if (f.nnodes > 1 && f.nprocPerNode === undefined && !launchedAsRank()) throw new Error(`--nnodes ${f.nnodes} needs --nproc-per-node (workers on this machine)`);
+  if (f.backend === 'nccl') {
+    if (!cudaAvailable()) throw new Error('--backend nccl needs CUDA (NCCL moves CUDA tensors between GPUs), but this libtorch sees no CUDA device; use --backend gloo');
+    throw new Error('--backend nccl moves CUDA tensors, but ddpm train computes on the CPU; use --backend gloo');
+  }
+  if (launchedAsRank() && f.nprocPerNode !== undefined) {
+    const env = readLaunchEnv();
+    if (env.worldSize !== f.nprocPerNode * f.nnodes) {
+      throw new Error(`WORLD_SIZE=${env.worldSize} (from the environment) disagrees with --nproc-per-node ${f.nprocPerNode} x --nnodes ${f.nnodes} = ${f.nprocPerNode * f.nnodes}; ` +
+        'either let a launcher start the ranks (it sets WORLD_SIZE, RANK, ...) or use --nproc-per-node, not both');
+    }
+  }
+  if (f.reshard && f.resume === undefined) throw new Error('--reshard applies to --resume (a run continued with a different number of processes)');
+  if (!given('nprocPerNode') && !launchedAsRank() && ['nnodes', 'nodeRank', 'masterAddr', 'masterPort', 'backend', 'distTimeout', 'syncBn'].some(given)) {
+    throw new Error('--nnodes, --node-rank, --master-addr, --master-port, --backend, --dist-timeout and --sync-bn set up data-parallel training; add --nproc-per-node N');
+  }
+}
+
 async function runTrain(f: TrainFlags, cmd: Command): Promise<void> {
-  const { config, run, resumeFrom, restart } = configure(f, cmd);
-  const tty = process.stderr.isTTY === true;
+  checkDistributedFlags(f, cmd);
+  if (launchedAsRank()) return await runRank(f, cmd);
+  if (f.nprocPerNode !== undefined) {
+    // Refuse bad flags here, once, before any worker starts (the workers check them again).
+    configure(f, cmd, false);
+    const threads = Math.max(1, Math.floor(f.threads / f.nprocPerNode));
+    const code = await launchWorkers({
+      nprocPerNode: f.nprocPerNode, nnodes: f.nnodes, nodeRank: f.nodeRank,
+      masterAddr: f.masterAddr ?? '127.0.0.1', masterPort: f.masterPort, timeoutMs: Math.round(f.distTimeout * 1000),
+      workerArgs: [...stripFlags(process.argv.slice(1), LAUNCHER_FLAGS), '--threads', String(threads)],
+    });
+    if (code !== 0) throw new Error(`data-parallel training failed (see the ranks' messages above); the last complete checkpoint is kept, and --resume latest continues from it`);
+    return;
+  }
+  await trainHere(f, cmd);
+}
+
+/** One rank of a data-parallel run, started by `--nproc-per-node` or a cluster launcher with torchrun's variables. */
+async function runRank(f: TrainFlags, cmd: Command): Promise<void> {
+  const env = readLaunchEnv();
+  let group: ProcessGroup | undefined;
+  try {
+    const lead = env.rank === 0;
+    const setup = configure(f, cmd, lead);
+    if (env.worldSize > 1) {
+      group = initProcessGroup({
+        rank: env.rank, worldSize: env.worldSize, masterAddr: env.masterAddr, masterPort: env.masterPort,
+        backend: f.backend, timeoutMs: Math.round(f.distTimeout * 1000),
+      });
+    }
+    await trainHere(f, cmd, setup, group);
+    // Nobody leaves (taking rank 0's store with it) before everyone is done.
+    group?.barrier();
+  } catch (e) {
+    if (e instanceof DistributedError || env.worldSize === 1) throw e;
+    throw new Error(`rank ${env.rank}: ${(e as Error).message}`, { cause: e });
+  } finally {
+    group?.destroy();
+  }
+}
+
+async function trainHere(f: TrainFlags, cmd: Command, setup = configure(f, cmd), group?: ProcessGroup): Promise<void> {
+  const { config, run, resumeFrom, restart } = setup;
+  const lead = (group?.rank ?? 0) === 0;
+  const world = group ? `, ${group.worldSize} processes x batch ${config.train.batchSize} = global batch ${group.worldSize * config.train.batchSize}` : '';
+  const tty = process.stderr.isTTY === true && lead;
   const bar = new SingleBar({
     format: 'epoch {epoch}/{epochs} |{bar}| step {value}/{total} | loss {loss} | {ips} img/s | ETA {eta_formatted}',
     barsize: 24, hideCursor: tty, noTTYOutput: !tty, notTTYSchedule: 10000, etaBuffer: 50,
@@ -215,10 +291,14 @@ async function runTrain(f: TrainFlags, cmd: Command): Promise<void> {
       ...(resumeFrom !== undefined ? { resumeFrom } : {}),
       ...(restart ? { restart } : {}),
       ...(config.train.dataset !== 'folder' && f.data !== undefined ? { data: { dir: f.data } } : {}),
+      ...(group ? { distributed: group } : {}),
+      ...(f.reshard ? { reshard: true } : {}),
+      // A resumed run keeps the BatchNorm it was trained with.
+      ...(f.syncBn ?? config.distributed?.syncBn ? { syncBn: true } : {}),
       hooks: {
         onStart: (s) => {
           const from = s.resumedAt > 0 ? `, resuming at step ${s.resumedAt} from ${resumeFrom}` : '';
-          process.stderr.write(`training ${config.model.preset} on ${s.images} images from ${s.dataDir}: ${s.totalSteps} steps, ${f.threads} threads -> ${run.root}${from}\n`);
+          process.stderr.write(`training ${config.model.preset} on ${s.images} images from ${s.dataDir}: ${s.totalSteps} steps, ${f.threads} threads${world} -> ${run.root}${from}\n`);
           bar.start(s.totalSteps, s.resumedAt, { epoch: Math.floor(s.resumedAt / s.stepsPerEpoch) + 1, epochs: config.train.epochs, loss: '-', ips: '-' });
         },
         onStep: (s) => bar.update(s.step, { epoch: s.epoch + 1, loss: s.smoothedLoss.toFixed(4), ips: Math.round(s.imagesPerSecond) }),
@@ -236,5 +316,5 @@ async function runTrain(f: TrainFlags, cmd: Command): Promise<void> {
     bar.stop();
     process.off('SIGINT', onSigint);
   }
-  process.stderr.write(`done: ${summary.steps} steps in ${summary.seconds.toFixed(1)} s (${Math.round(summary.imagesPerSecond)} img/s), final loss ${summary.finalLoss.toFixed(4)}\n`);
+  if (lead) process.stderr.write(`done: ${summary.steps} steps in ${summary.seconds.toFixed(1)} s (${Math.round(summary.imagesPerSecond)} img/s), final loss ${summary.finalLoss.toFixed(4)}\n`);
 }

@@ -1,7 +1,8 @@
 // A shuffling batch iterator over an in-memory dataset, driven by one seeded generator, with a
 // position that can be saved and restored (epoch, batch index, the epoch's permutation seed).
-import { type Tensor, Generator, randperm, tidy, keep, ArgumentError } from '../tensor/index.js';
+import { type Tensor, type BatchShare, Generator, randperm, tensor, tidy, keep, ArgumentError } from '../tensor/index.js';
 import { randomHorizontalFlip } from './transforms.js';
+import { samplesPerRank, rankRows } from './distributed-sampler.js';
 
 export interface LoaderOptions {
   batchSize: number;
@@ -9,6 +10,13 @@ export interface LoaderOptions {
   dropLast?: boolean;
   flip?: boolean;
   seed: number;
+  /**
+   * Data parallel: this process is `rank` of `worldSize`, each with batchSize images of a global
+   * batch of worldSize x batchSize. Each epoch's permutation is padded to a multiple of worldSize
+   * by wrapping and rank r takes positions r, r + W, ... (PyTorch's DistributedSampler); the flips
+   * are drawn for the global batch, so every rank's images are those a single process would see.
+   */
+  world?: { rank: number; worldSize: number };
 }
 
 export interface LoaderPosition {
@@ -21,6 +29,10 @@ export interface LoaderPosition {
 export class BatchLoader {
   readonly generator: Generator;
   readonly batchesPerEpoch: number;
+  /** Images per step over all processes (batchSize x world size). */
+  readonly globalBatchSize: number;
+  /** This process's rows of each global batch (B,) int64, when data parallel. */
+  readonly share: BatchShare | undefined;
   #epoch = 0;
   #batch = 0;
   #perm: Tensor | null = null;
@@ -29,10 +41,17 @@ export class BatchLoader {
   constructor(readonly images: Tensor, readonly labels: Tensor | null, readonly o: LoaderOptions) {
     const n = images.shape[0]!;
     if (!Number.isInteger(o.batchSize) || o.batchSize < 1) throw new ArgumentError(`loader: batch size must be a positive integer, got ${o.batchSize}`);
-    this.batchesPerEpoch = (o.dropLast ?? true) ? Math.floor(n / o.batchSize) : Math.ceil(n / o.batchSize);
+    const w = o.world?.worldSize ?? 1;
+    const perRank = samplesPerRank(n, w);
+    this.batchesPerEpoch = (o.dropLast ?? true) ? Math.floor(perRank / o.batchSize) : Math.ceil(perRank / o.batchSize);
     if (this.batchesPerEpoch === 0) {
-      throw new ArgumentError(`loader: ${n} images are fewer than one batch of ${o.batchSize}; lower --batch-size or use more images`);
+      const each = w > 1 ? ` (${perRank} for each of ${w} processes)` : '';
+      throw new ArgumentError(`loader: ${n} images${each} are fewer than one batch of ${o.batchSize}; lower --batch-size or use more images`);
     }
+    this.globalBatchSize = o.batchSize * w;
+    this.share = o.world && w > 1
+      ? { total: this.globalBatchSize, rows: keep(tensor(rankRows(this.globalBatchSize, o.world.rank, w), [o.batchSize], { dtype: 'int64' })) }
+      : undefined;
     this.generator = new Generator(o.seed);
     this.#epochState = this.generator.getState();
   }
@@ -67,13 +86,20 @@ export class BatchLoader {
     }
     this.#perm ??= keep(randperm(this.images.shape[0]!, { generator: this.generator }));
     const n = this.images.shape[0]!;
-    const start = this.#batch * this.o.batchSize;
-    const size = Math.min(this.o.batchSize, n - start);
+    const share = this.share;
+    const start = this.#batch * this.globalBatchSize;
     this.#batch += 1;
     return tidy(() => {
-      const idx = this.#perm!.narrow(0, start, size); // (B,) int64
+      let idx: Tensor; // (B,) int64
+      if (share) {
+        // Positions of the padded permutation (i mod n wraps around), this rank's rows of the global batch.
+        const positions = Array.from(share.rows.toArray(), (r) => (start + r) % n);
+        idx = this.#perm!.indexSelect(0, tensor(positions, [positions.length], { dtype: 'int64' }));
+      } else {
+        idx = this.#perm!.narrow(0, start, Math.min(this.o.batchSize, n - start));
+      }
       let x = this.images.indexSelect(0, idx);
-      if (this.o.flip ?? true) x = randomHorizontalFlip(x, this.generator);
+      if (this.o.flip ?? true) x = randomHorizontalFlip(x, this.generator, 0.5, share);
       if (skip) return null;
       return { x, y: this.labels ? this.labels.indexSelect(0, idx) : null };
     });

@@ -1,7 +1,7 @@
 // The notebook's transforms (seeds/001, `load_transformed_fashionMNIST`): Resize((16, 16)) with
 // antialiased bilinear filtering, ToTensor (to [0, 1]), RandomHorizontalFlip, then t * 2 - 1.
 import {
-  type Tensor, type Generator, tensor, interpolate, cat, rand, where, tidy, noGrad, ArgumentError,
+  type Tensor, type Generator, type BatchShare, drawShare, tensor, interpolate, cat, rand, where, tidy, noGrad, ArgumentError,
 } from '../tensor/index.js';
 
 /**
@@ -34,10 +34,11 @@ export function prepareImages(pixels: Uint8Array, shape: { n: number; c: number;
 }
 
 /** Flips each image left-right with probability p, drawing from the generator. */
-export function randomHorizontalFlip(x: Tensor, generator: Generator, p = 0.5): Tensor {
+export function randomHorizontalFlip(x: Tensor, generator: Generator, p = 0.5, share?: BatchShare): Tensor {
   return tidy(() => {
     const b = x.shape[0]!;
-    const mask = rand([b], { generator }).lt(p).reshape([b, 1, 1, 1]); // (B, 1, 1, 1) bool
+    const mask = drawShare(share, b, (n) => rand([n], { generator })).lt(p).reshape([b, 1, 1, 1]); // (B, 1, 1, 1) bool
     return where(mask, x.flip([3]), x);
   });
 }
+

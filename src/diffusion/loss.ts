@@ -2,7 +2,7 @@
 // output and its target (eps, x_0 or v, see objectives.ts), averaged; min-SNR-gamma (Hang et al.
 // 2023) weights each example by min(SNR(t), gamma) over the weight that turns its target's MSE into
 // an x_0 MSE, as lucidrains' denoising-diffusion-pytorch does.
-import { type Tensor, type Generator, randint, randn, randnLike, mseLoss, tidy, ArgumentError } from '../tensor/index.js';
+import { type Tensor, type Generator, type BatchShare, drawShare, randint, randn, mseLoss, tidy, ArgumentError } from '../tensor/index.js';
 import type { Diffusion } from './process.js';
 import { objectiveTarget, type Objective } from './objectives.js';
 
@@ -22,6 +22,8 @@ export interface LossOptions {
   /** Offset noise (Guttenberg 2023): eps += strength * N(0, 1) per example and channel; 0 turns it off. */
   offsetNoise?: number;
   generator?: Generator;
+  /** Data parallel: x0 is these rows of a global batch; t and the noise are drawn for the whole of it. */
+  share?: BatchShare;
 }
 
 /** The simple loss with the eps objective: t ~ U{0..T-1}, x_t ~ q(x_t | x_0), MSE between the noise and its prediction. */
@@ -49,9 +51,10 @@ export function diffusionLoss(diffusion: Diffusion, model: ModelFn, x0: Tensor, 
   const gen = o.generator ? { generator: o.generator } : {};
   return tidy(() => {
     const b = x0.shape[0]!;
-    const t = randint(0, diffusion.T, [b], gen); // (B,)
-    let noise = randnLike(x0, o.generator);
-    if (o.offsetNoise) noise = noise.add(randn([b, x0.shape[1]!, 1, 1], gen).mul(o.offsetNoise));
+    const [, ...chw] = x0.shape;
+    const t = drawShare(o.share, b, (n) => randint(0, diffusion.T, [n], gen)); // (B,)
+    let noise = drawShare(o.share, b, (n) => randn([n, ...chw], { ...gen, dtype: x0.dtype, device: x0.device })); // (B, C, H, W)
+    if (o.offsetNoise) noise = noise.add(drawShare(o.share, b, (n) => randn([n, chw[0]!, 1, 1], gen)).mul(o.offsetNoise));
     const { xt } = diffusion.qSample(x0, t, noise);
     const a = diffusion.extract('sqrtAlphaBar', t, x0.rank);
     const s = diffusion.extract('sqrtOneMinusAlphaBar', t, x0.rank);

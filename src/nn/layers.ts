@@ -1,6 +1,6 @@
 // The layers the U-Net presets use, with torch.nn's parameter names, shapes and initialisation.
 import * as F from '../tensor/functional.js';
-import { type Tensor, empty, ones, zeros, noGrad, ArgumentError } from '../tensor/index.js';
+import { type Tensor, cat, empty, full, ones, zeros, noGrad, tidy, ArgumentError } from '../tensor/index.js';
 import { Layer } from './module.js';
 import { biasUniform, fans, kaimingUniformDefault, normal } from './init.js';
 import { type SubPixelPlan, subPixelPlan, convTranspose2dSubPixel, subPixelConvOnnx } from './sub-pixel.js';
@@ -126,11 +126,20 @@ export class BatchNorm2d extends Layer {
     this.runningVar = this.registerBuffer('running_var', ones([numFeatures]));
     this.numBatchesTracked = this.registerBuffer('num_batches_tracked', zeros([], { dtype: 'int64' }));
   }
+  /**
+   * SyncBatchNorm (PyTorch's torch.nn.SyncBatchNorm): when set, training normalises with the
+   * statistics of the global batch of every data-parallel process. It sums a tensor over the
+   * processes, differentiably (its backward sums the gradients), so the input's gradient is that of
+   * the global batch's loss.
+   */
+  crossProcessSum: ((t: Tensor) => Tensor) | null = null;
+
   forward(x: Tensor): Tensor {
     if (x.rank !== 4 || x.shape[1] !== this.numFeatures) {
       throw new ArgumentError(`BatchNorm2d(${this.numFeatures}): expected input (N, ${this.numFeatures}, H, W), got [${x.shape.join(', ')}]`);
     }
     if (this.training) noGrad(() => this.numBatchesTracked.add_(ones([], { dtype: 'int64' })));
+    if (this.training && this.crossProcessSum) return this.#syncForward(x, this.crossProcessSum);
     return F.batchNorm(x, this.runningMean, this.runningVar, this.weight, this.bias, { training: this.training, momentum: this.momentum, eps: this.eps });
   }
   /** Eval mode: normalised by the running statistics. */
@@ -138,6 +147,28 @@ export class BatchNorm2d extends Layer {
     if (this.training) throw new ArgumentError(`ONNX export: BatchNorm2d ${g.pathOf(this)} is in training mode; call model.eval() before exporting`);
     const p = (key: string, t: Tensor): OnnxValue => g.param(this, key, t);
     return g.op('BatchNormalization', [x, p('weight', this.weight), p('bias', this.bias), p('running_mean', this.runningMean), p('running_var', this.runningVar)], x.shape, { epsilon: { f: this.eps } });
+  }
+
+  // Per-channel sum, sum of squares and count (in float64: E[x^2] - E[x]^2 cancels), summed over the
+  // processes; then batch norm with the global mean and biased variance, and the running statistics
+  // updated with the unbiased one, as torch.nn.SyncBatchNorm and batch_norm do.
+  #syncForward(x: Tensor, sum: (t: Tensor) => Tensor): Tensor {
+    return tidy(() => {
+      const c = this.numFeatures;
+      const [n, , h, w] = x.shape as [number, number, number, number];
+      const xd = x.double();
+      const local = cat([xd.sum([0, 2, 3]), xd.square().sum([0, 2, 3]), full([1], n * h * w, { dtype: 'float64' })]); // (2C + 1,)
+      const [s, ss, count] = sum(local).split([c, c, 1]) as [Tensor, Tensor, Tensor];
+      const total = count.item();
+      const mean = s.div(total); // (C,)
+      const variance = ss.div(total).sub(mean.square()); // (C,) biased
+      noGrad(() => {
+        this.runningMean.mul_(1 - this.momentum).add_(mean.float(), this.momentum);
+        this.runningVar.mul_(1 - this.momentum).add_(variance.mul(total / Math.max(total - 1, 1)).float(), this.momentum);
+      });
+      const scale = variance.add(this.eps).rsqrt().float().mul(this.weight).reshape([1, c, 1, 1]);
+      return x.sub(mean.float().reshape([1, c, 1, 1])).mul(scale).add(this.bias.reshape([1, c, 1, 1])); // (N, C, H, W)
+    });
   }
 }
 

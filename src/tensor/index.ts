@@ -7,3 +7,4 @@ export { ArgumentError } from './check.js';
 export type { DType, AnyTypedArray } from './dtype.js';
 export { DTYPE_BYTES, DTYPE_CODE, isFloating } from './dtype.js';
 export { LibtorchUnavailableError } from './native.js';
+export { drawShare, type BatchShare } from './share.js';

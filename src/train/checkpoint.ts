@@ -23,6 +23,8 @@ export interface TrainState {
   loss: number;
   /** Decay and update count of the EMA, when the run keeps one (its weights are ema.safetensors). */
   ema?: EmaMeta;
+  /** Images per step over all processes (absent: train.batchSize, a one-process run). */
+  globalBatchSize?: number;
 }
 
 /** The files of a checkpoint folder; refuses to produce one from non-finite weights. */
@@ -45,6 +47,7 @@ export function checkpointFiles(s: TrainingSession, loss: number): Record<string
     optimizer: { step: opt.step, lr: opt.lr },
     loss,
     ...(s.ema ? { ema: s.ema.meta() } : {}),
+    globalBatchSize: s.loader.globalBatchSize,
   };
   return {
     'model.safetensors': serializeTensors(weights, { format: 'pt', producer: 'ddpm-ts' }),
@@ -71,7 +74,7 @@ function readState(file: string): TrainState {
  * Loads a checkpoint folder into a freshly built session so training continues exactly where it
  * stopped. Everything is read and checked before anything changes.
  */
-export function restoreTraining(s: TrainingSession, dir: string): void {
+export function restoreTraining(s: TrainingSession, dir: string, globalBatchSize?: number): void {
   for (const f of ['model.safetensors', 'optimizer.safetensors', 'state.json']) {
     if (!existsSync(path.join(dir, f))) throw new Error(`checkpoint ${dir} is incomplete: ${f} is missing`);
   }
@@ -91,8 +94,14 @@ export function restoreTraining(s: TrainingSession, dir: string): void {
     ema: s.ema ? noGrad(() => new Map([...s.ema!.stateDict()].map(([k, t]) => [k, keep(t.clone())]))) : null,
     emaMeta: s.ema?.meta(),
   };
+  // --reshard: a position counted in batches of another global size continues at the first batch
+  // not yet fully seen (the generator state is the epoch's start, so the epoch's permutation repeats).
+  const savedGlobal = state.globalBatchSize ?? s.loader.o.batchSize;
+  const position = globalBatchSize !== undefined && savedGlobal !== globalBatchSize
+    ? { ...state.loader, batch: Math.floor((state.loader.batch * savedGlobal) / globalBatchSize) }
+    : state.loader;
   try {
-    s.loader.restore(state.loader);
+    s.loader.restore(position);
     s.noiseGen.setState(new Uint8Array(Buffer.from(state.noiseGenerator, 'base64')));
     s.model.loadStateDict(weights, path.join(dir, 'model.safetensors'));
     s.ema?.loadStateDict(emaWeights, state.ema, path.join(dir, 'ema.safetensors'));

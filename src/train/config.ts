@@ -49,6 +49,8 @@ export interface RunConfig {
   train: TrainSettings;
   /** The per-epoch sample grids. */
   samples: SampleGridSettings;
+  /** Data-parallel runs: how many processes trained it, each with train.batchSize images of a global batch. */
+  distributed?: { worldSize: number; globalBatchSize: number; syncBn?: boolean };
 }
 
 export interface SampleGridSettings {

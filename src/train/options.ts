@@ -14,6 +14,7 @@ import { expected, show, type OptionDecl } from '../options/declare.js';
 import { PRESETS } from '../models/index.js';
 import { SCHEDULES, OBJECTIVES, LOSS_WEIGHTINGS } from '../diffusion/index.js';
 import { SAMPLERS, VARIANCES } from '../samplers/index.js';
+import { BACKENDS, DEFAULT_TIMEOUT_MS } from '../distributed/index.js';
 import type { RunConfig } from './config.js';
 
 /** A training option: its declaration, whether it defines the run, and where config.json keeps it. */
@@ -72,6 +73,17 @@ export const TRAIN_OPTIONS = {
   keep: trainOption({ scope: 'process', name: 'keep', flag: '--keep <n>', help: 'keep only the newest N checkpoints, 0 for all', schema: nonNegativeInt, default: 0 }),
   maxSteps: trainOption({ scope: 'process', name: 'maxSteps', flag: '--max-steps <n>', help: 'stop after N steps in all (a checkpoint is written there; --resume continues)', schema: positiveInt }),
   sampleGrids: trainOption({ scope: 'process', name: 'sampleGrids', flag: '--no-sample-grids', help: 'skip the sample grid after each epoch', schema: z.boolean() }),
+  // Data parallel (src/distributed/): where the processes are and how they talk. Per process: the same
+  // run may be resumed with other machines (a different world size needs --reshard).
+  nprocPerNode: trainOption({ scope: 'process', name: 'nprocPerNode', flag: '--nproc-per-node <n>', help: 'data parallel: start N worker processes here, each with --batch-size images of every step and --threads/N threads (torchrun --standalone)', schema: positiveInt }),
+  nnodes: trainOption({ scope: 'process', name: 'nnodes', flag: '--nnodes <n>', help: 'data parallel over N machines: run the same command on each with its --node-rank', schema: positiveInt, default: 1 }),
+  nodeRank: trainOption({ scope: 'process', name: 'nodeRank', flag: '--node-rank <n>', help: "this machine's index in [0, --nnodes)", schema: nonNegativeInt, default: 0 }),
+  masterAddr: trainOption({ scope: 'process', name: 'masterAddr', flag: '--master-addr <host>', help: "where rank 0's rendezvous store listens (MASTER_ADDR; default 127.0.0.1 on one machine)", schema: z.string().min(1) }),
+  masterPort: trainOption({ scope: 'process', name: 'masterPort', flag: '--master-port <n>', help: 'its TCP port (MASTER_PORT; default: a free port on one machine, required with --nnodes > 1)', schema: z.int().min(1).max(65535) }),
+  backend: trainOption({ scope: 'process', name: 'backend', flag: '--backend <name>', help: `collective backend: ${BACKENDS.join(', ')} (gloo moves CPU tensors, nccl CUDA tensors)`, schema: z.enum(BACKENDS), default: 'gloo' }),
+  distTimeout: trainOption({ scope: 'process', name: 'distTimeout', flag: '--dist-timeout <s>', help: 'seconds to wait for the other ranks (to join, and in every collective) before stopping with an error naming the lost rank', schema: z.number().gt(0), default: DEFAULT_TIMEOUT_MS / 1000 }),
+  syncBn: trainOption({ scope: 'process', name: 'syncBn', flag: '--sync-bn', help: "data parallel, dli02: BatchNorm normalises with the global batch's statistics (torch.nn.SyncBatchNorm), not each process's", schema: z.boolean() }),
+  reshard: trainOption({ scope: 'process', name: 'reshard', flag: '--reshard', help: 'resume a data-parallel run with a different number of processes (the data order changes from that step on)', schema: z.boolean() }),
 } as const;
 
 export type TrainOptionName = keyof typeof TRAIN_OPTIONS;

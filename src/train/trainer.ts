@@ -3,12 +3,13 @@
 // epoch: a sample grid and a checkpoint in the run folder. A checkpoint holds everything needed to
 // continue as if never stopped (weights, optimizer moments, data position, generator states).
 import path from 'node:path';
+import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { removeDirAtomic } from '../io/atomic.js';
 import {
-  Generator, tidy, noGrad, manualSeed, setNumThreads, getNumThreads, rand, type Tensor,
+  Generator, tidy, noGrad, manualSeed, setNumThreads, getNumThreads, rand, tensor, drawShare, type Tensor, type BatchShare,
 } from '../tensor/index.js';
-import { Adam, clipGradNorm } from '../nn/index.js';
+import { Adam, BatchNorm2d, clipGradNorm, type Module } from '../nn/index.js';
 import { Diffusion, makeSchedule, diffusionLoss } from '../diffusion/index.js';
 import { createModel, type DiffusionUNet } from '../models/index.js';
 import { assertFinite, oneHot } from '../samplers/index.js';
@@ -18,6 +19,7 @@ import { BatchLoader } from '../data/loader.js';
 import { RunFolder } from '../io/run.js';
 import { writePng } from '../io/png.js';
 import { tensorGrid } from '../viz/tensor-grid.js';
+import { type ProcessGroup, GradientAverager, broadcastCoalesced } from '../distributed/index.js';
 import { checkRunConfig, runObjective, runNumClasses, type RunConfig } from './config.js';
 import { checkpointFiles, restoreTraining } from './checkpoint.js';
 import { EMA } from './ema.js';
@@ -75,6 +77,18 @@ export interface TrainOptions {
   maxSteps?: number;
   /** Train on these images (and labels) instead of loading config.train's dataset: the library's way in for in-memory data. */
   dataset?: TrainingData;
+  /**
+   * Data parallel over this process group, as PyTorch's DistributedDataParallel: rank 0's weights
+   * broadcast at the start, each rank computes its rows of every global batch (batchSize each),
+   * gradients averaged by bucketed allreduce, BatchNorm buffers broadcast from rank 0 before each
+   * forward, and a NaN on any rank or a stop asked of any rank acted on by all. Rank 0 alone writes
+   * the run folder; the others wait at a barrier.
+   */
+  distributed?: ProcessGroup;
+  /** Resume a run with a different number of processes (the data order changes from there on). */
+  reshard?: boolean;
+  /** Data parallel: BatchNorm with the global batch's statistics (torch.nn.SyncBatchNorm) instead of each process's own. */
+  syncBn?: boolean;
 }
 
 export interface TrainSummary { steps: number; epochs: number; finalLoss: number; seconds: number; imagesPerSecond: number; checkpoint: string; skipped: number }
@@ -99,6 +113,8 @@ export interface TrainingSession {
   step: number;
   /** The EMA of the weights, when the run keeps one. */
   ema: EMA | null;
+  /** Data parallel: the process group, its gradient buckets, and the stop that all ranks agree on. */
+  dist?: { group: ProcessGroup; averager: GradientAverager; stopAsked: boolean; stopAgreed: boolean };
 }
 
 /** What trainStep needs besides the session: the run's objective, loss, schedule and conditioning settings. */
@@ -150,31 +166,58 @@ async function trainRun(config: RunConfig, run: RunFolder, o: TrainOptions): Pro
   const numClasses = runNumClasses(config);
   if (numClasses > 0 && !labels) throw new Error(`class-conditional training needs labels, but ${dataDir} has none (put each class's images in its own subfolder)`);
   if (o.resumeFrom && o.restart) throw new Error('train: resumeFrom and restart exclude each other (a restart has no checkpoint to resume from)');
-  if (!o.resumeFrom) {
+  const group = o.distributed && o.distributed.worldSize > 1 ? o.distributed : undefined;
+  const worldSize = group?.worldSize ?? 1;
+  const lead = (group?.rank ?? 0) === 0;
+  const trainedBy = config.distributed?.worldSize ?? 1;
+  if (o.resumeFrom && trainedBy !== worldSize && !o.reshard) {
+    throw new Error(`the run ${run.root} was trained by ${trainedBy} process${trainedBy > 1 ? 'es' : ''} and this resume has ${worldSize}; ` +
+      `resume with ${trainedBy} (--nproc-per-node ${trainedBy}), or add --reshard to go on with ${worldSize} (the data order then changes from this step on)`);
+  }
+  const distConfig = worldSize > 1 || config.distributed
+    ? { distributed: { worldSize, globalBatchSize: tc.batchSize * worldSize, ...(o.syncBn ? { syncBn: true } : {}) } } : {};
+  // Every rank must run the same training: compare the config (less the data's path, which may differ between machines) before step 1.
+  group?.agree('run configurations', { ...config, train: { ...tc, data: '' }, images: images.shape[0], resume: o.resumeFrom ? path.basename(o.resumeFrom) : null, syncBn: o.syncBn ?? false });
+  const model = buildModel(config);
+  if (group && o.syncBn) {
+    const norms = modulesOf(model).filter((m): m is BatchNorm2d => m instanceof BatchNorm2d);
+    if (norms.length === 0) throw new Error(`--sync-bn: the ${config.model.preset} model has no BatchNorm layers (only dli02 has; GroupNorm needs no synchronising)`);
+    for (const bn of norms) bn.crossProcessSum = (t) => group.allReduceWithGrad(t);
+  }
+  if (lead && !o.resumeFrom) {
     // Only once the data has loaded: a refused dataset leaves no run folder behind.
     run.create(o.restart ?? false);
     if (o.restart) run.setAsideLog();
-    run.writeConfig({ ...config, train: { ...tc, data: dataDir } });
+    run.writeConfig({ ...config, ...distConfig, train: { ...tc, data: dataDir } });
+  } else if (lead && trainedBy !== worldSize) {
+    run.writeConfig({ ...config, ...distConfig });
   }
 
-  const model = buildModel(config);
   const s: TrainingSession = {
     model,
     optimizer: new Adam(model.namedParameters(), { lr: tc.lr }),
-    loader: new BatchLoader(images, numClasses > 0 ? labels : null, { batchSize: tc.batchSize, seed: tc.seed + 1, flip: tc.flip }),
+    loader: new BatchLoader(images, numClasses > 0 ? labels : null, {
+      batchSize: tc.batchSize, seed: tc.seed + 1, flip: tc.flip, ...(group ? { world: { rank: group.rank, worldSize } } : {}),
+    }),
     noiseGen: new Generator(tc.seed + 2),
     step: 0,
     ema: (tc.emaDecay ?? 0) > 0 ? new EMA(model, { decay: tc.emaDecay! }) : null,
   };
   if (o.resumeFrom) {
-    restoreTraining(s, o.resumeFrom);
-    run.dropTornLogLine();
+    restoreTraining(s, o.resumeFrom, s.loader.globalBatchSize);
+    if (lead) run.dropTornLogLine();
   }
+  if (group) {
+    // DDP's _sync_module_states: every rank starts from rank 0's weights and buffers.
+    broadcastCoalesced(group, [...model.parameters(), ...model.namedBuffers().map(([, b]) => b)]);
+    s.dist = { group, averager: new GradientAverager(group, model.parameters()), stopAsked: false, stopAgreed: false };
+  }
+  const hooks = lead ? o.hooks : undefined;
   const resumedAt = s.step;
   const totalSteps = s.loader.batchesPerEpoch * tc.epochs;
   const settings = stepSettings(config, totalSteps);
   if (settings.lrSchedule.kind !== 'constant' || settings.lrSchedule.warmupSteps > 0) validateLrSchedule(tc.lr, settings.lrSchedule, 'train.lrSchedule');
-  o.hooks?.onStart?.({ images: images.shape[0]!, stepsPerEpoch: s.loader.batchesPerEpoch, totalSteps, dataDir, resumedAt });
+  hooks?.onStart?.({ images: images.shape[0]!, stepsPerEpoch: s.loader.batchesPerEpoch, totalSteps, dataDir, resumedAt });
 
   const maxBad = o.maxBadSteps ?? 20;
   const start = performance.now();
@@ -188,21 +231,29 @@ async function trainRun(config: RunConfig, run: RunFolder, o: TrainOptions): Pro
   let epochLossSum = 0;
   let epochSteps = 0;
   const save = (): void => {
+    // Every rank's weights must be rank 0's bit for bit; a checkpoint is where that is checked.
+    group?.agree(`weights at step ${s.step}`, weightsDigest(model));
     // A stop or a --checkpoint-every that lands on an epoch's last step has already saved this step.
-    if (existsSync(run.checkpointDir(s.step))) return;
-    checkpoint = saveCheckpoint(run, s, lastLoss, o.keep ?? 0);
-    o.hooks?.onCheckpoint?.(checkpoint);
+    if (lead && !existsSync(run.checkpointDir(s.step))) {
+      checkpoint = saveCheckpoint(run, s, lastLoss, o.keep ?? 0);
+      hooks?.onCheckpoint?.(checkpoint);
+    }
+    // The others wait, so a checkpoint on disk always belongs to one global step of every rank.
+    group?.barrier();
   };
   model.train();
-  const stopEarly = (): boolean => (o.signal?.aborted ?? false) || (o.maxSteps !== undefined && s.step >= o.maxSteps);
+  // Data parallel: a stop asked of one rank (Ctrl-C) takes effect on all after the same step.
+  const stopAsked = (): boolean => (s.dist ? s.dist.stopAgreed : (o.signal?.aborted ?? false));
+  const stopEarly = (): boolean => stopAsked() || (o.maxSteps !== undefined && s.step >= o.maxSteps);
   while (s.loader.epoch < tc.epochs && !stopEarly()) {
     const epoch = s.loader.epoch;
+    if (s.dist) s.dist.stopAsked = o.signal?.aborted ?? false;
     const r = trainStep(s, diffusion, settings);
     if (r === 'end-of-epoch') {
       const grid = path.join(run.samplesDir, `epoch-${String(epoch + 1).padStart(3, '0')}.png`);
-      if (o.sampleGrids ?? true) writeSampleGrid(s, diffusion, config, grid);
+      if (lead && (o.sampleGrids ?? true)) writeSampleGrid(s, diffusion, config, grid);
       save();
-      o.hooks?.onEpoch?.({ epoch, step: s.step, meanLoss: epochLossSum / Math.max(epochSteps, 1), grid, checkpoint });
+      hooks?.onEpoch?.({ epoch, step: s.step, meanLoss: epochLossSum / Math.max(epochSteps, 1), grid, checkpoint });
       epochLossSum = 0;
       epochSteps = 0;
       continue;
@@ -211,7 +262,7 @@ async function trainRun(config: RunConfig, run: RunFolder, o: TrainOptions): Pro
     if (typeof r === 'string') {
       badInRow += 1;
       skipped += 1;
-      o.hooks?.onSkip?.({ step: s.step, reason: r, inARow: badInRow });
+      hooks?.onSkip?.({ step: s.step, reason: r, inARow: badInRow });
       if (badInRow >= maxBad) {
         throw new Error(`stopping at step ${s.step}: ${badInRow} steps in a row were skipped (${r}). ` +
           `The last good checkpoint is kept${checkpoint ? ` (${checkpoint})` : ''}; check the data for NaN or infinite values, or lower --lr`);
@@ -226,17 +277,20 @@ async function trainRun(config: RunConfig, run: RunFolder, o: TrainOptions): Pro
       logLosses.push(loss);
     }
     const elapsed = (performance.now() - start) / 1000;
-    o.hooks?.onStep?.({
+    hooks?.onStep?.({
       epoch, step: s.step, stepInEpoch: s.loader.batchIndex, stepsPerEpoch: s.loader.batchesPerEpoch, totalSteps,
-      loss: lastLoss, smoothedLoss: smoothed, imagesPerSecond: ((s.step - resumedAt) * tc.batchSize) / elapsed, elapsedSeconds: elapsed,
+      loss: lastLoss, smoothedLoss: smoothed, imagesPerSecond: ((s.step - resumedAt) * s.loader.globalBatchSize) / elapsed, elapsedSeconds: elapsed,
     });
     if (logLosses.length > 0 && (s.step % tc.logEvery === 0 || s.loader.batchIndex === s.loader.batchesPerEpoch)) {
       const now = performance.now();
-      run.appendLog({
-        step: s.step, epoch, loss: mean(logLosses), lr: s.optimizer.lr,
-        imagesPerSecond: (logLosses.length * tc.batchSize) / ((now - logStart) / 1000),
-        time: new Date().toISOString(),
-      });
+      if (lead) {
+        run.appendLog({
+          step: s.step, epoch, loss: mean(logLosses), lr: s.optimizer.lr,
+          imagesPerSecond: (logLosses.length * s.loader.globalBatchSize) / ((now - logStart) / 1000),
+          ...(group ? { worldSize, globalBatchSize: s.loader.globalBatchSize, allreduceSeconds: s.dist!.averager.seconds } : {}),
+          time: new Date().toISOString(),
+        });
+      }
       logLosses = [];
       logStart = now;
     }
@@ -256,7 +310,7 @@ async function trainRun(config: RunConfig, run: RunFolder, o: TrainOptions): Pro
   s.ema?.dispose();
   return {
     steps: s.step, epochs: tc.epochs, finalLoss: lastLoss, seconds, skipped,
-    imagesPerSecond: ((s.step - resumedAt) * tc.batchSize) / seconds, checkpoint,
+    imagesPerSecond: ((s.step - resumedAt) * s.loader.globalBatchSize) / seconds, checkpoint,
   };
 }
 
@@ -271,6 +325,8 @@ export function trainStep(s: TrainingSession, diffusion: Diffusion, o: StepSetti
     const batch = s.loader.next();
     if (batch === null) return 'end-of-epoch';
     const buffers = s.model.namedBuffers().map(([, b]) => b);
+    // DDP's broadcast_buffers: BatchNorm's running statistics are rank 0's before every forward.
+    if (s.dist && buffers.length > 0) broadcastCoalesced(s.dist.group, buffers);
     const saved = noGrad(() => buffers.map((b) => b.clone()));
     const skip = (reason: string): string => {
       s.optimizer.zeroGrad();
@@ -279,16 +335,38 @@ export function trainStep(s: TrainingSession, diffusion: Diffusion, o: StepSetti
     };
     // Classifier-free guidance training (Ho & Salimans 2022; the course's notebook 04): one-hot
     // labels, each dropped to the zero "null" label with probability condDropProb.
-    const c = batch.y && o.numClasses > 0 ? dropLabels(oneHot(batch.y.toArray(), o.numClasses), o.condDropProb, s.noiseGen) : null;
+    // Data parallel: t, noise and label drops are drawn for the global batch and this rank takes its rows.
+    const share = s.loader.share;
+    const c = batch.y && o.numClasses > 0 ? dropLabels(oneHot(batch.y.toArray(), o.numClasses), o.condDropProb, s.noiseGen, share) : null;
     const l = diffusionLoss(diffusion, (xt, t) => s.model.forward(xt, t, c), batch.x, {
       objective: o.objective, weighting: o.loss.weighting, minSnrGamma: o.loss.minSnrGamma, offsetNoise: o.loss.offsetNoise, generator: s.noiseGen,
+      ...(share ? { share } : {}),
     });
-    const loss = l.item();
+    let loss = l.item();
     s.optimizer.zeroGrad();
-    if (!Number.isFinite(loss)) return skip(`loss is ${loss}`);
-    l.backward();
-    const bad = firstNonFiniteGrad(s);
-    if (bad) return skip(`gradient of ${bad} is not finite`);
+    let reason: string | null = null;
+    if (!Number.isFinite(loss)) {
+      reason = `loss is ${loss}`;
+    } else {
+      l.backward();
+      const bad = firstNonFiniteGrad(s);
+      if (bad) reason = `gradient of ${bad} is not finite`;
+    }
+    if (s.dist) {
+      // One small allreduce decides for every rank: a NaN on any rank skips the step on all (so their
+      // weights never part), and a stop asked of any rank stops all after this step. The loss logged
+      // is the global batch's: the mean of the ranks' equal-sized means.
+      const w = s.dist.group.worldSize;
+      const flags = tensor([reason ? 1 : 0, reason ? 0 : loss, s.dist.stopAsked ? 1 : 0], [3], { dtype: 'float64' });
+      s.dist.group.allReduce([flags]);
+      const [bad, lossSum, stops] = flags.toArray() as [number, number, number];
+      if (stops > 0) s.dist.stopAgreed = true;
+      if (bad > 0 && !reason) reason = `a non-finite loss or gradient on ${bad} of ${w} processes`;
+      loss = lossSum / w;
+    }
+    if (reason) return skip(reason);
+    // The gradient of the global batch's mean loss: the mean of the ranks' gradients (DDP's allreduce).
+    s.dist?.averager.average();
     if (o.gradClip > 0) clipGradNorm(s.model.parameters(), o.gradClip);
     // The notebook's constant rate leaves the optimizer's lr as configured.
     if (o.lrSchedule.kind !== 'constant' || o.lrSchedule.warmupSteps > 0) s.optimizer.lr = lrAt(o.baseLr, s.optimizer.stepCount, o.lrSchedule);
@@ -300,9 +378,9 @@ export function trainStep(s: TrainingSession, diffusion: Diffusion, o: StepSetti
 }
 
 /** Zeroes each row with probability p (a per-example Bernoulli draw from `generator`). */
-function dropLabels(c: Tensor, p: number, generator: Generator): Tensor {
+function dropLabels(c: Tensor, p: number, generator: Generator, share?: BatchShare): Tensor {
   if (p === 0) return c;
-  return tidy(() => c.mul(rand([c.shape[0]!, 1], { generator }).ge(p).float())); // (B, K)
+  return tidy(() => c.mul(drawShare(share, c.shape[0]!, (n) => rand([n, 1], { generator })).ge(p).float())); // (B, K)
 }
 
 function firstNonFiniteGrad(s: TrainingSession): string | null {
@@ -313,6 +391,17 @@ function firstNonFiniteGrad(s: TrainingSession): string | null {
     }
     return null;
   }));
+}
+
+/** SHA-256 of the parameters' bytes, in order (buffers differ between ranks until rank 0's are broadcast). */
+function weightsDigest(model: DiffusionUNet): string {
+  const h = createHash('sha256');
+  noGrad(() => { for (const p of model.parameters()) h.update(new Uint8Array(p.dataSync().buffer)); });
+  return h.digest('hex');
+}
+
+function modulesOf(m: Module): Module[] {
+  return [m, ...m.children().flatMap(([, c]) => modulesOf(c))];
 }
 
 function mean(xs: number[]): number { return xs.reduce((a, b) => a + b, 0) / Math.max(xs.length, 1); }
