@@ -1,6 +1,7 @@
 // The sampler options, declared once: type, range and help words here; defaults from the run
 // (samplerDefaults). `ddpm sample`, `ddpm eval`, `ddpm viz reverse`, the studio's Generate form and
 // its request check, and resolveSampling (sample.ts) all read these declarations.
+// The other flags of a sampling run (-n, --seed, --batch-size, --threads, ...) are declared in run-options.ts.
 //
 // To add a sampler option (e.g. `ddpm sample --model FILE.onnx`): add one `option({...})` entry to
 // SAMPLER_OPTIONS (name, flag, help, defaultHelp, schema), give it a default in samplerDefaults if it
