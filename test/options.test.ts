@@ -81,7 +81,7 @@ test('the samplers\' own checks and the flags refuse the same values: one range 
   refusedBoth(O.snr.schema, (r) => checkCorrector(1, r), [-1, 0, 1e-9, 0.16, Infinity, NaN]);
   // A library caller reads the option, the value, what was expected and why.
   assert.throws(() => checkEta(2), /ddim: eta must be a number in \[0, 1\], got 2 \(0: deterministic DDIM, 1: DDPM's posterior variance\)$/);
-  assert.throws(() => checkSteps('sample (ddim)', 11, 10), /sample \(ddim\): the number of steps must be an integer in \[1, 10\], got 11 \(T = 10: a sampler cannot visit more timesteps than the schedule has\)/);
+  assert.throws(() => checkSteps('sample (ddim)', 11, 10), /sample \(ddim\): the number of steps must be an integer in \[1, T = 10\], got 11 \(a sampler cannot visit more timesteps than the schedule has\)/);
   assert.throws(() => checkCorrector(-1, 0.16), /pc: correctorSteps must be a non-negative integer, got -1 \(Langevin steps per noise level\)/);
   assert.throws(() => checkCorrector(1, 0), /pc: snr must be a positive number, got 0 \(Song et al. use 0.16\)/);
   const d = new Diffusion(makeSchedule({ kind: 'linear', T: 10, betaStart: 1e-4, betaEnd: 0.02 }));

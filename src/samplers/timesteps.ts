@@ -3,7 +3,6 @@
 // Lists are descending: the order the sampler visits them.
 import * as z from 'zod';
 import { ArgumentError } from '../tensor/check.js';
-import { refusal } from '../options/declare.js';
 
 export const SPACINGS = ['leading', 'linspace', 'trailing'] as const;
 export type Spacing = (typeof SPACINGS)[number];
@@ -25,8 +24,9 @@ function linspaceAt(start: number, stop: number, num: number, i: number): number
 export const STEPS = z.int().min(1);
 
 export function checkSteps(where: string, K: number, T: number): void {
-  const r = refusal(STEPS.max(T), K, `${where}: the number of steps`);
-  if (r !== null) throw new ArgumentError(`${r} (T = ${T}${K > T ? ': a sampler cannot visit more timesteps than the schedule has' : ''})`);
+  if (!STEPS.max(T).safeParse(K).success) {
+    throw new ArgumentError(`${where}: the number of steps must be an integer in [1, T = ${T}], got ${K}${K > T ? ' (a sampler cannot visit more timesteps than the schedule has)' : ''}`);
+  }
 }
 
 function checkDistinct(where: string, ts: number[]): number[] {
