@@ -11,7 +11,10 @@ import * as z from 'zod';
 import { ROOT } from './helpers.js';
 import { trainTinyRun } from './tiny-run.js';
 import { expected, fromText } from '../src/options/declare.js';
-import { SAMPLER_OPTIONS, samplerDefaults } from '../src/samplers/index.js';
+import { SAMPLER_OPTIONS, samplerDefaults, checkEta, checkSteps, checkCorrector, resolveSampling } from '../src/samplers/index.js';
+import { RUN_OPTIONS } from '../src/samplers/run-options.js';
+import { declared, positiveInt } from '../src/cli/args.js';
+import { Diffusion, makeSchedule } from '../src/diffusion/index.js';
 import { TRAIN_OPTIONS, checkConfigJson, presetDefaultWords } from '../src/train/options.js';
 import { presetDefaults, runSampling, type RunConfig } from '../src/train/config.js';
 import { loadRun } from '../src/train/checkpoint.js';
@@ -60,6 +63,48 @@ test('a schema says in words what it accepts, and text is read as its type', () 
   assert.deepEqual(fromText(SAMPLER_OPTIONS.steps.schema, '2.5', '--steps'), { error: '--steps must be a positive integer, got "2.5"' });
   assert.deepEqual(fromText(SAMPLER_OPTIONS.steps.schema, '1e3', '--steps'), { error: '--steps must be a positive integer, got "1e3"' });
   assert.deepEqual(fromText(SAMPLER_OPTIONS.eta.schema, 'NaN', '--eta'), { error: '--eta must be a number in [0, 1], got "NaN"' });
+});
+
+test('the samplers\' own checks and the flags refuse the same values: one range each', () => {
+  const O = SAMPLER_OPTIONS;
+  // Each value is refused by the declaration exactly when the library check refuses it.
+  const refusedBoth = (schema: z.ZodType, check: (v: number) => unknown, values: number[]): void => {
+    for (const v of values) {
+      let threw = false;
+      try { check(v); } catch { threw = true; }
+      assert.equal(threw, !schema.safeParse(v).success, `value ${v}`);
+    }
+  };
+  refusedBoth(O.eta.schema, checkEta, [-0.1, 0, 0.5, 1, 1.0001, NaN, Infinity]);
+  refusedBoth(O.steps.schema.max(10), (k) => checkSteps('sample', k, 10), [0, 1, 2.5, 10, 11, -3]);
+  refusedBoth(O.correctorSteps.schema, (n) => checkCorrector(n, 0.16), [-1, 0, 1, 1.5, 3]);
+  refusedBoth(O.snr.schema, (r) => checkCorrector(1, r), [-1, 0, 1e-9, 0.16, Infinity, NaN]);
+  // A library caller reads the option, the value, what was expected and why.
+  assert.throws(() => checkEta(2), /ddim: eta must be a number in \[0, 1\], got 2 \(0: deterministic DDIM, 1: DDPM's posterior variance\)$/);
+  assert.throws(() => checkSteps('sample (ddim)', 11, 10), /sample \(ddim\): the number of steps must be an integer in \[1, T = 10\], got 11 \(a sampler cannot visit more timesteps than the schedule has\)/);
+  assert.throws(() => checkCorrector(-1, 0.16), /pc: correctorSteps must be a non-negative integer, got -1 \(Langevin steps per noise level\)/);
+  assert.throws(() => checkCorrector(1, 0), /pc: snr must be a positive number, got 0 \(Song et al. use 0.16\)/);
+  const d = new Diffusion(makeSchedule({ kind: 'linear', T: 10, betaStart: 1e-4, betaEnd: 0.02 }));
+  try {
+    assert.throws(() => resolveSampling({ model: () => { throw new Error('not called'); }, diffusion: d, objective: 'eps', shape: [1, 1, 4, 4], sampler: 'ddim', eta: 1.5 }), /eta must be a number in \[0, 1\], got 1.5/);
+  } finally {
+    d.dispose();
+  }
+});
+
+test('flags shared by sample, eval, viz and the studio come from one declaration, and refuse in its words', () => {
+  const parse = (o: ReturnType<typeof declared>, v: string): unknown => o.parseArg!(v, undefined);
+  assert.equal(parse(declared(RUN_OPTIONS.n), '8'), 8);
+  assert.throws(() => parse(declared(RUN_OPTIONS.n), '0'), /-n must be a positive integer, got "0"$/);
+  assert.throws(() => parse(declared(RUN_OPTIONS.seed), '-1'), /--seed must be a non-negative integer, got "-1"/);
+  assert.throws(() => parse(declared(RUN_OPTIONS.replicas), '2.5'), /--replicas must be a positive integer, got "2.5"/);
+  assert.throws(() => parse(declared(RUN_OPTIONS.scale), '1e3'), /--scale must be a positive integer, got "1e3"/);
+  // A command's own flags are refused in the same words.
+  assert.throws(() => positiveInt('--rows')('0'), /--rows must be a positive integer, got "0"/);
+  // A switch takes no parser: commander sets it.
+  assert.equal(declared(RUN_OPTIONS.ema).parseArg, undefined);
+  // Help: the declaration's words with its default.
+  assert.equal(declared(RUN_OPTIONS.checkpoint).description, 'a checkpoints/step-N folder or model.safetensors (default: the latest)');
 });
 
 test('sampler defaults follow the run: its preset\'s own grid sampler, or the chosen sampler\'s own defaults', () => {

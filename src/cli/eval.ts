@@ -11,6 +11,7 @@ import { runObjective, runNumClasses, runSampling, type RunConfig } from '../tra
 import type { DiffusionUNet } from '../models/index.js';
 import type { Diffusion } from '../diffusion/index.js';
 import { sample, assertFinite, samplerDefaults, SAMPLER_OPTIONS as O, VARIANCES, type SamplerName, type Variance } from '../samplers/index.js';
+import { RUN_OPTIONS as R } from '../samplers/run-options.js';
 import { locateFashionMnist } from '../data/fashion-mnist.js';
 import { loadImageFolder, imageFolderTensors } from '../data/image-folder.js';
 import { writeFileAtomic } from '../io/atomic.js';
@@ -18,9 +19,9 @@ import {
   DEFAULT_FEATURE_NET_PATH, loadFeatureNet, referenceStats, disposeReference, defaultCacheDir, quantize8, evaluateSamples,
   MIN_EVAL_SAMPLES, type EvalMetrics,
 } from '../eval/index.js';
-import { choice, declared, defaultThreads, nonNegativeInt, positiveInt } from './args.js';
+import { declared, defaultThreads, positiveInt } from './args.js';
 import { runNll, runLossByT } from './likelihood.js';
-import { REPLICAS_HELP, parseReplicas, samplingPredictor } from './predictor.js';
+import { samplingPredictor } from './predictor.js';
 
 interface EvalFlags {
   run?: string; samples?: string; checkpoint?: string; ema: boolean; n?: number; seed: number; batchSize?: number; threads: number; replicas: number;
@@ -37,15 +38,15 @@ const DEFAULT_LOSS_BY_T_N = 256;
 export function evalCommand(): Command {
   return new Command('eval')
     .description('score samples against the Fashion-MNIST test set: FID, KID, precision/recall (k = 5), a classifier Inception Score and the class histogram')
-    .option('--run <dir>', 'run folder written by `ddpm train`: draw the samples from its model')
+    .addOption(declared(R.run, { help: `${R.run.help}: draw the samples from its model` }))
     .option('--samples <dir>', 'or: a folder of grey PNG/JPEG samples (all one size; searched recursively, sorted by name)')
-    .option('--checkpoint <path>', '--run only: a checkpoints/step-N folder or model.safetensors (default: the latest)')
-    .option('--no-ema', '--run only: use the trained weights, not their EMA, when the checkpoint has both')
-    .option('-n, --n <count>', `number of samples (default: ${DEFAULT_N} from --run; every image of --samples)`, positiveInt('-n'))
-    .option('--seed <n>', 'seed of the sampling noise and of the KID and precision/recall subsets', nonNegativeInt('--seed'), 0)
-    .option('--batch-size <n>', '--run only: images per sampling loop (default: all n, up to 500)', positiveInt('--batch-size'))
-    .option('--threads <n>', 'libtorch threads', positiveInt('--threads'), defaultThreads())
-    .option('--replicas <n>', `--run only: ${REPLICAS_HELP}`, parseReplicas, 1)
+    .addOption(declared(R.checkpoint, { help: `--run only: ${R.checkpoint.help}` }))
+    .addOption(declared(R.ema, { help: `--run only: ${R.ema.help}` }))
+    .addOption(declared(R.n, { help: 'number of samples', defaultHelp: `${DEFAULT_N} from --run; every image of --samples` }))
+    .addOption(declared(R.seed, { help: `${R.seed.help} and of the KID and precision/recall subsets`, default: 0 }))
+    .addOption(declared(R.batchSize, { help: `--run only: ${R.batchSize.help}` }))
+    .addOption(declared(R.threads, { default: defaultThreads() }))
+    .addOption(declared(R.replicas, { help: `--run only: ${R.replicas.help}`, default: 1 }))
     .addOption(declared(O.sampler, { help: `--run only: ${O.sampler.help}` }))
     .addOption(declared(O.steps, { help: `--run only: ${O.steps.help}` }))
     .addOption(declared(O.eta, { help: `--run only: ${O.eta.help}` }))
@@ -56,7 +57,7 @@ export function evalCommand(): Command {
     .option('--cache <dir>', 'where the test set\'s features and statistics are cached (default: $DDPM_CACHE, else ~/.cache/ddpm-ts)')
     .option('--no-cache', 'compute the test set\'s statistics afresh and cache nothing')
     .option('--nll', `instead: negative log-likelihood of test images in bits/dim from the variational bound (-n default ${DEFAULT_NLL_N})`)
-    .option('--variance <kind>', `--nll only: reverse variance, ${VARIANCES.join(', ')} (default: the run's samples.variance; posterior = "fixed small", beta = "fixed large")`, choice('--variance', VARIANCES))
+    .addOption(declared(O.variance, { help: `--nll only: reverse variance, ${VARIANCES.join(', ')}`, defaultHelp: 'the run\'s samples.variance; posterior = "fixed small", beta = "fixed large"' }))
     .option('--no-clip', '--nll only: do not clamp the predicted x_0 to [-1, 1] (improved-diffusion clips)')
     .option('--loss-by-t', `instead: the run's training loss and the eps-MSE at evenly spaced t on test images (-n default ${DEFAULT_LOSS_BY_T_N})`)
     .option('--out <file>', '--loss-by-t only: chart to write (.svg or .png)')

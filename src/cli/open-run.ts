@@ -8,17 +8,18 @@ import { inferencePredictor, type InferencePredictor } from '../models/index.js'
 import { type Tensor, setNumThreads, tidy, keep } from '../tensor/index.js';
 import type { ConditionalModelFn } from '../samplers/index.js';
 import { quantize8 } from '../eval/reference.js';
-import { defaultThreads, nonNegativeInt, positiveInt } from './args.js';
+import { RUN_OPTIONS as R } from '../samplers/run-options.js';
+import { declared, defaultThreads } from './args.js';
 
 export interface RunFlags { run: string; checkpoint?: string; ema: boolean; threads: number; seed: number }
 
 export function addRunOptions(c: Command): Command {
   return c
-    .requiredOption('--run <dir>', 'run folder written by `ddpm train`')
-    .option('--checkpoint <path>', 'a checkpoints/step-N folder or model.safetensors (default: the latest)')
-    .option('--no-ema', 'use the trained weights, not their EMA, when the checkpoint has both')
-    .option('--threads <n>', 'libtorch threads', positiveInt('--threads'), defaultThreads())
-    .option('--seed <n>', 'seed of the noise', nonNegativeInt('--seed'), 0);
+    .addOption(declared(R.run).makeOptionMandatory())
+    .addOption(declared(R.checkpoint))
+    .addOption(declared(R.ema))
+    .addOption(declared(R.threads, { default: defaultThreads() }))
+    .addOption(declared(R.seed, { help: 'seed of the noise', default: 0 }));
 }
 
 export interface OpenRun extends LoadedRun { predictor: InferencePredictor; fn: ConditionalModelFn; numClasses: number; objective: ReturnType<typeof runObjective> }

@@ -3,10 +3,6 @@
 import { setNumThreads } from '../tensor/index.js';
 import type { DiffusionUNet, InferencePredictor, ModelConfig } from '../models/index.js';
 import { dataParallelPredictor, threadsPerReplica } from '../models/data-parallel.js';
-import { positiveInt } from './args.js';
-
-export const REPLICAS_HELP = 'split each sampling batch across N model replicas, one thread each when --threads allows (data parallel: the same images up to float rounding; faster where a model scales poorly across threads or other processes load the cores, see the README\'s Speed)';
-export const parseReplicas = positiveInt('--replicas');
 
 /**
  * The predictor to sample with, on `threads` libtorch threads in all: one replica on all of them, or

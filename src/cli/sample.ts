@@ -12,8 +12,9 @@ import {
 import { writePng } from '../io/png.js';
 import { tensorTrajectoryGrid } from '../viz/tensor-grid.js';
 import { makeGrid, toUint8Image, trajectorySteps } from '../viz/grid.js';
-import { declared, defaultThreads, nonNegativeInt, positiveInt } from './args.js';
-import { REPLICAS_HELP, parseReplicas, samplingPredictor } from './predictor.js';
+import { RUN_OPTIONS as R } from '../samplers/run-options.js';
+import { declared, defaultThreads } from './args.js';
+import { samplingPredictor } from './predictor.js';
 import { sampleOnnxModel } from './sample-onnx.js';
 
 export interface SampleFlags {
@@ -34,15 +35,15 @@ function classList(v: string): number[] {
 export function sampleCommand(): Command {
   return new Command('sample')
     .description('generate images from a trained run (DDPM ancestral, DDIM, DPM-Solver++(2M) or predictor-corrector sampling)')
-    .option('--run <dir>', 'run folder written by `ddpm train`')
+    .addOption(declared(R.run))
     .option('--model <file>', 'an .onnx file written by `ddpm export`: sample on ONNX Runtime (no libtorch; Philox noise, so other images than --run for a seed)')
-    .option('--checkpoint <path>', 'a checkpoints/step-N folder or model.safetensors (default: the latest)')
-    .option('--no-ema', 'use the trained weights, not their EMA, when the checkpoint has both')
-    .option('-n, --n <count>', 'number of images (a class grid without -n rounds 64 up to whole rows)', positiveInt('-n'), 64)
-    .option('--seed <n>', 'seed of the sampling noise', nonNegativeInt('--seed'), 0)
-    .option('--batch-size <n>', 'images per model call (default: all n at once, up to 500)', positiveInt('--batch-size'))
-    .option('--threads <n>', 'libtorch threads', positiveInt('--threads'), defaultThreads())
-    .option('--replicas <n>', REPLICAS_HELP, parseReplicas, 1)
+    .addOption(declared(R.checkpoint))
+    .addOption(declared(R.ema))
+    .addOption(declared(R.n, { help: 'number of images (a class grid without -n rounds 64 up to whole rows)', default: 64 }))
+    .addOption(declared(R.seed, { default: 0 }))
+    .addOption(declared(R.batchSize))
+    .addOption(declared(R.threads, { default: defaultThreads() }))
+    .addOption(declared(R.replicas, { default: 1 }))
     .addOption(declared(O.sampler))
     .addOption(declared(O.steps))
     .addOption(declared(O.eta))
@@ -57,7 +58,7 @@ export function sampleCommand(): Command {
     .option('--out-dir <dir>', 'write one 8-bit PNG per image (00000.png, 00001.png, ...)')
     .option('--trajectory <file>', 'write rows of x_t from noise to image at 10 evenly spaced steps of the sampler (up to 8 images, or one per class)')
     .option('--trajectory-x0', 'in --trajectory, put the predicted x0 under each row of x_t')
-    .option('--scale <n>', 'upscale grids by this integer factor (nearest)', positiveInt('--scale'), 4)
+    .addOption(declared(R.scale, { help: 'upscale grids by this integer factor (nearest)', default: 4 }))
     .action((f: SampleFlags, cmd: Command) => {
       const nGiven = cmd.getOptionValueSource('n') !== 'default';
       if (f.model !== undefined && f.run !== undefined) throw new Error('sample: give --run DIR (libtorch) or --model FILE.onnx (ONNX Runtime), not both');

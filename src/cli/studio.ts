@@ -1,17 +1,15 @@
 // `ddpm studio`: the local web page (src/studio) for watching training, generating step by step and
 // exploring the forward process. Serves until Ctrl-C, which stops running jobs cleanly.
-import { Command, InvalidArgumentError } from 'commander';
+import { Command } from 'commander';
+import * as z from 'zod';
 import { startStudio } from '../studio/server.js';
 import { isLoopback } from '../studio/guard.js';
-import { nonNegativeInt, positiveInt } from './args.js';
+import { RUN_OPTIONS as R } from '../samplers/run-options.js';
+import { declared, parsed } from './args.js';
 
 interface StudioFlags { runs: string; port: number; host: string; data?: string; threads: number }
 
-function port(v: string): number {
-  const n = nonNegativeInt('--port')(v);
-  if (n > 65535) throw new InvalidArgumentError(`--port must be an integer in [0, 65535], got "${v}"`);
-  return n;
-}
+const port = parsed(z.int().min(0).max(65535), '--port');
 
 export function studioCommand(): Command {
   return new Command('studio')
@@ -22,7 +20,7 @@ export function studioCommand(): Command {
     .option('--host <addr>', 'address to listen on; any address other than a loopback one (127.0.0.1, localhost, ::1), e.g. 0.0.0.0, opens the studio, which can start training and read your runs, to your network', '127.0.0.1')
     .option('--data <dir>', 'Fashion-MNIST folder (default: $FASHION_MNIST_DIR, then /usr/share/datasets/fashion-mnist)')
     // Two: this machine's cores; a request cannot change it, so a page cannot oversubscribe the machine.
-    .option('--threads <n>', 'libtorch threads of each training or generation job', positiveInt('--threads'), 2)
+    .addOption(declared(R.threads, { help: 'libtorch threads of each training or generation job', default: 2 }))
     .action(async (f: StudioFlags) => { await runStudio(f); });
 }
 

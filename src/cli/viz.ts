@@ -23,7 +23,8 @@ import {
   recordReverse, reverseRows, reversePicture, reverseFrames, guidanceSweep, samplerComparison,
   defaultSamplerSettings, parseSamplerSettings, type SamplerSetting,
 } from '../viz/reverse.js';
-import { choice, checkExt, declared, nonNegativeInt, positiveInt } from './args.js';
+import { RUN_OPTIONS as R } from '../samplers/run-options.js';
+import { checkExt, declared, nonNegativeInt, positiveInt } from './args.js';
 import { addRunOptions, openRun, type RunFlags } from './open-run.js';
 
 interface ForwardFlags { index: number; out: string; data?: string; run?: string; steps: number; seed: number; scale: number; chain?: boolean }
@@ -85,8 +86,8 @@ export function vizCommand(): Command {
     .option('--steps <n>', 'number of columns (timesteps)', positiveInt('--steps'), 10)
     .option('--run <dir>', 'use this run\'s schedule and image size (default: the dli02 preset)')
     .option('--data <dir>', 'Fashion-MNIST folder')
-    .option('--seed <n>', 'seed of the noise', nonNegativeInt('--seed'), 0)
-    .option('--scale <n>', 'upscale factor (nearest)', positiveInt('--scale'), 4)
+    .addOption(declared(R.seed, { help: 'seed of the noise', default: 0 }))
+    .addOption(declared(R.scale, { default: 4 }))
     .option('--chain', 'add a second row: x_t from the Markov chain q(x_t | x_{t-1}) run step by step, and print the noise statistics of both routes')
     .action((f: ForwardFlags) => {
       const config: RunConfig = f.run ? readRunConfig(new RunFolder(f.run)) : presetDefaults('dli02');
@@ -146,10 +147,10 @@ export function vizCommand(): Command {
     .addOption(declared(O.steps, { defaultHelp: 'as `ddpm sample`, but at most 200 for ddpm and pc' }))
     .addOption(declared(O.eta))
     .addOption(declared(O.x0Processing))
-    .option('-n, --n <count>', 'images (one column each)', positiveInt('-n'), 4)
-    .option('--class <c>', 'class-conditional runs: the class of every image (default: image i is class i mod K)', nonNegativeInt('--class'))
+    .addOption(declared(R.n, { help: 'images (one column each)', default: 4 }))
+    .addOption(declared(R.class))
     .option('--rows <r>', 'steps shown in the PNG, evenly spaced', positiveInt('--rows'), 10)
-    .option('--scale <n>', 'upscale factor (nearest)', positiveInt('--scale'), 4)
+    .addOption(declared(R.scale, { default: 4 }))
     .option('--delay <ms>', 'GIF frame delay (default: about 6 s for the whole animation)', positiveInt('--delay'))
     .action((f: RunFlags & { out: string; gif?: string; sampler?: SamplerName; steps?: number; eta?: number; clip?: X0Processing; n: number; class?: number; rows: number; scale: number; delay?: number }) => {
       checkExt('--out', f.out, ['.png']);
@@ -193,7 +194,7 @@ export function vizCommand(): Command {
     .option('--classes <list>', 'classes, one row each (default: all)', classList('--classes'))
     .addOption(declared(O.sampler, { default: 'dpmpp2m' }))
     .addOption(declared(O.steps, { default: 20 }))
-    .option('--scale <n>', 'upscale factor (nearest)', positiveInt('--scale'), 4)
+    .addOption(declared(R.scale, { default: 4 }))
     .action((f: RunFlags & { out: string; weights: number[]; classes?: number[]; sampler: SamplerName; steps: number; scale: number }) => {
       checkExt('--out', f.out, ['.png']);
       const config = readRunConfig(new RunFolder(f.run));
@@ -220,10 +221,10 @@ export function vizCommand(): Command {
   addRunOptions(viz.command('samplers'))
     .description('one x_T through several samplers and step counts: one row per setting')
     .requiredOption('--out <file>', 'PNG to write')
-    .option('-n, --n <count>', 'images per row', positiveInt('-n'), 8)
+    .addOption(declared(R.n, { help: 'images per row', default: 8 }))
     .option('--settings <list>', 'rows as sampler[:steps], comma-separated (default: ddpm:T,ddim:50,ddim:20,dpmpp2m:20,dpmpp2m:10)')
-    .option('--class <c>', 'class-conditional runs: the class of every image (default: image i is class i mod K)', nonNegativeInt('--class'))
-    .option('--scale <n>', 'upscale factor (nearest)', positiveInt('--scale'), 4)
+    .addOption(declared(R.class))
+    .addOption(declared(R.scale, { default: 4 }))
     .action((f: RunFlags & { out: string; n: number; settings?: string; class?: number; scale: number }) => {
       checkExt('--out', f.out, ['.png']);
       const r = openRun(f);
@@ -251,11 +252,11 @@ export function vizCommand(): Command {
     .description('a trained model as a denoiser: a test image noised to x_t, the one-step prediction x0_hat, and the reverse process run from t (one row per t)')
     .requiredOption('--out <file>', 'PNG to write')
     .option('--index <n>', 'first Fashion-MNIST test image', nonNegativeInt('--index'), 0)
-    .option('-n, --n <count>', 'consecutive test images', positiveInt('-n'), 1)
+    .addOption(declared(R.n, { help: 'consecutive test images', default: 1 }))
     .option('--t <list>', 'start timesteps, comma-separated, one row each (default: about T/10, T/3 and 2T/3)', numberList('--t'))
-    .option('--variance <kind>', `reverse variance, ${VARIANCES.join(', ')}`, choice('--variance', VARIANCES), 'notebook')
+    .addOption(declared(O.variance, { help: `reverse variance, ${VARIANCES.join(', ')}`, default: 'notebook' }))
     .option('--data <dir>', 'Fashion-MNIST folder')
-    .option('--scale <n>', 'upscale factor (nearest)', positiveInt('--scale'), 4)
+    .addOption(declared(R.scale, { default: 4 }))
     .action((f: RunFlags & { out: string; index: number; n: number; t?: number[]; variance: Variance; data?: string; scale: number }) => {
       checkExt('--out', f.out, ['.png']);
       if (f.n > 8) throw new Error(`-n ${f.n}: at most 8 images fit a readable denoise picture (4 tiles each per row)`);

@@ -5,15 +5,19 @@
 // tPrev is the next entry of the step list (Song et al.'s reference code, `seq_next`); the last step
 // goes to alphabar_prev = 1 (diffusers' set_alpha_to_one), so it returns x0_hat. diffusers instead
 // takes tPrev = t - T // K, which is the same list for leading and trailing spacing when K divides T.
+import * as z from 'zod';
 import { tidy } from '../tensor/scope.js';
 import { ArgumentError } from '../tensor/check.js';
+import { refusal } from '../options/declare.js';
 import type { NdArray, NoiseLike } from './array.js';
 import type { PlannedStep } from './step.js';
 
+/** eta's range (eq. 16): 0 is deterministic DDIM, 1 DDPM's posterior variance. The --eta declaration (options.ts) is this schema. */
+export const ETA = z.number().min(0).max(1);
+
 export function checkEta(eta: number): number {
-  if (typeof eta !== 'number' || !(eta >= 0 && eta <= 1)) {
-    throw new ArgumentError(`ddim: eta must be a number in [0, 1] (0: deterministic DDIM, 1: DDPM's posterior variance), got ${eta}`);
-  }
+  const r = refusal(ETA, eta, 'ddim: eta');
+  if (r !== null) throw new ArgumentError(`${r} (0: deterministic DDIM, 1: DDPM's posterior variance)`);
   return eta;
 }
 

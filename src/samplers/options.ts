@@ -1,20 +1,24 @@
 // The sampler options, declared once: type, range and help words here; defaults from the run
 // (samplerDefaults). `ddpm sample`, `ddpm eval`, `ddpm viz reverse`, the studio's Generate form and
 // its request check, and resolveSampling (sample.ts) all read these declarations.
+// The other flags of a sampling run (-n, --seed, --batch-size, --threads, ...) are declared in run-options.ts.
 //
 // To add a sampler option (e.g. `ddpm sample --model FILE.onnx`): add one `option({...})` entry to
 // SAMPLER_OPTIONS (name, flag, help, defaultHelp, schema), give it a default in samplerDefaults if it
 // depends on the run, and read it in resolveSampling. A command takes it with one line,
 // `.addOption(declared(SAMPLER_OPTIONS.x))` (cli/args.ts makes the flag, its help and its parser);
 // the studio checks it with `f.declared('x', SAMPLER_OPTIONS.x.schema)` in parseGenerateRequest.
-// Every refusal's words come from the schema (options/declare.ts), so none is written by hand.
+// Every refusal's words come from the schema (options/declare.ts), so none is written by hand. The
+// ranges of steps, eta, correctorSteps and snr are the schemas the samplers' own checks use
+// (timesteps.ts STEPS, ddim.ts ETA, pc.ts CORRECTOR_STEPS and SNR): a library caller and a flag are refused alike.
 import * as z from 'zod';
 import { option } from '../options/declare.js';
 import type { Objective } from '../diffusion/objectives.js';
 import { X0_PROCESSINGS, type X0Processing } from './prediction.js';
 import { VARIANCES, type Variance } from './ddpm.js';
-import { SPACINGS, type Spacing } from './timesteps.js';
-import { DEFAULT_SNR } from './pc.js';
+import { SPACINGS, STEPS, type Spacing } from './timesteps.js';
+import { DEFAULT_SNR, CORRECTOR_STEPS, SNR } from './pc.js';
+import { ETA } from './ddim.js';
 
 /**
  *   ddpm:    ancestral sampling (Ho et al. 2020, Algorithm 2), respaced for K < T (Nichol & Dhariwal 2021);
@@ -27,14 +31,14 @@ export type SamplerName = (typeof SAMPLERS)[number];
 
 export const SAMPLER_OPTIONS = {
   sampler: option({ name: 'sampler', flag: '--sampler <name>', help: `the reverse process: ${SAMPLERS.join(', ')}`, defaultHelp: "the run's own: the sampler, steps and variance of its epoch grids (DDPM over all T for dli02/dli03, DDIM 50 for ddpm)", schema: z.enum(SAMPLERS) }),
-  steps: option({ name: 'steps', flag: '--steps <k>', help: 'model timesteps K <= T', defaultHelp: "the run's own for its sampler; else T for ddpm and pc, 50 for ddim, 20 for dpmpp2m, at most T", schema: z.int().min(1) }),
-  eta: option({ name: 'eta', flag: '--eta <x>', help: 'ddim only: noise of each step, 0 (deterministic) .. 1 (DDPM-like)', defaultHelp: '0', schema: z.number().min(0).max(1) }),
+  steps: option({ name: 'steps', flag: '--steps <k>', help: 'model timesteps K <= T', defaultHelp: "the run's own for its sampler; else T for ddpm and pc, 50 for ddim, 20 for dpmpp2m, at most T", schema: STEPS }),
+  eta: option({ name: 'eta', flag: '--eta <x>', help: 'ddim only: noise of each step, 0 (deterministic) .. 1 (DDPM-like)', defaultHelp: '0', schema: ETA }),
   spacing: option({ name: 'spacing', flag: '--spacing <kind>', help: `ddpm, ddim, pc: which K timesteps, ${SPACINGS.join(', ')}`, defaultHelp: 'linspace; trailing for ddim', schema: z.enum(SPACINGS) }),
   variance: option({ name: 'variance', flag: '--variance <kind>', help: `ddpm and pc: reverse variance, ${VARIANCES.join(', ')} (notebook: beta_{t-1}, as the course notebook)`, defaultHelp: "the run's own for its sampler; else notebook for ddpm, beta for pc", schema: z.enum(VARIANCES) }),
   x0Processing: option({ name: 'x0Processing', flag: '--clip <kind>', help: `x0 processing: ${X0_PROCESSINGS.join(', ')} (dynamic: Imagen's thresholding)`, defaultHelp: 'none for eps models, clip for x0 and v', schema: z.enum(X0_PROCESSINGS) }),
   guidance: option({ name: 'guidance', flag: '--guidance <w>', help: 'classifier-free guidance weight w, (1 + w) cond - w uncond (class-conditional runs)', defaultHelp: '0', schema: z.number() }),
-  correctorSteps: option({ name: 'correctorSteps', flag: '--corrector-steps <n>', help: 'pc only: Langevin corrector steps per noise level', defaultHelp: '1', schema: z.int().min(0) }),
-  snr: option({ name: 'snr', flag: '--snr <r>', help: "pc only: the corrector's signal-to-noise ratio", defaultHelp: String(DEFAULT_SNR), schema: z.number().gt(0) }),
+  correctorSteps: option({ name: 'correctorSteps', flag: '--corrector-steps <n>', help: 'pc only: Langevin corrector steps per noise level', defaultHelp: '1', schema: CORRECTOR_STEPS }),
+  snr: option({ name: 'snr', flag: '--snr <r>', help: "pc only: the corrector's signal-to-noise ratio", defaultHelp: String(DEFAULT_SNR), schema: SNR }),
 } as const;
 
 export type SamplerOptionName = keyof typeof SAMPLER_OPTIONS;

@@ -5,16 +5,23 @@
 // signal-to-noise ratio of each update at `snr`.
 // Norms are per sample (the reference code, score_sde's LangevinCorrector, averages them over the
 // batch), so an image does not depend on which others share its batch.
+import * as z from 'zod';
 import { tidy } from '../tensor/scope.js';
 import { ArgumentError } from '../tensor/check.js';
+import { refusal } from '../options/declare.js';
 import type { NdArray, NoiseLike } from './array.js';
 
 /** The corrector's r that Song et al. 2021 use for the VP SDE on CIFAR-10 (Table 4 / their configs): 0.16. */
 export const DEFAULT_SNR = 0.16;
 
+/** Langevin corrector steps per noise level (0: the predictor alone). The --corrector-steps declaration (options.ts) is this schema. */
+export const CORRECTOR_STEPS = z.int().min(0);
+/** The corrector's signal-to-noise ratio r. The --snr declaration (options.ts) is this schema. */
+export const SNR = z.number().gt(0);
+
 export function checkCorrector(correctorSteps: number, snr: number): void {
-  if (!Number.isInteger(correctorSteps) || correctorSteps < 0) throw new ArgumentError(`pc: correctorSteps must be an integer >= 0 (Langevin steps per noise level), got ${correctorSteps}`);
-  if (!(snr > 0 && Number.isFinite(snr))) throw new ArgumentError(`pc: snr must be a finite number > 0 (Song et al. use 0.16), got ${snr}`);
+  const r = refusal(CORRECTOR_STEPS, correctorSteps, 'pc: correctorSteps') ?? refusal(SNR, snr, 'pc: snr');
+  if (r !== null) throw new ArgumentError(r.startsWith('pc: snr') ? `${r} (Song et al. use ${DEFAULT_SNR})` : `${r} (Langevin steps per noise level)`);
 }
 
 /** Per-sample Euclidean norm: (B, ...) -> (B,). */

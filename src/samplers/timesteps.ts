@@ -1,6 +1,7 @@
 // Which K of the T training timesteps a fast sampler visits, as diffusers' `timestep_spacing`
 // (named in Lin et al. 2023, "Common Diffusion Noise Schedules and Sample Steps are Flawed", Table 2).
 // Lists are descending: the order the sampler visits them.
+import * as z from 'zod';
 import { ArgumentError } from '../tensor/check.js';
 
 export const SPACINGS = ['leading', 'linspace', 'trailing'] as const;
@@ -19,8 +20,11 @@ function linspaceAt(start: number, stop: number, num: number, i: number): number
   return start + i * ((stop - start) / (num - 1));
 }
 
+/** A sampler's number of model timesteps K, at least 1 and at most the schedule's T. The --steps declaration (options.ts) is this schema. */
+export const STEPS = z.int().min(1);
+
 export function checkSteps(where: string, K: number, T: number): void {
-  if (!Number.isInteger(K) || K < 1 || K > T) {
+  if (!STEPS.max(T).safeParse(K).success) {
     throw new ArgumentError(`${where}: the number of steps must be an integer in [1, T = ${T}], got ${K}${K > T ? ' (a sampler cannot visit more timesteps than the schedule has)' : ''}`);
   }
 }

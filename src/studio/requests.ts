@@ -4,10 +4,12 @@
 import path from 'node:path';
 import { existsSync } from 'node:fs';
 import { presetDefaults, checkRunConfig, runNumClasses, runObjective, runSampling, type RunConfig } from '../train/config.js';
-import { PRESETS, createModel } from '../models/index.js';
+import { createModel } from '../models/index.js';
 import { Diffusion, makeSchedule, scheduleLength, scheduleOfKind } from '../diffusion/index.js';
-import { TRAIN_OPTIONS as T } from '../train/options.js';
+import * as z from 'zod';
+import { TRAIN_OPTIONS as T, type TrainOptionName } from '../train/options.js';
 import { SAMPLER_OPTIONS as O, resolveSampling, samplerDefaults } from '../samplers/index.js';
+import { RUN_OPTIONS as R } from '../samplers/run-options.js';
 import { FASHION_MNIST_CLASSES } from '../data/fashion-mnist.js';
 import type { RunFolder } from '../io/run.js';
 import { LIMITS } from './protocol.js';
@@ -20,7 +22,26 @@ export { TRAIN_SCHEDULES } from '../train/options.js';
 /** Fashion-MNIST's training set: a larger limit would mean "all" anyway. */
 const MAX_LIMIT = 60000;
 
-const TRAIN_FIELDS = ['name', 'preset', 'epochs', 'batchSize', 'lr', 'seed', 'limit', 'schedule', 'timesteps', 'objective', 'lossWeight', 'emaDecay', 'classCond', 'imageSize'] as const;
+/**
+ * The `ddpm train` options a studio train request may set, by their declarations (train/options.ts),
+ * narrowed to what the studio allows: a request's fields are these and its run's name, nothing else.
+ */
+const STUDIO_TRAIN = {
+  preset: T.preset.schema,
+  epochs: T.epochs.schema.max(LIMITS.maxEpochs),
+  batchSize: T.batchSize.schema.max(LIMITS.maxBatchSize),
+  lr: T.lr.schema.max(1),
+  seed: T.seed.schema.max(LIMITS.maxSeed),
+  limit: T.limit.schema.max(MAX_LIMIT),
+  schedule: T.schedule.schema,
+  timesteps: T.timesteps.schema.min(2).max(LIMITS.maxTimesteps),
+  objective: T.objective.schema,
+  lossWeight: T.lossWeight.schema,
+  emaDecay: T.emaDecay.schema,
+  classCond: T.classCond.schema,
+  imageSize: T.imageSize.schema.min(8).max(LIMITS.maxImageSize),
+} satisfies Partial<Record<TrainOptionName, z.ZodType>>;
+const TRAIN_FIELDS = ['name', ...Object.keys(STUDIO_TRAIN)];
 
 /** A library refusal (ArgumentError and friends) as a 400 naming the field it concerns. */
 function asBadRequest<T>(field: string | undefined, fn: () => T): T {
@@ -36,31 +57,31 @@ function asBadRequest<T>(field: string | undefined, fn: () => T): T {
 export function parseTrainRequest(body: Record<string, unknown>, runsDir: string): { name: string; runDir: string; config: RunConfig } {
   const f = new Fields(body, TRAIN_FIELDS);
   const name = f.name('name');
-  const preset = f.choice('preset', PRESETS);
+  const S = STUDIO_TRAIN;
+  const preset = f.choice('preset', S.preset.options);
   const c = presetDefaults(preset);
-  // Each field is checked by its `ddpm train` declaration (train/options.ts), narrowed to what the studio allows.
-  c.train.epochs = f.declared('epochs', T.epochs.schema.max(LIMITS.maxEpochs)) ?? c.train.epochs;
-  c.train.batchSize = f.declared('batchSize', T.batchSize.schema.max(LIMITS.maxBatchSize)) ?? c.train.batchSize;
-  c.train.lr = f.declared('lr', T.lr.schema.max(1)) ?? c.train.lr;
-  c.train.seed = f.declared('seed', T.seed.schema.max(LIMITS.maxSeed)) ?? c.train.seed;
-  if (body['limit'] !== null) c.train.limit = f.declared('limit', T.limit.schema.max(MAX_LIMIT)) ?? c.train.limit;
+  c.train.epochs = f.declared('epochs', S.epochs) ?? c.train.epochs;
+  c.train.batchSize = f.declared('batchSize', S.batchSize) ?? c.train.batchSize;
+  c.train.lr = f.declared('lr', S.lr) ?? c.train.lr;
+  c.train.seed = f.declared('seed', S.seed) ?? c.train.seed;
+  if (body['limit'] !== null) c.train.limit = f.declared('limit', S.limit) ?? c.train.limit;
   const limit = c.train.limit;
   if (limit !== null && limit < c.train.batchSize) {
     badRequest(`limit must be at least batchSize (${c.train.batchSize}) so an epoch holds a whole batch, got ${limit}`, 'limit');
   }
-  c.model.imageSize = f.declared('imageSize', T.imageSize.schema.min(8).max(LIMITS.maxImageSize)) ?? c.model.imageSize;
+  c.model.imageSize = f.declared('imageSize', S.imageSize) ?? c.model.imageSize;
   if (f.has('schedule') || f.has('timesteps')) {
     const base = c.schedule;
-    const kind = f.declared('schedule', T.schedule.schema) ?? (base.kind === 'custom' ? 'linear' : base.kind);
-    const steps = f.declared('timesteps', T.timesteps.schema.min(2).max(LIMITS.maxTimesteps)) ?? scheduleLength(base);
+    const kind = f.declared('schedule', S.schedule) ?? (base.kind === 'custom' ? 'linear' : base.kind);
+    const steps = f.declared('timesteps', S.timesteps) ?? scheduleLength(base);
     c.schedule = scheduleOfKind(kind, steps, base);
     c.model.T = steps;
   }
-  c.objective = f.declared('objective', T.objective.schema) ?? c.objective;
-  const weighting = f.declared('lossWeight', T.lossWeight.schema);
+  c.objective = f.declared('objective', S.objective) ?? c.objective;
+  const weighting = f.declared('lossWeight', S.lossWeight);
   if (weighting !== undefined) c.loss = { ...(c.loss ?? { weighting, minSnrGamma: 5, offsetNoise: 0 }), weighting };
-  c.train.emaDecay = f.declared('emaDecay', T.emaDecay.schema) ?? c.train.emaDecay;
-  if (f.bool('classCond') === true) c.model.numClasses = FASHION_MNIST_CLASSES.length;
+  c.train.emaDecay = f.declared('emaDecay', S.emaDecay) ?? c.train.emaDecay;
+  if (f.declared('classCond', S.classCond) === true) c.model.numClasses = FASHION_MNIST_CLASSES.length;
   asBadRequest(undefined, () => checkRunConfig(c));
   // The U-Net refuses image sizes its poolings cannot halve; building it (no data) asks it.
   asBadRequest('imageSize', () => createModel(c.model).dispose());
@@ -92,7 +113,7 @@ export function parseGenerateRequest(body: Record<string, unknown>, runsDir: str
   }
   const guidance = f.declared('guidance', O.guidance.schema.min(0).max(LIMITS.maxGuidance));
   const cls = numClasses > 0 ? f.optInt('class', 0, numClasses - 1) : undefined;
-  const seed = f.optInt('seed', 0, LIMITS.maxSeed) ?? 0;
+  const seed = f.declared('seed', R.seed.schema.max(LIMITS.maxSeed)) ?? 0;
   const count = f.int('count', 1, LIMITS.maxCount);
   // Without a class, a class-conditional run draws the classes in turn, one column each.
   const labels = numClasses === 0 ? undefined : Array.from({ length: count }, (_, i) => cls ?? i % numClasses);
