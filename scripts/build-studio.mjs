@@ -1,6 +1,8 @@
 // Builds the studio page: type-checks src/studio/page (tsc, its own DOM tsconfig), then bundles
 // main.ts into dist/studio/public/app.js (ESM) and app.css (with uPlot's stylesheet) with esbuild,
-// and copies index.html. Everything lands in one folder the server serves; nothing is fetched at run time.
+// and copies index.html. Everything lands in one folder the server serves; nothing is fetched at run time
+// (the "in this browser" switch's onnxruntime-web WASM runtime is served from the exported page's build,
+// dist/web/public/ort, which scripts/build-web.mjs writes).
 import { build } from 'esbuild';
 import { execFileSync } from 'node:child_process';
 import { copyFileSync, mkdirSync } from 'node:fs';
@@ -26,6 +28,9 @@ await build({
   bundle: true,
   format: 'esm',
   target: 'es2022',
+  platform: 'browser',
+  // onnxruntime-web's build that loads its WASM glue from env.wasm.wasmPaths (/ort/) instead of inlining it.
+  conditions: ['onnxruntime-web-use-extern-wasm'],
   minify: true,
   legalComments: 'none',
   logLevel: 'warning',

@@ -15,7 +15,7 @@ import type { RunFolder } from '../io/run.js';
 import { LIMITS } from './protocol.js';
 import type { GenerateJobInput } from './ipc.js';
 import { Fields, RequestError, badRequest } from './validate.js';
-import { checkpointDir, readRunConfig, runFolder } from './runs.js';
+import { chosenCheckpoint, readRunConfig, runFolder } from './runs.js';
 
 /** Schedules a request may name ('custom' needs a list of betas, which the page does not send). */
 export { TRAIN_SCHEDULES } from '../train/options.js';
@@ -97,9 +97,7 @@ export function parseGenerateRequest(body: Record<string, unknown>, runsDir: str
   const f = new Fields(body, GENERATE_FIELDS);
   const run: RunFolder = runFolder(runsDir, f.name('run'));
   const config = readRunConfig(run);
-  const checkpoint = f.name('checkpoint', true);
-  const ckptDir = checkpoint !== undefined ? checkpointDir(run, checkpoint) : run.latestCheckpoint()?.dir;
-  if (ckptDir === undefined) throw new RequestError(409, `run ${path.basename(run.root)} has no checkpoint yet (one is written at the end of each epoch, or when training is stopped)`, 'checkpoint');
+  const ckptDir = chosenCheckpoint(run, f.name('checkpoint', true));
   // The defaults follow the run: without a sampler, the one its epoch grids use (samplers/options.ts).
   const def = samplerDefaults(runSampling(config), f.declared('sampler', O.sampler.schema));
   const sampler = def.sampler;

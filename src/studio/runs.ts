@@ -104,6 +104,13 @@ export function checkpointDir(run: RunFolder, name: unknown, field = 'checkpoint
   return found.dir;
 }
 
+/** The checkpoint folder `name`, or without a name the latest; 409 when the run has none yet. */
+export function chosenCheckpoint(run: RunFolder, name: string | undefined, field = 'checkpoint'): string {
+  const dir = name !== undefined ? checkpointDir(run, name, field) : run.latestCheckpoint()?.dir;
+  if (dir === undefined) throw new RequestError(409, `run ${path.basename(run.root)} has no checkpoint yet (one is written at the end of each epoch, or when training is stopped)`, field);
+  return dir;
+}
+
 /** PNG grids under samples/, in name order (epoch-001.png, ... sort by epoch). */
 export function sampleFiles(run: RunFolder): string[] {
   if (!existsSync(run.samplesDir)) return [];

@@ -15,12 +15,14 @@ import { FashionMnistError, locateFashionMnist } from '../data/fashion-mnist.js'
 import { LIMITS, type Options, type Status } from './protocol.js';
 import { Fields, RequestError, badRequest, checkName, queryObject } from './validate.js';
 import { isUnsafeSegment, openEventStream, readJsonBody, sendBytes, sendError, sendJson, splitUrl, type EventStream } from './http.js';
-import { LogTail, checkpointInfo, listRuns, readLog, readRunConfig, runDetail, runFolder, sampleFiles, samplePath } from './runs.js';
+import { LogTail, checkpointInfo, listRuns, readLog, chosenCheckpoint, readRunConfig, runDetail, runFolder, sampleFiles, samplePath } from './runs.js';
 import { checkHostAndOrigin } from './guard.js';
-import { serveStatic } from './static.js';
+import { serveFile, serveStatic } from './static.js';
 import { TRAIN_SCHEDULES, parseGenerateRequest, parseTrainRequest } from './requests.js';
 import { defaultForwardSource, forwardFrame, scheduleCurves } from './forward.js';
 import { Jobs } from './jobs.js';
+import { OnnxCache } from './onnx.js';
+import { WEB_ASSETS } from '../web/site.js';
 
 export interface StudioOptions {
   runsDir: string;
@@ -71,6 +73,7 @@ export async function startStudio(o: StudioOptions): Promise<Studio> {
   const publicDir = path.resolve(o.publicDir ?? fileURLToPath(new URL('../../studio/public/', import.meta.url)));
   const dataDir = o.dataDir !== undefined ? path.resolve(o.dataDir) : undefined;
   const jobs = new Jobs(o.threads ?? 2);
+  const onnx = new OnnxCache();
   const streams = new Set<EventStream>();
   const started = performance.now();
   const ver = version();
@@ -120,6 +123,13 @@ export async function startStudio(o: StudioOptions): Promise<Studio> {
   });
 
   get('/api/runs/:run/schedule', (_q, res, p) => sendJson(res, 200, scheduleCurves(readRunConfig(runFolder(runsDir, p['run'])).schedule)));
+
+  // The checkpoint (?checkpoint=step-N, default the latest) as ONNX, for generating in the browser.
+  get('/api/runs/:run/model.onnx', (_q, res, p, query) => {
+    const run = runFolder(runsDir, p['run']);
+    const dir = chosenCheckpoint(run, new Fields(queryObject(query), ['checkpoint'], true).name('checkpoint', true));
+    sendBytes(res, 'application/octet-stream', onnx.model(run, dir), { 'Cache-Control': 'no-cache' });
+  });
 
   get('/api/schedule', (_q, res) => sendJson(res, 200, scheduleCurves(defaultForwardSource().schedule)));
 
@@ -198,7 +208,9 @@ export async function startStudio(o: StudioOptions): Promise<Studio> {
       const { segments, query } = splitUrl(req.url ?? '/');
       if (segments[0] !== 'api') {
         if (req.method !== 'GET' && req.method !== 'HEAD') { res.setHeader('Allow', 'GET, HEAD'); throw new RequestError(405, `${req.method} is not allowed on the page's files; use GET`); }
-        serveStatic(res, publicDir, segments);
+        // onnxruntime-web's WASM runtime, from the exported page's build (scripts/build-web.mjs).
+        if (segments[0] === 'ort') serveFile(res, path.join(WEB_ASSETS, 'ort'), segments.slice(1));
+        else serveStatic(res, publicDir, segments);
         return;
       }
       const matched = routes.map((r) => ({ r, params: match(r, segments) })).filter((m) => m.params !== null);
@@ -241,6 +253,7 @@ export async function startStudio(o: StudioOptions): Promise<Studio> {
         server.closeIdleConnections();
         for (const s of [...streams]) s.close();
         await jobs.close(o.stopGraceMs ?? 60000);
+        onnx.close();
         server.closeAllConnections();
         await closed;
       })();

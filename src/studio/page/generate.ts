@@ -1,10 +1,12 @@
 // Generate view: POST /api/generate, then the reverse process frame by frame from the job's events
 // (x_t beside the predicted x0, step, t, sigma), a slider over the received frames, and downloads of
-// the final grid (PNG) and the trajectory (GIF).
+// the final grid (PNG) and the trajectory (GIF). With "in this browser" on, the same settings run
+// here instead, on onnxruntime-web with the exported page's code (in-browser.ts).
 import type { GenerateFrame, GenerateRequest, JobInfo, RunDetail, RunSummary } from '../protocol.js';
 import { api, guard, subscribe, urls, type JobEvents } from './api.js';
 import { FASHION_MNIST_CLASSES, lazyView, type Context, type View } from './context.js';
 import { facts, field, fill, fmt, h, numberInput, numberOf, select } from './dom.js';
+import { generateInBrowser } from './in-browser.js';
 
 export function createGenerateView(ctx: Context): View {
   const L = ctx.options.limits;
@@ -21,13 +23,15 @@ export function createGenerateView(ctx: Context): View {
   const etaRow = field('eta (DDIM noise)', eta, '0: deterministic, 1: DDPM-like');
   const guidanceRow = field('Guidance weight', guidance, 'classifier-free; 0: none');
   const classRow = field('Class', classSel);
+  const inBrowser = h('input', { type: 'checkbox', name: 'inBrowser', testid: 'gen-in-browser' });
   const go = h('button', { type: 'submit', class: 'primary', testid: 'gen-start' }, 'Generate');
   const form = h('form', { class: 'card form', testid: 'gen-form' },
     h('h2', {}, 'Sample from a run'),
     h('div', { class: 'grid-form' },
       field('Run', runSel), field('Checkpoint', ckptSel), field('Sampler', samplerSel),
       field('Steps', steps, 'model evaluations K ≤ T'), etaRow, guidanceRow, classRow,
-      field('Seed', seed), field('Count', count, `at most ${L.maxCount}`)),
+      field('Seed', seed), field('Count', count, `at most ${L.maxCount}`),
+      field('In this browser', inBrowser, 'ONNX Runtime Web on an ONNX export of the checkpoint, as ddpm export --web; no server worker')),
     h('div', { class: 'actions' }, go));
   form.addEventListener('submit', (ev) => { ev.preventDefault(); guard(start); });
 
@@ -41,12 +45,13 @@ export function createGenerateView(ctx: Context): View {
     t: h('span', { testid: 'gen-t' }, '–'),
     sigma: h('span', { testid: 'gen-sigma' }, '–'),
     frames: h('span', { testid: 'gen-frames' }, '0 frames'),
+    engine: h('span', { testid: 'gen-engine' }, '–'),
   };
   const scrub = h('input', { type: 'range', testid: 'gen-scrub', min: 0, max: 0, value: 0, step: 1, disabled: true });
   const result = h('div', { class: 'result', testid: 'gen-result' });
   const panel = h('section', { class: 'card', testid: 'gen-output' },
     h('div', { class: 'detail-head' }, h('h2', {}, 'Reverse process'), info.state),
-    facts(null, ['step', info.step], ['t → t_prev', info.t], ['σ', info.sigma], ['received', info.frames]),
+    facts(null, ['step', info.step], ['t → t_prev', info.t], ['σ', info.sigma], ['received', info.frames], ['runs on', info.engine]),
     h('div', { class: 'frames' },
       h('figure', {}, img.xt, h('figcaption', {}, 'x', h('sub', {}, 't'), ' (fed to the step)')),
       h('figure', {}, img.x0, h('figcaption', {}, 'predicted x', h('sub', {}, '0')))),
@@ -111,6 +116,10 @@ export function createGenerateView(ctx: Context): View {
     const s = numberOf(seed);
     if (s !== undefined) req.seed = s;
     go.disabled = true;
+    if (inBrowser.checked) {
+      await startInBrowser(req);
+      return;
+    }
     try {
       attach(await api.generate(req));
     } catch (err) {
@@ -119,7 +128,27 @@ export function createGenerateView(ctx: Context): View {
     }
   }
 
-  function attach(job: JobInfo): void {
+  async function startInBrowser(req: GenerateRequest): Promise<void> {
+    resetFrames();
+    closeEvents = null;
+    setState('running');
+    info.engine.textContent = 'this browser (loading the model)';
+    try {
+      const r = await generateInBrowser({ ...req, seed: req.seed ?? 0 }, addFrame);
+      info.engine.textContent = `this browser, ${r.backend}, ${r.seconds.toFixed(2)} s`;
+      setState('done');
+      fill(result,
+        h('figure', {}, h('img', { class: 'px grid', testid: 'gen-grid', src: r.grid, alt: 'final samples' }), h('figcaption', {}, 'final samples')),
+        h('div', { class: 'actions' }, h('a', { class: 'button', testid: 'gen-download-png', href: r.grid, download: `${req.run}-samples.png` }, 'Download grid (PNG)')));
+    } catch (err) {
+      setState('failed', err instanceof Error ? err.message : String(err));
+      throw err;
+    } finally {
+      go.disabled = false;
+    }
+  }
+
+  function resetFrames(): void {
     closeEvents?.();
     frames = [];
     following = true;
@@ -129,6 +158,11 @@ export function createGenerateView(ctx: Context): View {
     img.xt.removeAttribute('src');
     img.x0.removeAttribute('src');
     fill(result);
+  }
+
+  function attach(job: JobInfo): void {
+    resetFrames();
+    info.engine.textContent = 'the server (libtorch)';
     showState(job);
     closeEvents = subscribe<JobEvents>(`/api/jobs/${encodeURIComponent(job.id)}/events`, {
       progress: (p) => { if (p.kind === 'generate' && 'xt' in p) addFrame(p); },
@@ -176,9 +210,13 @@ export function createGenerateView(ctx: Context): View {
   }
 
   function showState(job: JobInfo): void {
-    info.state.textContent = job.state;
-    info.state.className = `badge state-${job.state}`;
-    if (job.error) info.state.title = job.error;
+    setState(job.state, job.error);
+  }
+
+  function setState(state: string, error?: string): void {
+    info.state.textContent = state;
+    info.state.className = `badge state-${state}`;
+    if (error) info.state.title = error;
   }
 
   ctx.onRunsChanged(() => guard(() => loadRuns()));

@@ -5,13 +5,12 @@
 // <img id="result"> and a PNG download. Settings live in the URL query
 // (?sampler=ddim&steps=10&seed=3&n=4&class=2&guidance=1.5, &backend=wasm, &autostart=1), so a link
 // reproduces a generation. Everything it loads sits in the folder: no CDN, nothing from elsewhere.
-import * as ort from 'onnxruntime-web';
-import { readOnnxMetadata, onnxModelInfo, sampleOnnx, type OnnxModelInfo, type OrtSessionLike, type OrtTensorCtor } from '../../samplers/onnx-model.js';
+import { readOnnxMetadata, onnxModelInfo, sampleOnnx, type OnnxModelInfo, type OrtSessionLike } from '../../samplers/onnx-model.js';
 import { SAMPLERS, defaultSteps, type SamplerName } from '../../samplers/sample.js';
 import type { HostArray } from '../../samplers/host-array.js';
 import type { StepResult } from '../../samplers/step.js';
 import { makeGrid } from '../../viz/grid.js';
-import type { Image8 } from '../../io/png.js';
+import { OrtTensor, createSession, drawImage8 as draw, image8DataUrl, paintingBetweenCalls } from './ort-session.js';
 
 /** The downloaded grid is upscaled as `ddpm sample --grid` does by default (--scale 4). */
 const RESULT_SCALE = 4;
@@ -37,22 +36,6 @@ function fail(e: unknown): void {
   el.error.textContent = e instanceof Error ? e.message : String(e);
   setState('error');
   el.go.disabled = false;
-}
-
-/** An 8-bit grid drawn on a canvas at its own size (CSS scales it up, pixelated). */
-function draw(canvas: HTMLCanvasElement, img: Image8, displayScale: number): void {
-  canvas.width = img.width;
-  canvas.height = img.height;
-  canvas.style.width = `${img.width * displayScale}px`;
-  canvas.style.height = `${img.height * displayScale}px`;
-  const ctx = canvas.getContext('2d');
-  if (!ctx) throw new Error('page: no 2D canvas context');
-  const rgba = new ImageData(img.width, img.height);
-  for (let p = 0; p < img.width * img.height; p++) {
-    for (let k = 0; k < 3; k++) rgba.data[p * 4 + k] = img.data[p * img.channels + (img.channels === 1 ? 0 : k)]!;
-    rgba.data[p * 4 + 3] = 255;
-  }
-  ctx.putImageData(rgba, 0, 0);
 }
 
 interface Settings { sampler: SamplerName; steps: number; seed: number; n: number; cls: number | null; guidance: number }
@@ -84,42 +67,6 @@ function writeQuery(s: Settings): void {
   history.replaceState(null, '', `${location.pathname}?${q.toString()}`);
 }
 
-async function createSession(bytes: Uint8Array, want: string | null): Promise<{ session: ort.InferenceSession; backend: string }> {
-  ort.env.wasm.wasmPaths = new URL('ort/', location.href).href;
-  const isolated = self.crossOriginIsolated;
-  const threads = isolated ? Math.max(1, Math.min(navigator.hardwareConcurrency || 1, 8)) : 1;
-  ort.env.wasm.numThreads = threads;
-  const gpu = (navigator as Navigator & { gpu?: { requestAdapter(): Promise<unknown> } }).gpu;
-  if (want !== 'wasm' && gpu) {
-    try {
-      if (await gpu.requestAdapter()) return { session: await ort.InferenceSession.create(bytes, { executionProviders: ['webgpu'] }), backend: 'WebGPU' };
-    } catch (e) {
-      console.warn('WebGPU unavailable, using WASM:', e);
-    }
-  }
-  const session = await ort.InferenceSession.create(bytes, { executionProviders: ['wasm'], graphOptimizationLevel: 'all' });
-  return { session, backend: `WASM, ${threads} thread${threads === 1 ? '' : 's'}${isolated ? '' : ' (not cross-origin isolated)'}` };
-}
-
-/**
- * The session with a pause for the browser before a model call whenever a frame's time (1/30 s) has
- * passed: onnxruntime-web's WASM provider computes on this thread, and a chain of resolved promises
- * never lets the page paint, so the frames would otherwise appear only at the end.
- */
-function paintingBetweenCalls(session: OrtSessionLike): OrtSessionLike {
-  let last = performance.now();
-  return {
-    inputNames: session.inputNames,
-    run: async (feeds) => {
-      if (performance.now() - last > 1000 / 30) {
-        await new Promise<void>((resolve) => requestAnimationFrame(() => setTimeout(resolve, 0)));
-        last = performance.now();
-      }
-      return session.run(feeds);
-    },
-  };
-}
-
 async function generate(session: OrtSessionLike, info: OnnxModelInfo): Promise<void> {
   const s = readSettings(info);
   writeQuery(s);
@@ -148,7 +95,7 @@ async function generate(session: OrtSessionLike, info: OnnxModelInfo): Promise<v
     modelMs = 0;
   };
   const t0 = performance.now();
-  const x = await sampleOnnx(paintingBetweenCalls(session), ort.Tensor as unknown as OrtTensorCtor, info, {
+  const x = await sampleOnnx(paintingBetweenCalls(session), OrtTensor, info, {
     n: s.n, seed: s.seed, sampler: s.sampler, steps: s.steps,
     ...(labels ? { labels, guidance: s.guidance } : {}),
     onStep, onModelCall: (ms) => { modelMs += ms; },
@@ -158,9 +105,7 @@ async function generate(session: OrtSessionLike, info: OnnxModelInfo): Promise<v
   document.body.dataset['runs'] = String(Number(document.body.dataset['runs'] ?? 0) + 1);
   if (!x.data.every(Number.isFinite)) throw new Error('the samples have NaN or infinite values; the model has diverged');
   const grid = makeGrid(x.data, s.n, c, size, size, { nrow, scale: RESULT_SCALE });
-  const canvas = document.createElement('canvas');
-  draw(canvas, grid, 1);
-  const url = canvas.toDataURL('image/png');
+  const url = image8DataUrl(grid);
   el.result.src = url;
   el.download.href = url;
   el.resultBox.hidden = false;
@@ -192,7 +137,7 @@ async function main(): Promise<void> {
   el.sampler.addEventListener('change', () => { el.steps.value = String(defaultSteps(el.sampler.value as SamplerName, info.terms.T)); });
   for (const [key, input] of [['seed', el.seed], ['n', el.n], ['guidance', el.guidance]] as const) if (q.has(key)) input.value = q.get(key)!;
   if (q.has('class')) el.cls.value = q.get('class')!;
-  const { session, backend } = await createSession(bytes, q.get('backend'));
+  const { session, backend } = await createSession(bytes, q.get('backend'), new URL('ort/', location.href).href);
   el.backend.textContent = backend;
   document.body.dataset['backend'] = backend;
   form.addEventListener('submit', (ev) => { ev.preventDefault(); generate(session, info).catch(fail); });
