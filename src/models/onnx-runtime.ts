@@ -2,7 +2,7 @@
 // (onnxruntime-node): plain typed arrays in and out, and the file's own description. It imports
 // nothing that loads libtorch, and loads ONNX Runtime's binary only when a model is opened.
 import { readFileSync } from 'node:fs';
-import type * as Ort from 'onnxruntime-node';
+import type { OrtSessionLike, OrtTensorCtor, OrtTensorLike } from '../samplers/onnx-model.js';
 import { decodeOnnx } from '../io/onnx.js';
 import { ONNX_NAMES } from './onnx-contract.js';
 
@@ -15,9 +15,18 @@ export interface OnnxRuntimeOptions {
  * onnxruntime-node, an optional peer dependency: its 290 MB and its install script (which downloads
  * the CUDA provider on linux/x64) are for those who run exported models in Node.
  */
-export async function loadOnnxRuntime(): Promise<typeof Ort> {
+/**
+ * The part of onnxruntime-node this package uses. Declared here, not imported, so the package's
+ * types compile in a project that has not installed the optional peer.
+ */
+export interface OnnxRuntimeModule {
+  InferenceSession: { create(model: Uint8Array, options: Record<string, unknown>): Promise<OrtSessionLike & { release(): Promise<void> }> };
+  Tensor: OrtTensorCtor;
+}
+
+export async function loadOnnxRuntime(): Promise<OnnxRuntimeModule> {
   try {
-    return await import('onnxruntime-node');
+    return (await import('onnxruntime-node')) as unknown as OnnxRuntimeModule;
   } catch (e) {
     if ((e as { code?: string }).code !== 'ERR_MODULE_NOT_FOUND') throw e;
     throw new Error('running an ONNX model in Node needs onnxruntime-node, which is not installed: `ONNXRUNTIME_NODE_INSTALL=skip npm install onnxruntime-node` (the CPU binary is in the package; the variable skips the download of its CUDA provider)', { cause: e });
@@ -26,8 +35,8 @@ export async function loadOnnxRuntime(): Promise<typeof Ort> {
 
 export class OnnxRuntimeModel {
   private constructor(
-    private readonly ort: typeof Ort,
-    private readonly session: Ort.InferenceSession,
+    private readonly ort: OnnxRuntimeModule,
+    private readonly session: OrtSessionLike & { release(): Promise<void> },
     /** The file's metadata_props (ddpm_ts.format, ddpm_ts.run_config, preset, ...). */
     readonly metadata: Record<string, string>,
     /** [C, S, S] of x_t. */
@@ -68,7 +77,7 @@ export class OnnxRuntimeModel {
     }
     if (labels && labels.length !== b) throw new Error(`${this.source}: ${labels.length} class labels for ${b} images`);
     const { Tensor } = this.ort;
-    const feeds: Record<string, Ort.Tensor> = {
+    const feeds: Record<string, OrtTensorLike> = {
       [ONNX_NAMES.x]: new Tensor('float32', x, [b, c, h, w]),
       [ONNX_NAMES.t]: new Tensor('int64', BigInt64Array.from(Array.from(t), (v) => BigInt(v)), [b]),
     };
