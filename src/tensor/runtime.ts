@@ -83,6 +83,21 @@ export function libtorchVersion(): string { return native.libtorchVersion() as s
 export function parallelInfo(): string { return native.parallelInfo() as string; }
 export function cudaAvailable(): boolean { return native.cudaAvailable() as boolean; }
 
+/**
+ * Refuses a device this libtorch cannot compute on, before anything is written: `cuda` and `cuda:N`
+ * need the addon built against a CUDA libtorch. `where` names the flag (e.g. "--device").
+ * The device count is not known to the addon: libtorch itself refuses a `cuda:N` beyond it when the
+ * first tensor moves there.
+ */
+export function checkDevice(device: string, where: string): void {
+  if (device === 'cpu') return;
+  if (!/^cuda(:\d+)?$/.test(device)) throw new ArgumentError(`${where} must be cpu, cuda or cuda:N, got ${JSON.stringify(device)}`);
+  if (!cudaAvailable()) {
+    throw new ArgumentError(`${where} ${device}: the addon was built against libtorch ${libtorchVersion()} without CUDA (or sees no NVIDIA GPU); ` +
+      'rebuild it against a CUDA libtorch: LIBTORCH=/path/to/unpacked/libtorch-cuda npm run build:native, or install a CUDA build of torch for python3 (pip install torch) and run npm run build:native');
+  }
+}
+
 /** Number of tensor handles alive in the addon (created and not yet released): flat in a healthy loop. */
 export function liveTensors(): number { return native.liveCount() as number; }
 
