@@ -245,6 +245,9 @@ async function runRank(f: TrainFlags, cmd: Command): Promise<void> {
   let group: ProcessGroup | undefined;
   try {
     const lead = env.rank === 0;
+    // Each process of a machine on its own GPU, as torchrun's LOCAL_RANK.
+    const device = f.device === 'cuda' ? `cuda:${env.localRank}` : f.device;
+    checkDevice(device, `--device ${f.device}: local rank ${env.localRank} takes`);
     const setup = configure(f, cmd, lead);
     if (env.worldSize > 1) {
       group = initProcessGroup({
@@ -252,8 +255,6 @@ async function runRank(f: TrainFlags, cmd: Command): Promise<void> {
         backend: f.backend ?? (f.device === 'cpu' ? 'gloo' : 'nccl'), timeoutMs: Math.round(f.distTimeout * 1000),
       });
     }
-    // Each process of a machine on its own GPU, as torchrun's LOCAL_RANK.
-    const device = f.device === 'cuda' ? `cuda:${env.localRank}` : f.device;
     await trainHere({ ...f, device }, cmd, setup, group);
     // Nobody leaves (taking rank 0's store with it) before everyone is done.
     group?.barrier();
