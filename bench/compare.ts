@@ -1,10 +1,10 @@
 // `npm run bench`: ddpm-ts against PyTorch eager on the same machine, the same libtorch and BLAS,
 // workload by workload, alternating engines so that machine noise hits both. Prints medians and
 // their ratio (above 1: ddpm-ts is faster). Each engine gets its best OpenBLAS threading per
-// workload (DESIGN.md): both run with one OpenBLAS thread (two were slower for both engines here,
+// workload (README, Speed): both run with one OpenBLAS thread (two were slower for both engines here,
 // for training and for sampling; pass a workload more blasThreads to check again), and
 // PyTorch both with glibc's default malloc thresholds and with the raised ones that ddpm-ts sets for
-// itself (src/tensor/native.ts), through glibc's MALLOC_*_THRESHOLD_ variables.
+// itself (configureRuntime, src/tensor/runtime.ts), through glibc's MALLOC_*_THRESHOLD_ variables.
 //   node dist/bench/compare.js [--rounds 3] [--only train,sample,stack,opcall] [--quick]
 import { spawnSync } from 'node:child_process';
 import { parseArgs } from 'node:util';

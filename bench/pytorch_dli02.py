@@ -15,7 +15,7 @@ speed does not depend on pixel values.
                  loss; forward + backward + Adam step; unit img/s
   --what opcall  one torch.add on 1-element tensors; a repeat is --steps calls; unit us per call
 
-Run (from the repo root; OpenBLAS's threading matters, see DESIGN.md):
+Run (from the repo root; OpenBLAS's threading matters, see the README's Speed section):
     OPENBLAS_NUM_THREADS=1 /usr/bin/python3 bench/pytorch_dli02.py --what train --threads 2
     /usr/bin/python3 bench/pytorch_dli02.py --what sample --threads 2
     /usr/bin/python3 bench/pytorch_dli02.py --what stack

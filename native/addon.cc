@@ -290,7 +290,8 @@ OP(manualSeed) {
 }
 OP(setNumThreads) { at::set_num_threads(static_cast<int>(a.I(0))); return a.env().Undefined(); }
 OP(getNumThreads) { return Napi::Number::New(a.env(), at::get_num_threads()); }
-// OpenBLAS keeps its own thread pool; DESIGN.md: training is faster with one BLAS thread, sampling with two.
+// OpenBLAS keeps its own thread pool; one BLAS thread is faster for training and sampling alike
+// (README, Speed; src/tensor/runtime.ts, configureRuntime).
 // The addon's libraries load RTLD_LOCAL, so look in the already-loaded BLAS, not the global scope.
 void* blasSymbol(const char* name) {
   if (void* p = dlsym(RTLD_DEFAULT, name)) return p;

@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-// Finds libtorch for node-gyp, in the order DESIGN.md gives:
+// Finds libtorch for node-gyp, in the order docs/architecture.md ("Why libtorch") and the README give:
 //   1. $LIBTORCH (an unpacked libtorch zip or any prefix with include/ and lib/)
 //   2. the `torch` package of python3 (its include and lib folders and its C++ ABI flag)
 //   3. Debian's libtorch-dev (/usr/include/torch, /usr/lib/<triplet>)

@@ -2,7 +2,7 @@
 # Installs what ddpm-ts needs and builds it. Safe to run again: each step is skipped when done.
 #   - Debian packages (as root): libtorch-dev, libgloo-dev (the Gloo headers that libtorch's
 #     ProcessGroupGloo.hpp includes; native/distributed.cc), libopenblas0-pthread (without OpenBLAS, Debian's libtorch
-#     multiplies matrices ~30x slower; DESIGN.md), dataset-fashion-mnist, fonts-dejavu-core (text in PNG
+#     multiplies matrices ~30x slower; docs/architecture.md, BLAS), dataset-fashion-mnist, fonts-dejavu-core (text in PNG
 #     charts), chromium (the studio's browser tests drive it headless), plus any given as arguments
 #   - npm ci (its install script, native/install.cjs, builds the libtorch addon with node-gyp), the addon
 #     again when native/ changed since, the TypeScript build, the studio page (scripts/build-studio.mjs)

@@ -31,7 +31,7 @@ before(() => {
   assert.equal(r.code, 0, `ddpm train failed:\n${r.err}`);
 });
 
-test('ddpm train: the loss falls below 0.45 within 256 steps and the run folder has the DESIGN.md layout', { skip: !hasData && 'Fashion-MNIST not installed' }, () => {
+test('ddpm train: the loss falls below 0.45 within 256 steps and the run folder has the layout the README shows (What the demo writes)', { skip: !hasData && 'Fashion-MNIST not installed' }, () => {
   const log = readFileSync(path.join(run, 'log.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as Record<string, number>);
   for (const key of ['step', 'epoch', 'loss', 'lr', 'imagesPerSecond']) assert.ok(key in log[0]!, `log.jsonl lines need "${key}"`);
   assert.ok('time' in log[0]!);

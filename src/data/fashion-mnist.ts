@@ -1,5 +1,5 @@
 // Finds and loads Fashion-MNIST (Xiao, Rasul & Vollgraf 2017, arXiv:1708.07747; MIT licence).
-// Search order per DESIGN.md (Data): --data DIR, then $FASHION_MNIST_DIR, then Debian's
+// Search order (README, `ddpm train --data`): --data DIR, then $FASHION_MNIST_DIR, then Debian's
 // dataset-fashion-mnist folder.
 import { existsSync, statSync } from 'node:fs';
 import { join, resolve } from 'node:path';

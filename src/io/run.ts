@@ -1,4 +1,4 @@
-// The run-folder layout of DESIGN.md:
+// The run-folder layout (README, "What the demo writes"):
 //   runs/<name>/config.json, log.jsonl, checkpoints/step-<N>/{model,optimizer}.safetensors + state.json, samples/*.png
 // A checkpoint folder appears whole (written under a temp name, then renamed) or not at all.
 import { appendFileSync, existsSync, mkdirSync, readFileSync, readdirSync, renameSync, statSync, truncateSync, writeFileSync } from 'node:fs';

@@ -69,7 +69,7 @@ export class Jobs {
       execArgv: [],
       serialization: 'advanced',
       stdio: ['ignore', 'ignore', 'pipe', 'ipc'],
-      // DESIGN.md: one OpenBLAS thread trains fastest here (it must be set before the library loads).
+      // One OpenBLAS thread trains fastest here (README, Speed); it must be set before the library loads.
       env: kind === 'train' ? { ...process.env, OPENBLAS_NUM_THREADS: '1' } : process.env,
     });
     const job: Job = { info, child, replay: [], listeners: new Set(), stderr: '' };

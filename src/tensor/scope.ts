@@ -1,6 +1,6 @@
 // Memory scopes: `tidy(fn)` frees every tensor made inside fn except what fn returns, so a
-// training loop keeps a flat footprint over thousands of steps (DESIGN.md: one release path per
-// handle; scopes make that path automatic).
+// training loop keeps a flat footprint over thousands of steps (docs/architecture.md, "How a tensor
+// crosses the addon": one release path per handle; scopes make that path automatic).
 
 export interface Disposable {
   dispose(): void;
