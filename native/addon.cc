@@ -346,6 +346,7 @@ OP(malloptSettings) {
 }
 OP(libtorchVersion) { return Napi::String::New(a.env(), TORCH_VERSION); }
 OP(cudaAvailable) { return Napi::Boolean::New(a.env(), at::hasCUDA()); }
+OP(cudaDeviceCount) { return Napi::Number::New(a.env(), static_cast<double>(at::getNumGPUs())); }
 OP(parallelInfo) { return Napi::String::New(a.env(), at::get_parallel_info()); }
 
 // ---------------------------------------------------------------- conversion, copies

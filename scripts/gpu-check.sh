@@ -8,8 +8,9 @@
 #   2. runs the golden op tests (PyTorch's numbers, on the CPU kernels of this libtorch);
 #   3. runs the data-parallel tests (Gloo over loopback) and the library API on CUDA tensors with NCCL
 #      between 2 processes;
-#   4. trains dli02 for 20 steps with 1 and with 2 processes (ddpm train computes on the CPU; it has no
-#      --device yet, so "a short training on cuda" is not possible and is not pretended);
+#   4. trains dli02 for 20 steps with --device cuda in 1 process and in 2 (NCCL, each rank on
+#      cuda:LOCAL_RANK, so it needs 2 GPUs and is skipped with fewer), then samples from the 1-process run with
+#      `ddpm sample --device cuda` and compares it with the same sampling on the CPU;
 #   5. runs the data-parallel benchmark (bench/distributed.ts) and writes .bench/gpu-check/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -50,11 +51,27 @@ done
 wait
 cat "$out"/nccl-rank*.json
 
+gpus=$(nvidia-smi -L 2>/dev/null | wc -l || echo 0)
 for n in 1 2; do
+  if [ "$n" = 2 ] && [ "$gpus" -lt 2 ]; then echo "gpu-check: $gpus GPU(s): skipping the 2-process --device cuda run (one GPU per rank)" >&2; continue; fi
   rm -rf "$out/train-$n"
   extra=(--batch-size 128); [ "$n" = 2 ] && extra=(--nproc-per-node 2 --batch-size 64)
-  node bin/ddpm.js train --preset dli02 --limit 4096 --epochs 1 --max-steps 20 --no-sample-grids --threads "$(nproc)" "${extra[@]}" --out "$out/train-$n" 2>&1 | tail -1
+  node bin/ddpm.js train --preset dli02 --device cuda --limit 4096 --epochs 1 --max-steps 20 --threads "$(nproc)" "${extra[@]}" --out "$out/train-$n" 2>&1 | tail -2
 done
+# Sampling on the GPU: the same seed on the CPU must give the same images up to the kernels' rounding.
+node bin/ddpm.js sample --run "$out/train-1" --device cuda -n 16 --sampler ddim --steps 50 --out-dir "$out/sample-cuda" 2>&1 | tail -1
+node bin/ddpm.js sample --run "$out/train-1" --device cpu -n 16 --sampler ddim --steps 50 --out-dir "$out/sample-cpu" 2>&1 | tail -1
+node --input-type=module -e "
+import { readFileSync, readdirSync } from 'node:fs';
+import { PNG } from 'pngjs';
+let worst = 0;
+for (const f of readdirSync('$out/sample-cpu')) {
+  const a = PNG.sync.read(readFileSync('$out/sample-cpu/' + f)).data, b = PNG.sync.read(readFileSync('$out/sample-cuda/' + f)).data;
+  for (let i = 0; i < a.length; i++) worst = Math.max(worst, Math.abs(a[i] - b[i]));
+}
+console.log(JSON.stringify({ sampleCudaVsCpuMaxPixelDiff: worst }));
+if (worst > 8) { console.error('gpu-check: ddpm sample --device cuda differs from the CPU by more than 8/255'); process.exit(1); }
+" | tee "$out/sample-diff.json"
 
 node dist/bench/distributed.js --threads "$(nproc)" --out "$out/distributed.json"
 echo "gpu-check: done; results in $out/" >&2

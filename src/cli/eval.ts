@@ -5,12 +5,12 @@
 import { Command } from 'commander';
 import { existsSync, statSync } from 'node:fs';
 import path from 'node:path';
-import { Generator, setNumThreads, type Tensor } from '../tensor/index.js';
+import { Generator, setNumThreads, checkDevice, type Tensor, type Device } from '../tensor/index.js';
 import { loadRun } from '../train/checkpoint.js';
 import { runObjective, runNumClasses, runSampling, type RunConfig } from '../train/config.js';
 import type { DiffusionUNet } from '../models/index.js';
 import type { Diffusion } from '../diffusion/index.js';
-import { sample, assertFinite, samplerDefaults, SAMPLER_OPTIONS as O, VARIANCES, type SamplerName, type Variance } from '../samplers/index.js';
+import { sample, modelOn, DEVICE_OPTION, assertFinite, samplerDefaults, SAMPLER_OPTIONS as O, VARIANCES, type SamplerName, type Variance } from '../samplers/index.js';
 import { RUN_OPTIONS as R } from '../samplers/run-options.js';
 import { locateFashionMnist } from '../data/fashion-mnist.js';
 import { loadImageFolder, imageFolderTensors } from '../data/image-folder.js';
@@ -24,7 +24,7 @@ import { runNll, runLossByT } from './likelihood.js';
 import { samplingPredictor } from './predictor.js';
 
 interface EvalFlags {
-  run?: string; samples?: string; checkpoint?: string; ema: boolean; n?: number; seed: number; batchSize?: number; threads: number; replicas: number;
+  run?: string; samples?: string; checkpoint?: string; ema: boolean; n?: number; seed: number; batchSize?: number; threads: number; replicas: number; device: string;
   sampler?: SamplerName; steps?: number; eta?: number; guidance?: number;
   json?: string; data?: string; features?: string; cache?: string | false;
   nll?: boolean; lossByT?: boolean; out?: string; points?: number; variance?: Variance; clip: boolean;
@@ -47,6 +47,7 @@ export function evalCommand(): Command {
     .addOption(declared(R.batchSize, { help: `--run only: ${R.batchSize.help}` }))
     .addOption(declared(R.threads, { default: defaultThreads() }))
     .addOption(declared(R.replicas, { help: `--run only: ${R.replicas.help}`, default: 1 }))
+    .addOption(declared(DEVICE_OPTION, { help: `--run only: ${DEVICE_OPTION.help}` }).default('cpu'))
     .addOption(declared(O.sampler, { help: `--run only: ${O.sampler.help}` }))
     .addOption(declared(O.steps, { help: `--run only: ${O.steps.help}` }))
     .addOption(declared(O.eta, { help: `--run only: ${O.eta.help}` }))
@@ -87,10 +88,12 @@ function checkFlags(f: EvalFlags, cmd: Command): void {
   if (f.run === undefined && f.samples === undefined) fail('say what to score: --run DIR (sample from a trained run) or --samples DIR (a folder of PNGs)');
   if (f.run !== undefined && f.samples !== undefined) fail('give --run or --samples, not both');
   if (f.samples !== undefined) {
-    const runOnly = [['checkpoint', '--checkpoint'], ['ema', '--no-ema'], ['batchSize', '--batch-size'], ['replicas', '--replicas'], ['sampler', '--sampler'], ['steps', '--steps'], ['eta', '--eta'], ['guidance', '--guidance']] as const;
+    const runOnly = [['checkpoint', '--checkpoint'], ['ema', '--no-ema'], ['batchSize', '--batch-size'], ['replicas', '--replicas'], ['device', '--device'], ['sampler', '--sampler'], ['steps', '--steps'], ['eta', '--eta'], ['guidance', '--guidance']] as const;
     for (const [key, flag] of runOnly) if (given(key)) fail(`${flag} applies to --run only; --samples scores images that already exist`);
     if (!existsSync(f.samples) || !statSync(f.samples).isDirectory()) fail(`--samples ${f.samples} is not a folder`);
   } else {
+    checkDevice(f.device, '--device');
+    if (f.device !== 'cpu' && f.replicas > 1) fail(`--replicas ${f.replicas} splits each batch over CPU threads; with --device ${f.device} leave it at 1`);
     if (!existsSync(f.run!) || !statSync(f.run!).isDirectory()) fail(`--run ${f.run} is not a folder (expected a run folder written by \`ddpm train\`)`);
     if (f.eta !== undefined && f.sampler !== undefined && f.sampler !== 'ddim') fail(`--eta applies to --sampler ddim only; ${f.sampler} has no eta`);
   }
@@ -140,12 +143,13 @@ function sampleRun(f: EvalFlags, config: RunConfig, model: DiffusionUNet, diffus
   const clip = def.x0Processing;
   // Balanced classes, interleaved: every split of the Inception Score sees each class equally.
   const labels = numClasses > 0 ? Array.from({ length: n }, (_, i) => i % numClasses) : undefined;
+  if (f.device !== 'cpu') model.to(f.device as Device);
   const predictor = samplingPredictor(model, config.model, { threads: f.threads, replicas: f.replicas });
   const t0 = performance.now();
   let x: Tensor;
   try {
     x = sample({
-      model: (xt, t, cond) => predictor.forward(xt, t, cond),
+      model: modelOn((xt, t, cond) => predictor.forward(xt, t, cond), f.device as Device),
       diffusion, objective, shape: [n, c, s, s], sampler, steps, x0Processing: clip,
       generator: new Generator(f.seed), batchSize: f.batchSize ?? Math.min(n, 500),
       ...(f.eta !== undefined ? { eta: f.eta } : {}),

@@ -2,11 +2,11 @@
 import { Command, InvalidArgumentError } from 'commander';
 import { mkdirSync } from 'node:fs';
 import path from 'node:path';
-import { Generator, tidy, keep, cat, stack, type Tensor } from '../tensor/index.js';
+import { Generator, tidy, keep, cat, stack, checkDevice, type Tensor, type Device } from '../tensor/index.js';
 import { loadRun } from '../train/checkpoint.js';
 import { runObjective, runNumClasses, runSampling } from '../train/config.js';
 import {
-  sample, assertFinite, samplerDefaults, SAMPLER_OPTIONS as O,
+  sample, modelOn, assertFinite, samplerDefaults, SAMPLER_OPTIONS as O, DEVICE_OPTION,
   type SamplerName, type Spacing, type Variance, type X0Processing, type StepResult,
 } from '../samplers/index.js';
 import { writePng } from '../io/png.js';
@@ -18,7 +18,7 @@ import { samplingPredictor } from './predictor.js';
 import { sampleOnnxModel } from './sample-onnx.js';
 
 export interface SampleFlags {
-  run: string; model?: string; checkpoint?: string; n: number; seed: number; batchSize?: number; threads: number; replicas: number; ema: boolean;
+  run: string; model?: string; checkpoint?: string; n: number; seed: number; batchSize?: number; threads: number; replicas: number; device: string; ema: boolean;
   grid?: string; outDir?: string; trajectory?: string; trajectoryX0?: boolean; scale: number;
   sampler?: SamplerName; steps?: number; eta?: number; spacing?: Spacing; variance?: Variance; clip?: X0Processing;
   guidance?: number; class?: number[]; correctorSteps?: number; snr?: number;
@@ -44,6 +44,7 @@ export function sampleCommand(): Command {
     .addOption(declared(R.batchSize))
     .addOption(declared(R.threads, { default: defaultThreads() }))
     .addOption(declared(R.replicas, { default: 1 }))
+    .addOption(declared(DEVICE_OPTION).default('cpu'))
     .addOption(declared(O.sampler))
     .addOption(declared(O.steps))
     .addOption(declared(O.eta))
@@ -63,6 +64,9 @@ export function sampleCommand(): Command {
       const nGiven = cmd.getOptionValueSource('n') !== 'default';
       if (f.model !== undefined && f.run !== undefined) throw new Error('sample: give --run DIR (libtorch) or --model FILE.onnx (ONNX Runtime), not both');
       if (f.model === undefined && f.run === undefined) throw new Error('sample: nothing to sample from; give --run DIR (a run of `ddpm train`) or --model FILE.onnx (from `ddpm export`)');
+      if (f.model !== undefined && f.device !== 'cpu') throw new Error(`sample: --device ${f.device} applies to --run (libtorch); ONNX Runtime in Node samples on the CPU`);
+      checkDevice(f.device, '--device');
+      if (f.device !== 'cpu' && f.replicas > 1) throw new Error(`sample: --replicas ${f.replicas} splits each batch over CPU threads; with --device ${f.device} leave it at 1`);
       return f.model !== undefined ? sampleOnnxModel(f, nGiven, { threadsGiven: cmd.getOptionValueSource('threads') !== 'default', emaGiven: cmd.getOptionValueSource('ema') !== 'default' }) : runSample(f, nGiven);
     });
 }
@@ -155,11 +159,12 @@ function runSample(f: SampleFlags, nGiven: boolean): void {
   };
 
   const t0 = performance.now();
+  if (f.device !== 'cpu') model.to(f.device as Device);
   const predictor = samplingPredictor(model, config.model, { threads: f.threads, replicas: f.replicas });
   let x: Tensor;
   try {
     x = sample({
-      model: (xt, t, cond) => predictor.forward(xt, t, cond),
+      model: modelOn((xt, t, cond) => predictor.forward(xt, t, cond), f.device as Device),
       diffusion, objective, shape: [layout.n, c, s, s], sampler, steps, x0Processing: clip,
       generator: new Generator(f.seed), batchSize: f.batchSize ?? Math.min(layout.n, 500),
       ...(f.eta !== undefined ? { eta: f.eta } : {}),

@@ -13,7 +13,7 @@ import { FASHION_MNIST_CLASSES, FASHION_MNIST_FILES, fashionMnistFile } from '..
 import { declared, defaultThreads } from './args.js';
 import { TRAIN_OPTIONS, presetDefaultWords, type TrainOptionDecl, type TrainOptionName } from '../train/options.js';
 import { LAUNCHER_FLAGS, launchWorkers, stripFlags } from './launch.js';
-import { cudaAvailable } from '../tensor/index.js';
+import { checkDevice, type Device } from '../tensor/index.js';
 import { DistributedError, initProcessGroup, launchedAsRank, readLaunchEnv, type Backend, type ProcessGroup } from '../distributed/index.js';
 
 interface TrainFlags {
@@ -25,7 +25,7 @@ interface TrainFlags {
   offsetNoise?: number; emaDecay?: number; lrSchedule?: 'constant' | 'cosine'; warmupSteps?: number; minLr?: number;
   gradClip?: number; classCond?: boolean; condDropProb?: number;
   nprocPerNode?: number; nnodes: number; nodeRank: number; masterAddr?: string; masterPort?: number;
-  backend: Backend; distTimeout: number; reshard?: boolean; syncBn?: boolean;
+  backend?: Backend; device: string; distTimeout: number; reshard?: boolean; syncBn?: boolean;
 }
 
 /** One flag of `ddpm train` from its declaration (train/options.ts), with its default in the help. */
@@ -204,10 +204,10 @@ function checkDistributedFlags(f: TrainFlags, cmd: Command): void {
   }
   if (f.masterPort !== undefined && f.masterPort > 65535) throw new Error(`--master-port must be a TCP port in [1, 65535], got ${f.masterPort}`);
   if (f.nnodes > 1 && f.nprocPerNode === undefined && !launchedAsRank()) throw new Error(`--nnodes ${f.nnodes} needs --nproc-per-node (workers on this machine)`);
-  if (f.backend === 'nccl') {
-    if (!cudaAvailable()) throw new Error('--backend nccl needs CUDA (NCCL moves CUDA tensors between GPUs), but this libtorch sees no CUDA device; use --backend gloo');
-    throw new Error('--backend nccl moves CUDA tensors, but ddpm train computes on the CPU; use --backend gloo');
-  }
+  // Before anything is written: a device this libtorch cannot use, and NCCL without CUDA tensors.
+  checkDevice(f.device, '--device');
+  if (f.backend === 'nccl' && f.device === 'cpu') throw new Error('--backend nccl moves CUDA tensors, but --device is cpu; use --backend gloo, or --device cuda');
+  if (f.backend === 'gloo' && f.device !== 'cpu') throw new Error(`--backend gloo moves CPU tensors, but --device is ${f.device}; use --backend nccl (the default with --device cuda)`);
   if (launchedAsRank() && f.nprocPerNode !== undefined) {
     const env = readLaunchEnv();
     if (env.worldSize !== f.nprocPerNode * f.nnodes) {
@@ -245,14 +245,17 @@ async function runRank(f: TrainFlags, cmd: Command): Promise<void> {
   let group: ProcessGroup | undefined;
   try {
     const lead = env.rank === 0;
+    // Each process of a machine on its own GPU, as torchrun's LOCAL_RANK.
+    const device = f.device === 'cuda' ? `cuda:${env.localRank}` : f.device;
+    checkDevice(device, `--device ${f.device}: local rank ${env.localRank} takes`);
     const setup = configure(f, cmd, lead);
     if (env.worldSize > 1) {
       group = initProcessGroup({
         rank: env.rank, worldSize: env.worldSize, masterAddr: env.masterAddr, masterPort: env.masterPort,
-        backend: f.backend, timeoutMs: Math.round(f.distTimeout * 1000),
+        backend: f.backend ?? (f.device === 'cpu' ? 'gloo' : 'nccl'), timeoutMs: Math.round(f.distTimeout * 1000),
       });
     }
-    await trainHere(f, cmd, setup, group);
+    await trainHere({ ...f, device }, cmd, setup, group);
     // Nobody leaves (taking rank 0's store with it) before everyone is done.
     group?.barrier();
   } catch (e) {
@@ -283,6 +286,7 @@ async function trainHere(f: TrainFlags, cmd: Command, setup = configure(f, cmd),
   try {
     summary = await train(config, run, {
       threads: f.threads,
+      device: f.device as Device,
       signal: ac.signal,
       checkpointEvery: f.checkpointEvery,
       sampleGrids: f.sampleGrids,

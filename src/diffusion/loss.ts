@@ -52,9 +52,12 @@ export function diffusionLoss(diffusion: Diffusion, model: ModelFn, x0: Tensor, 
   return tidy(() => {
     const b = x0.shape[0]!;
     const [, ...chw] = x0.shape;
-    const t = drawShare(o.share, b, (n) => randint(0, diffusion.T, [n], gen)); // (B,)
-    let noise = drawShare(o.share, b, (n) => randn([n, ...chw], { ...gen, dtype: x0.dtype, device: x0.device })); // (B, C, H, W)
+    // Drawn on the CPU generator whatever x0's device, then moved: the same t and noise on every device.
+    const onDevice = (u: Tensor): Tensor => (x0.device === 'cpu' ? u : u.to(x0.device));
+    const t = onDevice(drawShare(o.share, b, (n) => randint(0, diffusion.T, [n], gen))); // (B,)
+    let noise = drawShare(o.share, b, (n) => randn([n, ...chw], { ...gen, dtype: x0.dtype })); // (B, C, H, W)
     if (o.offsetNoise) noise = noise.add(drawShare(o.share, b, (n) => randn([n, chw[0]!, 1, 1], gen)).mul(o.offsetNoise));
+    noise = onDevice(noise);
     const { xt } = diffusion.qSample(x0, t, noise);
     const a = diffusion.extract('sqrtAlphaBar', t, x0.rank);
     const s = diffusion.extract('sqrtOneMinusAlphaBar', t, x0.rank);
@@ -63,7 +66,7 @@ export function diffusionLoss(diffusion: Diffusion, model: ModelFn, x0: Tensor, 
     if (weighting === 'simple') return mseLoss(out, target);
     if (weighting !== 'min-snr') throw new ArgumentError(`loss weighting must be one of simple, min-snr, got ${JSON.stringify(weighting)}`);
     const snr = diffusion.terms.snr;
-    const w = diffusion.table(Float64Array.from(snr, (v) => minSnrWeight(v, objective, gamma)), `min-snr-${objective}-${gamma}`);
+    const w = diffusion.table(Float64Array.from(snr, (v) => minSnrWeight(v, objective, gamma)), `min-snr-${objective}-${gamma}`, t.device);
     const perExample = mseLoss(out, target, 'none').mean([1, 2, 3]); // (B,)
     return perExample.mul(w.indexSelect(0, t)).mean();
   });

@@ -1,6 +1,6 @@
 // The forward process q and the quantities of the reverse process that follow from it in closed
 // form (Ho et al. 2020, eqs. 4, 6, 7 and 11), applied per example at integer timesteps t.
-import { type Tensor, type Generator, tensor, randnLike, tidy, keep, ArgumentError } from '../tensor/index.js';
+import { type Tensor, type Generator, type Device, tensor, randnLike, tidy, keep, ArgumentError } from '../tensor/index.js';
 import { type ScheduleTerms, coefsAt } from './schedule.js';
 
 export type TermName = Exclude<keyof ScheduleTerms, 'T'>;
@@ -16,15 +16,16 @@ export class Diffusion {
 
   /** term[t] shaped to broadcast over x: (B,) -> (B, 1, 1, 1) for 4-d x. */
   extract(name: TermName, t: Tensor, rank = 4): Tensor {
-    return this.table(this.terms[name], name).indexSelect(0, t).reshape([t.shape[0]!, ...new Array<number>(rank - 1).fill(1)]);
+    return this.table(this.terms[name], name, t.device).indexSelect(0, t).reshape([t.shape[0]!, ...new Array<number>(rank - 1).fill(1)]);
   }
 
-  /** A per-timestep float64 table as a cached float32 tensor (T,), under a key naming its content. */
-  table(values: Float64Array, key: string): Tensor {
-    let table = this.#cache.get(key);
+  /** A per-timestep float64 table as a cached float32 tensor (T,) on `device`, under a key naming its content. */
+  table(values: Float64Array, key: string, device: Device = 'cpu'): Tensor {
+    const k = device === 'cpu' ? key : `${key}@${device}`;
+    let table = this.#cache.get(k);
     if (!table) {
-      table = keep(tensor(Float32Array.from(values)));
-      this.#cache.set(key, table);
+      table = keep(tensor(Float32Array.from(values), undefined, { device }));
+      this.#cache.set(k, table);
     }
     return table;
   }

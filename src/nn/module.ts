@@ -1,6 +1,6 @@
 // Module: named parameters, buffers and submodules, train/eval mode and state dicts, with
 // PyTorch's naming and ordering so a state dict lines up with its PyTorch twin key for key.
-import { Tensor, keep, noGrad, ArgumentError, type MemoryFormat } from '../tensor/index.js';
+import { Tensor, keep, noGrad, ArgumentError, type MemoryFormat, type Device } from '../tensor/index.js';
 import { native } from '../tensor/native.js';
 import type { OnnxGraph, OnnxValue } from './onnx-graph.js';
 
@@ -92,6 +92,22 @@ export class Module {
         const laidOut = t.contiguous(format);
         t.setData(laidOut);
         laidOut.dispose();
+      }
+    });
+    return this;
+  }
+
+  /**
+   * Moves every parameter and buffer to `device`, in place, as torch's module.to(device): the
+   * tensors keep their identity, so move a module before an optimizer or EMA is made from it.
+   */
+  to(device: Device): this {
+    noGrad(() => {
+      for (const t of this.stateDict().values()) {
+        if (t.device === device) continue;
+        const moved = t.to(device);
+        t.setData(moved);
+        moved.dispose();
       }
     });
     return this;

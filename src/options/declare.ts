@@ -30,7 +30,7 @@ const HUGE = 2 ** 52;
 /** What a schema accepts, in words: "a positive integer", "a number in [0, 1)", "one of ddpm, ddim". */
 export function expected(schema: z.ZodType): string {
   const j = z.toJSONSchema(schema, { unrepresentable: 'any' }) as {
-    type?: string; enum?: unknown[]; const?: unknown; minimum?: number; maximum?: number; exclusiveMinimum?: number; exclusiveMaximum?: number; anyOf?: { type?: string }[];
+    type?: string; description?: string; enum?: unknown[]; const?: unknown; minimum?: number; maximum?: number; exclusiveMinimum?: number; exclusiveMaximum?: number; anyOf?: { type?: string }[];
   };
   if (j.const !== undefined) return show(j.const);
   if (j.enum) return `one of ${j.enum.join(', ')}`;
@@ -48,7 +48,8 @@ export function expected(schema: z.ZodType): string {
     return `a number in ${range(lo, bounded ? hi : undefined, j.exclusiveMinimum !== undefined, j.exclusiveMaximum !== undefined)}`;
   }
   if (j.type === 'boolean') return 'true or false';
-  if (j.type === 'string') return 'a string';
+  // A patterned string (e.g. --device) says its pattern in its description.
+  if (j.type === 'string') return j.description ?? 'a string';
   return 'a valid value';
 }
 

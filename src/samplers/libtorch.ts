@@ -1,6 +1,6 @@
 // The samplers on libtorch: the array operations of tensors (a Tensor is an NdArray as it is) and
 // sample(), which drives the reverse process (reverse.ts) synchronously through the network.
-import { type Tensor, type Generator, randn, randnLike, noGrad, tidy, keep, cat, full } from '../tensor/index.js';
+import { type Tensor, type Generator, type Device, randn, randnLike, noGrad, tidy, keep, cat, full } from '../tensor/index.js';
 import type { Diffusion } from '../diffusion/process.js';
 import type { ArrayOps } from './array.js';
 import { type ConditionalModelFn, oneHot } from './denoiser.js';
@@ -23,6 +23,16 @@ export function tensorOps(generator?: Generator): ArrayOps<Tensor> {
 /** The network's output for one model call: t as an int64 (B,) tensor, labels as one-hot rows (-1: a zero row). */
 export function callModel(model: ConditionalModelFn, numClasses: number, x: Tensor, t: number, labels: readonly number[] | null): Tensor {
   return keep(tidy(() => model(x, full([x.shape[0]!], t, { dtype: 'int64' }), labels === null ? null : oneHot(labels, numClasses))));
+}
+
+/**
+ * The network on `device`: each call moves x, t and the labels there and the output back. The
+ * reverse process itself stays on the CPU, so x_T and every step's noise come from the CPU generator
+ * and a seed gives the same images on every device (up to the kernels' float rounding).
+ */
+export function modelOn(model: ConditionalModelFn, device: Device): ConditionalModelFn {
+  if (device === 'cpu') return model;
+  return (x, t, c) => tidy(() => model(x.to(device), t.to(device), c ? c.to(device) : c).to('cpu'));
 }
 
 /** Runs the chosen sampler from x_T ~ N(0, I) to x_0 for N images; returns (N, C, H, W). */

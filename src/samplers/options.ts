@@ -43,6 +43,12 @@ export const SAMPLER_OPTIONS = {
 
 export type SamplerOptionName = keyof typeof SAMPLER_OPTIONS;
 
+/** Where the network computes: cpu, cuda (the current GPU) or cuda:N. One schema for `ddpm train`, `ddpm sample` and `ddpm eval`. */
+export const DEVICE_SCHEMA = z.string().regex(/^(cpu|cuda(:\d+)?)$/).describe('cpu, cuda or cuda:N');
+export const DEVICE_HELP = 'where the network computes: cpu, cuda or cuda:N (needs the addon built against a CUDA libtorch)';
+/** `--device` of `ddpm sample` and `ddpm eval`: the model and x_T there, the images back on the CPU. */
+export const DEVICE_OPTION = option({ name: 'device', flag: '--device <name>', help: DEVICE_HELP, defaultHelp: 'cpu', schema: DEVICE_SCHEMA });
+
 /**
  * Steps when none are asked for: ddpm and pc visit every timestep (the notebook); DDIM's 50 and
  * DPM-Solver++'s 20 are where their papers report quality close to the full chain (Song et al. 2021

@@ -82,6 +82,25 @@ export function blasInfo(): string { return native.blasInfo() as string; }
 export function libtorchVersion(): string { return native.libtorchVersion() as string; }
 export function parallelInfo(): string { return native.parallelInfo() as string; }
 export function cudaAvailable(): boolean { return native.cudaAvailable() as boolean; }
+/** The NVIDIA GPUs this libtorch sees (0 without CUDA): torch.cuda.device_count(). */
+export function cudaDeviceCount(): number { return native.cudaDeviceCount() as number; }
+
+/**
+ * Refuses a device this libtorch cannot compute on, before anything is written: `cuda` and `cuda:N`
+ * need the addon built against a CUDA libtorch, and N must be below the GPUs it sees. `where` names
+ * the flag (e.g. "--device").
+ */
+export function checkDevice(device: string, where: string): void {
+  if (device === 'cpu') return;
+  if (!/^cuda(:\d+)?$/.test(device)) throw new ArgumentError(`${where} must be cpu, cuda or cuda:N, got ${JSON.stringify(device)}`);
+  if (!cudaAvailable()) {
+    throw new ArgumentError(`${where} ${device}: the addon was built against libtorch ${libtorchVersion()} without CUDA (or sees no NVIDIA GPU); ` +
+      'rebuild it against a CUDA libtorch: LIBTORCH=/path/to/unpacked/libtorch-cuda npm run build:native, or install a CUDA build of torch for python3 (pip install torch) and run npm run build:native');
+  }
+  const n = device === 'cuda' ? 0 : Number(device.slice(5));
+  const count = cudaDeviceCount();
+  if (n >= count) throw new ArgumentError(`${where} ${device}: libtorch sees ${count} GPU${count === 1 ? '' : 's'} (cuda:0..cuda:${count - 1}); choose one of them (CUDA_VISIBLE_DEVICES, when set, hides the others)`);
+}
 
 /** Number of tensor handles alive in the addon (created and not yet released): flat in a healthy loop. */
 export function liveTensors(): number { return native.liveCount() as number; }

@@ -103,12 +103,13 @@ export class Tensor implements Disposable {
   detach(): Tensor { return new Tensor(native.detach(this.handle)); }
   /**
    * torch's `t.data = src`: this tensor (its handle, autograd leaf status, requiresGrad) stays, and
-   * takes src's storage and strides; src must have this tensor's shape, dtype and device. Used to
-   * change a parameter's memory format in place (Module.toMemoryFormat).
+   * takes src's storage and strides; src must have this tensor's shape and dtype. Used to change a
+   * parameter's memory format or device in place (Module.toMemoryFormat, Module.to), as torch's
+   * Module._apply does, so optimizers and hooks holding the tensor keep holding it.
    */
   setData(src: Tensor): this {
-    if (src.shape.join() !== this.shape.join() || src.dtype !== this.dtype || src.device !== this.device) {
-      throw new ArgumentError(`setData: source ${src.toString()} does not match ${this.toString()}: shape, dtype and device must agree`);
+    if (src.shape.join() !== this.shape.join() || src.dtype !== this.dtype) {
+      throw new ArgumentError(`setData: source ${src.toString()} does not match ${this.toString()}: shape and dtype must agree`);
     }
     native.setData(this.handle, src.handle);
     return this;

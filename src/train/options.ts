@@ -14,6 +14,7 @@ import { expected, show, type OptionDecl } from '../options/declare.js';
 import { PRESETS } from '../models/index.js';
 import { SCHEDULES, OBJECTIVES, LOSS_WEIGHTINGS } from '../diffusion/index.js';
 import { SAMPLERS, VARIANCES } from '../samplers/index.js';
+import { DEVICE_SCHEMA, DEVICE_HELP } from '../samplers/options.js';
 import { BACKENDS, DEFAULT_TIMEOUT_MS } from '../distributed/index.js';
 import type { RunConfig } from './config.js';
 
@@ -46,6 +47,7 @@ export const TRAIN_OPTIONS = {
   batchSize: trainOption({ scope: 'run', name: 'batchSize', flag: '--batch-size <n>', help: 'images per step', schema: positiveInt, config: (c) => c.train.batchSize }),
   lr: trainOption({ scope: 'run', name: 'lr', flag: '--lr <x>', help: 'Adam learning rate', schema: z.number().gt(0), config: (c) => c.train.lr }),
   seed: trainOption({ scope: 'run', name: 'seed', flag: '--seed <n>', help: 'seed for weights, data order and noise', schema: nonNegativeInt, config: (c) => c.train.seed }),
+  device: trainOption({ scope: 'process', name: 'device', flag: '--device <name>', help: `${DEVICE_HELP}; with --nproc-per-node each process takes cuda:LOCAL_RANK`, schema: DEVICE_SCHEMA, default: 'cpu' }),
   threads: trainOption({ scope: 'process', name: 'threads', flag: '--threads <n>', help: 'libtorch threads', schema: positiveInt }),
   limit: trainOption({ scope: 'run', name: 'limit', flag: '--limit <n>', help: 'train on the first N training images only', schema: positiveInt, config: (c) => c.train.limit ?? 'all' }),
   data: trainOption({ scope: 'process', name: 'data', flag: '--data <dir>', help: 'Fashion-MNIST folder, or a folder of PNG/JPEG images (searched recursively; one subfolder per class) (default: $FASHION_MNIST_DIR, then /usr/share/datasets/fashion-mnist)', schema: path }),
@@ -80,7 +82,7 @@ export const TRAIN_OPTIONS = {
   nodeRank: trainOption({ scope: 'process', name: 'nodeRank', flag: '--node-rank <n>', help: "this machine's index in [0, --nnodes)", schema: nonNegativeInt, default: 0 }),
   masterAddr: trainOption({ scope: 'process', name: 'masterAddr', flag: '--master-addr <host>', help: "where rank 0's rendezvous store listens (MASTER_ADDR; default 127.0.0.1 on one machine)", schema: z.string().min(1) }),
   masterPort: trainOption({ scope: 'process', name: 'masterPort', flag: '--master-port <n>', help: 'its TCP port (MASTER_PORT; default: a free port on one machine, required with --nnodes > 1)', schema: z.int().min(1).max(65535) }),
-  backend: trainOption({ scope: 'process', name: 'backend', flag: '--backend <name>', help: `collective backend: ${BACKENDS.join(', ')} (gloo moves CPU tensors, nccl CUDA tensors)`, schema: z.enum(BACKENDS), default: 'gloo' }),
+  backend: trainOption({ scope: 'process', name: 'backend', flag: '--backend <name>', help: `collective backend: ${BACKENDS.join(', ')} (gloo moves CPU tensors, nccl CUDA tensors; default: nccl with --device cuda, else gloo)`, schema: z.enum(BACKENDS) }),
   distTimeout: trainOption({ scope: 'process', name: 'distTimeout', flag: '--dist-timeout <s>', help: 'seconds to wait for the other ranks (to join, and in every collective) before stopping with an error naming the lost rank', schema: z.number().gt(0), default: DEFAULT_TIMEOUT_MS / 1000 }),
   syncBn: trainOption({ scope: 'process', name: 'syncBn', flag: '--sync-bn', help: "data parallel, dli02: BatchNorm normalises with the global batch's statistics (torch.nn.SyncBatchNorm), not each process's", schema: z.boolean() }),
   reshard: trainOption({ scope: 'process', name: 'reshard', flag: '--reshard', help: 'resume a data-parallel run with a different number of processes (the data order changes from that step on)', schema: z.boolean() }),

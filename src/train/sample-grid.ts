@@ -1,10 +1,10 @@
 // The sample grid a run draws after each epoch: config.samples' count, seed, sampler and steps,
 // through the fastest eval-mode predictor. A class-conditional run draws one row per class (the
 // course's notebook 04 grids), conditional only (guidance 0), so the rows show what the labels learnt.
-import { Generator, type Tensor } from '../tensor/index.js';
+import { Generator, type Tensor, type Device } from '../tensor/index.js';
 import type { Diffusion } from '../diffusion/index.js';
 import { inferencePredictor, type DiffusionUNet } from '../models/index.js';
-import { sample, defaultX0Processing, resolveSampling, type SamplerOptions } from '../samplers/index.js';
+import { sample, modelOn, defaultX0Processing, resolveSampling, type SamplerOptions } from '../samplers/index.js';
 import { runObjective, runNumClasses, type RunConfig } from './config.js';
 
 /** The sampler options of a run's grids (without the model), checked by the samplers' own validation. */
@@ -37,11 +37,11 @@ export function checkGridSampling(diffusion: Diffusion, config: RunConfig): void
   resolveSampling({ ...o, model: () => { throw new Error('unreachable'); } });
 }
 
-export function sampleGrid(model: DiffusionUNet, diffusion: Diffusion, config: RunConfig): { images: Tensor; nrow: number } {
+export function sampleGrid(model: DiffusionUNet, diffusion: Diffusion, config: RunConfig, device: Device = 'cpu'): { images: Tensor; nrow: number } {
   const { nrow, ...o } = gridSampling(diffusion, config);
   const predictor = inferencePredictor(model);
   try {
-    return { images: sample({ ...o, model: (x, t, cond) => predictor.forward(x, t, cond) }), nrow };
+    return { images: sample({ ...o, model: modelOn((x, t, cond) => predictor.forward(x, t, cond), device) }), nrow };
   } finally {
     predictor.dispose();
   }

@@ -7,7 +7,7 @@ import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { removeDirAtomic } from '../io/atomic.js';
 import {
-  Generator, tidy, noGrad, manualSeed, setNumThreads, getNumThreads, rand, tensor, drawShare, type Tensor, type BatchShare,
+  Generator, tidy, noGrad, manualSeed, setNumThreads, getNumThreads, rand, tensor, drawShare, type Tensor, type BatchShare, type Device,
 } from '../tensor/index.js';
 import { Adam, BatchNorm2d, clipGradNorm, type Module } from '../nn/index.js';
 import { Diffusion, makeSchedule, diffusionLoss } from '../diffusion/index.js';
@@ -51,6 +51,12 @@ export interface TrainHooks {
 }
 
 export interface TrainOptions {
+  /**
+   * Where the model, its EMA, the optimizer's state and each batch live (default cpu). t and noise are
+   * still drawn on the CPU generators and moved, so every device trains on the same numbers;
+   * checkpoints are written from CPU copies.
+   */
+  device?: Device;
   /** libtorch's threads for this run, given back when train() returns; absent: as the process has them (configureRuntime). */
   threads?: number;
   /** Where to look for Fashion-MNIST (see data/fashion-mnist.ts for the search order). */
@@ -109,6 +115,8 @@ export interface TrainingSession {
   loader: BatchLoader;
   /** Draws t and eps for the loss (and the label drops of class-conditional training). */
   noiseGen: Generator;
+  /** Where the model and each batch compute (TrainOptions.device); absent: cpu. */
+  device?: Device;
   /** Steps taken (batches consumed, skipped ones included). */
   step: number;
   /** The EMA of the weights, when the run keeps one. */
@@ -178,7 +186,10 @@ async function trainRun(config: RunConfig, run: RunFolder, o: TrainOptions): Pro
     ? { distributed: { worldSize, globalBatchSize: tc.batchSize * worldSize, ...(o.syncBn ? { syncBn: true } : {}) } } : {};
   // Every rank must run the same training: compare the config (less the data's path, which may differ between machines) before step 1.
   group?.agree('run configurations', { ...config, train: { ...tc, data: '' }, images: images.shape[0], resume: o.resumeFrom ? path.basename(o.resumeFrom) : null, syncBn: o.syncBn ?? false });
+  const device = o.device ?? 'cpu';
   const model = buildModel(config);
+  // Before the optimizer and the EMA are made, so their state is made on the device too.
+  if (device !== 'cpu') model.to(device);
   if (group && o.syncBn) {
     const norms = modulesOf(model).filter((m): m is BatchNorm2d => m instanceof BatchNorm2d);
     if (norms.length === 0) throw new Error(`--sync-bn: the ${config.model.preset} model has no BatchNorm layers (only dli02 has; GroupNorm needs no synchronising)`);
@@ -200,6 +211,7 @@ async function trainRun(config: RunConfig, run: RunFolder, o: TrainOptions): Pro
       batchSize: tc.batchSize, seed: tc.seed + 1, flip: tc.flip, ...(group ? { world: { rank: group.rank, worldSize } } : {}),
     }),
     noiseGen: new Generator(tc.seed + 2),
+    device,
     step: 0,
     ema: (tc.emaDecay ?? 0) > 0 ? new EMA(model, { decay: tc.emaDecay! }) : null,
   };
@@ -337,8 +349,11 @@ export function trainStep(s: TrainingSession, diffusion: Diffusion, o: StepSetti
     // labels, each dropped to the zero "null" label with probability condDropProb.
     // Data parallel: t, noise and label drops are drawn for the global batch and this rank takes its rows.
     const share = s.loader.share;
-    const c = batch.y && o.numClasses > 0 ? dropLabels(oneHot(batch.y.toArray(), o.numClasses), o.condDropProb, s.noiseGen, share) : null;
-    const l = diffusionLoss(diffusion, (xt, t) => s.model.forward(xt, t, c), batch.x, {
+    const cCpu = batch.y && o.numClasses > 0 ? dropLabels(oneHot(batch.y.toArray(), o.numClasses), o.condDropProb, s.noiseGen, share) : null;
+    const device = s.device ?? 'cpu';
+    const c = cCpu && device !== 'cpu' ? cCpu.to(device) : cCpu;
+    const x0 = device === 'cpu' ? batch.x : batch.x.to(device);
+    const l = diffusionLoss(diffusion, (xt, t) => s.model.forward(xt, t, c), x0, {
       objective: o.objective, weighting: o.loss.weighting, minSnrGamma: o.loss.minSnrGamma, offsetNoise: o.loss.offsetNoise, generator: s.noiseGen,
       ...(share ? { share } : {}),
     });
@@ -357,7 +372,8 @@ export function trainStep(s: TrainingSession, diffusion: Diffusion, o: StepSetti
       // weights never part), and a stop asked of any rank stops all after this step. The loss logged
       // is the global batch's: the mean of the ranks' equal-sized means.
       const w = s.dist.group.worldSize;
-      const flags = tensor([reason ? 1 : 0, reason ? 0 : loss, s.dist.stopAsked ? 1 : 0], [3], { dtype: 'float64' });
+      // On the model's device: NCCL moves CUDA tensors only.
+      const flags = tensor([reason ? 1 : 0, reason ? 0 : loss, s.dist.stopAsked ? 1 : 0], [3], { dtype: 'float64', device });
       s.dist.group.allReduce([flags]);
       const [bad, lossSum, stops] = flags.toArray() as [number, number, number];
       if (stops > 0) s.dist.stopAgreed = true;
@@ -410,7 +426,7 @@ function writeSampleGrid(s: TrainingSession, diffusion: Diffusion, config: RunCo
   s.model.eval();
   try {
     const draw = (): void => noGrad(() => tidy(() => {
-      const x = sampleGrid(s.model, diffusion, config);
+      const x = sampleGrid(s.model, diffusion, config, s.device);
       assertFinite(x.images, 'sample grid');
       writePng(file, tensorGrid(x.images, { nrow: x.nrow, scale: 4 }));
     }));
