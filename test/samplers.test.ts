@@ -309,7 +309,7 @@ test('sample refuses bad options with a message saying what and why', () => tidy
   const d = diffusionOf('linear');
   const base: SamplerOptions = { model: standIn(d, 'eps'), diffusion: d, objective: 'eps', shape: [2, 1, 4, 4], sampler: 'ddim' };
   const cases: [Partial<SamplerOptions>, RegExp][] = [
-    [{ eta: 1.5 }, /ddim: eta must be a number in \[0, 1\] \(0: deterministic DDIM, 1: DDPM's posterior variance\), got 1.5/],
+    [{ eta: 1.5 }, /ddim: eta must be a number in \[0, 1\], got 1.5 \(0: deterministic DDIM, 1: DDPM's posterior variance\)/],
     [{ eta: -0.1 }, /eta must be a number in \[0, 1\]/],
     [{ sampler: 'ddpm', eta: 0.5 }, /eta applies to ddim only \(ddpm has no eta/],
     [{ sampler: 'dpmpp2m', eta: 0 }, /eta applies to ddim only/],
@@ -321,8 +321,8 @@ test('sample refuses bad options with a message saying what and why', () => tidy
     [{ variance: 'beta' }, /variance applies to ddpm and pc only \(ddim's noise is set by eta\)/],
     [{ sampler: 'ddpm', variance: 'huge' as Variance }, /variance must be one of notebook, beta, posterior, got "huge"/],
     [{ correctorSteps: 2 }, /correctorSteps and snr apply to pc only, not ddim/],
-    [{ sampler: 'pc', snr: 0 }, /pc: snr must be a finite number > 0/],
-    [{ sampler: 'pc', correctorSteps: 1.5 }, /pc: correctorSteps must be an integer >= 0/],
+    [{ sampler: 'pc', snr: 0 }, /pc: snr must be a positive number, got 0 \(Song et al. use 0.16\)/],
+    [{ sampler: 'pc', correctorSteps: 1.5 }, /pc: correctorSteps must be a non-negative integer, got 1.5/],
     [{ x0Processing: 'soft' as X0Processing }, /x0 processing must be one of none, clip, dynamic, got "soft"/],
     [{ guidance: 2 }, /guidance 2 needs a class-conditional model .* and this one is unconditional/],
     [{ labels: [0, 1] }, /class labels need a class-conditional model, and this one is unconditional/],
