@@ -120,6 +120,15 @@ test('npm pack, install the tarball offline into a TypeScript project: it type-c
     assert.ok(Math.abs((r.alphaBarLast as number) - Array.from({ length: 10 }, (_, i) => 1 - (1e-4 + (0.02 - 1e-4) * i / 9)).reduce((a, b) => a * b, 1)) < 1e-12);
     assert.equal(r.available, false);
     assert.equal(r.message, hint[0]);
+
+    // Still without libtorch: an exported model samples on ONNX Runtime, through the command, once the
+    // optional peer onnxruntime-node is installed (from npm's cache, without its download script).
+    sh('npm', ['install', '--prefer-offline', '--no-audit', '--no-fund', '--ignore-scripts', '--loglevel=error', `onnxruntime-node@${version('onnxruntime-node')}`], app, noLib);
+    const grid = path.join(tmp, 'onnx-grid.png');
+    const sampled = sh(process.execPath, [path.join(pkg, 'bin', 'ddpm.js'), 'sample', '--model', path.join(ROOT, 'test', 'fixtures', 'onnx', 'tiny-cond.onnx'),
+      '--sampler', 'ddim', '--steps', '4', '-n', '2', '--class', '1', '--grid', grid], app, noLib);
+    assert.match(sampled, /on ONNX Runtime/);
+    assert.ok(existsSync(grid), `no grid was written:\n${sampled}`);
   } finally {
     rmSync(tmp, { recursive: true, force: true });
   }
