@@ -4,37 +4,16 @@
 // (the "in this browser" switch's onnxruntime-web WASM runtime is served from the exported page's build,
 // dist/web/public/ort, which scripts/build-web.mjs writes).
 import { build } from 'esbuild';
-import { execFileSync } from 'node:child_process';
 import { copyFileSync, mkdirSync } from 'node:fs';
-import { fileURLToPath } from 'node:url';
 import path from 'node:path';
+import { root, typeCheckPage, bundlePage } from './page-build.mjs';
 
-const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const page = path.join(root, 'src/studio/page');
 const out = path.join(root, 'dist/studio/public');
 
-if (!process.argv.includes('--no-check')) {
-  try {
-    execFileSync(process.execPath, [path.join(root, 'node_modules/typescript/bin/tsc'), '-p', path.join(page, 'tsconfig.json')], { stdio: 'inherit' });
-  } catch {
-    console.error('build-studio: the page has type errors (above); fix them in src/studio/page/');
-    process.exit(1);
-  }
-}
+typeCheckPage(page, 'build-studio: the page has type errors (above); fix them in src/studio/page/');
 mkdirSync(out, { recursive: true });
-await build({
-  entryPoints: { app: path.join(page, 'main.ts') },
-  outdir: out,
-  bundle: true,
-  format: 'esm',
-  target: 'es2022',
-  platform: 'browser',
-  // onnxruntime-web's build that loads its WASM glue from env.wasm.wasmPaths (/ort/) instead of inlining it.
-  conditions: ['onnxruntime-web-use-extern-wasm'],
-  minify: true,
-  legalComments: 'none',
-  logLevel: 'warning',
-});
+await bundlePage(page, out);
 await build({
   entryPoints: { app: path.join(page, 'app.css') },
   outdir: out,

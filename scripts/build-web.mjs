@@ -2,43 +2,20 @@
 // tsconfig), bundles main.ts into app.js with esbuild, copies index.html and onnxruntime-web's WASM
 // runtime (ort/). `ddpm export --web DIR` copies this folder and the model. The page must not reach
 // libtorch: the build fails if the bundle includes the addon's loader (src/tensor/native.ts).
-import { build } from 'esbuild';
-import { execFileSync } from 'node:child_process';
 import { copyFileSync, mkdirSync, rmSync } from 'node:fs';
-import { fileURLToPath } from 'node:url';
 import path from 'node:path';
+import { root, typeCheckPage, bundlePage } from './page-build.mjs';
 
-const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const page = path.join(root, 'src/web/page');
 const out = path.join(root, 'dist/web/public');
 const ortDist = path.join(root, 'node_modules/onnxruntime-web/dist');
 /** The runtime onnxruntime-web's WebGPU + WASM build (ort.min.mjs) loads: the JSEP build's glue and binary. */
 export const ORT_FILES = ['ort-wasm-simd-threaded.jsep.mjs', 'ort-wasm-simd-threaded.jsep.wasm'];
 
-if (!process.argv.includes('--no-check')) {
-  try {
-    execFileSync(process.execPath, [path.join(root, 'node_modules/typescript/bin/tsc'), '-p', path.join(page, 'tsconfig.json')], { stdio: 'inherit' });
-  } catch {
-    console.error('build-web: the page has type errors (above); fix them in src/web/page/ or the modules it imports');
-    process.exit(1);
-  }
-}
+typeCheckPage(page, 'build-web: the page has type errors (above); fix them in src/web/page/ or the modules it imports');
 rmSync(out, { recursive: true, force: true });
 mkdirSync(path.join(out, 'ort'), { recursive: true });
-const result = await build({
-  entryPoints: { app: path.join(page, 'main.ts') },
-  outdir: out,
-  bundle: true,
-  format: 'esm',
-  target: 'es2022',
-  platform: 'browser',
-  // onnxruntime-web's build that loads its WASM glue from env.wasm.wasmPaths (ort/) instead of inlining it.
-  conditions: ['onnxruntime-web-use-extern-wasm'],
-  minify: true,
-  legalComments: 'none',
-  logLevel: 'warning',
-  metafile: true,
-});
+const result = await bundlePage(page, out);
 const native = Object.keys(result.metafile.inputs).filter((f) => /src\/tensor\/(native|index)\.ts$|\.node$/.test(f));
 if (native.length > 0) {
   console.error(`build-web: the page bundle reaches libtorch through ${native.join(', ')}; import the tensor-free modules (tensor/check.ts, tensor/scope.ts, tensor/ndarray.ts) instead`);

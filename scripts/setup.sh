@@ -44,14 +44,14 @@ npx --no-install tsc -p tsconfig.json
 
 # The studio page (esbuild bundle + its own type check), rebuilt when a page source is newer than it.
 page=dist/studio/public/app.js
-if [ ! -f "$page" ] || [ -n "$(find src/studio/page src/studio/protocol.ts scripts/build-studio.mjs package-lock.json -newer "$page" -print -quit)" ]; then
+if [ ! -f "$page" ] || [ -n "$(find src/studio/page src/studio/protocol.ts src/web/page src/samplers src/diffusion scripts/build-studio.mjs scripts/page-build.mjs package-lock.json -newer "$page" -print -quit)" ]; then
   echo "setup: building the studio page (esbuild)" >&2
   node scripts/build-studio.mjs
 fi
 
 # The exported page's assets (esbuild bundle, onnxruntime-web's WASM runtime), for ddpm export --web.
 web=dist/web/public/app.js
-if [ ! -f "$web" ] || [ -n "$(find src/web/page src/samplers src/diffusion src/viz/grid.ts scripts/build-web.mjs package-lock.json -newer "$web" -print -quit)" ]; then
+if [ ! -f "$web" ] || [ -n "$(find src/web/page src/samplers src/diffusion src/viz/grid.ts scripts/build-web.mjs scripts/page-build.mjs package-lock.json -newer "$web" -print -quit)" ]; then
   echo "setup: building the exported page (esbuild)" >&2
   node scripts/build-web.mjs
 fi
