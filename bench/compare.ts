@@ -18,7 +18,7 @@ const rounds = Number(a.rounds);
 
 interface Result { median: number; per_repeat: number[]; unit: string; blas?: string; torch?: string; libtorch?: string }
 interface Workload {
-  what: string; label: string; args: string[]; blasThreads: string[]; replicas?: string[]; pytorchDefaultMalloc?: boolean;
+  what: string; label: string; args: string[]; blasThreads: string[]; pytorchDefaultMalloc?: boolean;
   /** Also time PyTorch with ddpm-ts's speed changes to the model (--variant subpixel-cl): printed, not compared. */
   pytorchVariant?: boolean;
 }
@@ -29,10 +29,9 @@ const WORKLOADS: Workload[] = [
   { what: 'stack', label: 'conv/BN/ReLU stack train step, batch 128, 16x16 (img/s)', args: ['--repeats', quick ? '3' : '5', '--steps', quick ? '5' : '20'], blasThreads: ['1'] },
   { what: 'train', label: 'dli02 train step, batch 128, 16x16 (img/s)', args: ['--repeats', quick ? '3' : '5', '--steps', quick ? '5' : '20'], blasThreads: ['1'], pytorchVariant: true },
   // Two full reverse processes per run (the first pays for growing the heap: see README, Speed).
-  // ddpm-ts also as `ddpm sample --replicas 2` runs it: two single-thread model replicas, each on
-  // half of every batch. PyTorch with glibc's default malloc takes over a minute per run here and is
+  // PyTorch with glibc's default malloc takes over a minute per run here and is
   // never its best, so it is left out of this workload.
-  { what: 'sample', label: 'dli02 sampling, 150 steps, batch 500 (img/s)', args: ['--repeats', '2', '--warmup', '1'], blasThreads: ['1'], replicas: ['1', '2'], pytorchDefaultMalloc: false, pytorchVariant: true },
+  { what: 'sample', label: 'dli02 sampling, 150 steps, batch 500 (img/s)', args: ['--repeats', '2', '--warmup', '1'], blasThreads: ['1'], pytorchDefaultMalloc: false, pytorchVariant: true },
 ];
 
 const MALLOC_ENV = { MALLOC_MMAP_THRESHOLD_: String(32 * 1024 * 1024), MALLOC_TRIM_THRESHOLD_: String(1024 * 1024 * 1024) };
@@ -46,7 +45,7 @@ function configs(engine: 'ddpm-ts' | 'pytorch', w: Workload, blas: string): Conf
     const variant = { ...tuned, label: `${tuned.label}, sub-pixel + channels-last (reference)`, args: ['--variant', 'subpixel-cl'], reference: true };
     return [...(w.pytorchDefaultMalloc === false ? [tuned] : [base, tuned]), ...(w.pytorchVariant ? [variant] : [])];
   }
-  return (w.replicas ?? ['1']).map((r) => (r === '1' ? base : { ...base, label: `BLAS ${blas}, ${r} replicas`, args: ['--replicas', r] }));
+  return [base];
 }
 
 function runOne(engine: 'ddpm-ts' | 'pytorch', w: Workload, cfg: Config): Result {

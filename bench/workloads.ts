@@ -1,15 +1,13 @@
 // The ddpm-ts side of `npm run bench`: the same workloads as bench/pytorch_dli02.py, on the same
 // libtorch kernels, printed as one JSON line in the same shape.
 //   node dist/bench/workloads.js --what train|sample|stack|opcall [--threads 2] [--batch N] [--steps N] [--repeats N] [--warmup N]
-//     [--replicas R]  (sample: split each batch across R model replicas on R threads, threads/R libtorch threads each)
 import { parseArgs } from 'node:util';
 import os from 'node:os';
 import {
   Generator, ones, rand, randint, tidy, noGrad, setNumThreads, configureRuntime, blasInfo, libtorchVersion, manualSeed, type Tensor,
 } from '../src/tensor/index.js';
 import { Adam, Sequential, Conv2d, BatchNorm2d, ReLU, MaxPool2d, type Layer } from '../src/nn/index.js';
-import { Dli02UNet, DLI02_DEFAULTS } from '../src/models/index.js';
-import { dataParallelPredictor, threadsPerReplica } from '../src/models/data-parallel.js';
+import { Dli02UNet, inferencePredictor } from '../src/models/index.js';
 import { Diffusion, makeSchedule, simpleLoss } from '../src/diffusion/index.js';
 import { ddpmSample } from '../src/samplers/index.js';
 import { native } from '../src/tensor/native.js';
@@ -18,20 +16,18 @@ const { values: a } = parseArgs({
   options: {
     what: { type: 'string', default: 'train' }, threads: { type: 'string', default: '2' }, batch: { type: 'string' },
     steps: { type: 'string' }, repeats: { type: 'string', default: '5' }, warmup: { type: 'string', default: '3' },
-    blas: { type: 'string' }, replicas: { type: 'string', default: '1' },
+    blas: { type: 'string' },
   },
 });
 const what = a.what!;
 const threads = Number(a.threads);
 const repeats = Number(a.repeats);
 const warmup = Number(a.warmup);
-const replicas = Number(a.replicas);
 const batch = Number(a.batch ?? (what === 'sample' ? 500 : 128));
 const steps = Number(a.steps ?? ({ train: 20, stack: 20, sample: 150, opcall: 100000 } as Record<string, number>)[what]);
-// With replicas this thread is one of them from the start (src/cli/predictor.ts says why).
 // The `ddpm` command's process settings (BLAS threads from --blas or $OPENBLAS_NUM_THREADS, tuned malloc), before libtorch loads.
 configureRuntime(a.blas !== undefined ? { blasThreads: Number(a.blas) } : {});
-setNumThreads(replicas > 1 ? threadsPerReplica(threads, replicas) : threads);
+setNumThreads(threads);
 manualSeed(0);
 const gen = new Generator(0);
 const diffusion = new Diffusion(makeSchedule({ kind: 'linear', T: 150, betaStart: 1e-4, betaEnd: 0.02 }));
@@ -73,10 +69,8 @@ function bench(): { perRepeat: number[]; unit: string } {
     }
     case 'sample': {
       const model = new Dli02UNet().eval();
-      // What `ddpm sample --replicas R` runs: the eval-mode model with BatchNorm folded into its
-      // convolutions, each batch split across R replicas (R = 1: the calling thread alone).
-      const config = { preset: 'dli02' as const, imageChannels: DLI02_DEFAULTS.imageChannels, imageSize: DLI02_DEFAULTS.imageSize, T: DLI02_DEFAULTS.T };
-      const predictor = dataParallelPredictor(model, config, { replicas, threadsPerReplica: threadsPerReplica(threads, replicas) });
+      // What `ddpm sample` runs: the eval-mode model with BatchNorm folded into its convolutions.
+      const predictor = inferencePredictor(model);
       const eps = (xt: Tensor, t: Tensor): Tensor => predictor.forward(xt, t);
       noGrad(() => { for (let i = 0; i < warmup; i++) tidy(() => eps(fakeImages(batch), randint(1, 2, [batch]))); });
       // One repeat is the full 150-step reverse loop, as the PyTorch script's default.
@@ -103,7 +97,7 @@ const { perRepeat, unit } = bench();
 const sorted = [...perRepeat].sort((x, y) => x - y);
 const median = sorted[Math.floor(sorted.length / 2)]!;
 console.log(JSON.stringify({
-  engine: 'ddpm-ts', libtorch: libtorchVersion(), what, threads, replicas, batch, steps, repeats, warmup,
+  engine: 'ddpm-ts', libtorch: libtorchVersion(), what, threads, batch, steps, repeats, warmup,
   openblas_threads: process.env.OPENBLAS_NUM_THREADS ?? null, blas: blasInfo(),
   per_repeat: perRepeat.map((v) => Number(v.toFixed(3))), median: Number(median.toFixed(3)), unit, loadavg: os.loadavg().slice(0, 2),
 }));

@@ -3,7 +3,6 @@ export * from './tensor/index.js';
 export * as nn from './nn/index.js';
 export * from './diffusion/index.js';
 export * from './models/index.js';
-export { dataParallelPredictor, splitSizes, type DataParallelOptions } from './models/data-parallel.js';
 export * from './samplers/index.js';
 export { presetDefaults, checkRunConfig, runObjective, runNumClasses, type RunConfig, type TrainSettings } from './train/config.js';
 export { train, trainStep, buildModel, type TrainOptions, type TrainHooks, type TrainSummary, type TrainingData } from './train/trainer.js';

@@ -138,7 +138,7 @@ test('ddpm eval --run scores the same 8-bit images that `ddpm sample --out-dir` 
 
 test('ddpm eval of a class-conditional run draws balanced classes, applies --guidance and reports how often the classifier agrees', { skip }, () => {
   const json = path.join(work, 'cond.json');
-  const r = ddpm('eval', '--run', cond, '-n', '20', '--sampler', 'dpmpp2m', '--steps', '3', '--guidance', '1.5', '--replicas', '2', '--json', json);
+  const r = ddpm('eval', '--run', cond, '-n', '20', '--sampler', 'dpmpp2m', '--steps', '3', '--guidance', '1.5', '--json', json);
   assert.equal(r.code, 0, r.err);
   const rep = readReport(json);
   assert.equal(rep.classConditional, true);
@@ -177,7 +177,6 @@ test('ddpm eval refuses each bad option with a message naming it, and writes not
     [['--samples', pngs, '--no-ema'], /--no-ema applies to --run only/],
     [['--samples', pngs, '--checkpoint', 'x'], /--checkpoint applies to --run only/],
     [['--samples', pngs, '--batch-size', '50'], /--batch-size applies to --run only/],
-    [['--samples', pngs, '--replicas', '2'], /--replicas applies to --run only/],
     [['--run', uncond, '--sampler', 'euler'], /--sampler must be one of ddpm, ddim, dpmpp2m, pc, got "euler"/],
     [['--run', uncond, '--eta', '0.5'], /--eta applies to --sampler ddim only; ddpm has no eta/],
     [['--run', uncond, '--sampler', 'ddim', '--eta', '2'], /--eta must be a number in \[0, 1\], got "2"/],
@@ -185,7 +184,6 @@ test('ddpm eval refuses each bad option with a message naming it, and writes not
     [['--run', uncond, '--steps', '1000'], /--steps 1000 exceeds the run's T = 150 timesteps/],
     [['--run', uncond, '--guidance', '1'], /--guidance needs a class-conditional run/],
     [['--run', uncond, '--batch-size', '0'], /--batch-size must be a positive integer, got "0"/],
-    [['--run', uncond, '--replicas', 'two'], /--replicas must be a positive integer, got "two"/],
     [['--run', uncond, '--checkpoint', path.join(work, 'nope')], /checkpoint .*nope does not exist/],
     [['--run', path.join(work, 'nope')], /--run .*nope is not a folder/],
     [['--run', pngs], /is not a run folder: .*config\.json is missing/],

@@ -204,7 +204,6 @@ test('ddpm sample --model: grid, one PNG per image and a trajectory with x0 rows
       [['--grid', 'x.png'], /nothing to sample from; give --run DIR .* or --model FILE.onnx/],
       [['--model', TINY, '--checkpoint', 'c', '--grid', 'x.png'], /--checkpoint picks a checkpoint of --run; an .onnx file holds one set of weights/],
       [['--model', TINY, '--no-ema', '--grid', 'x.png'], /--no-ema applies to --run/],
-      [['--model', TINY, '--replicas', '2', '--grid', 'x.png'], /--replicas splits libtorch batches/],
       [['--model', path.join(dir, 'none.onnx'), '--grid', 'x.png'], /cannot read --model .*none.onnx \(ENOENT\)/],
       [['--model', TINY, '--steps', '51', '--grid', 'x.png'], /--steps 51 exceeds the model's T = 50/],
       [['--model', TINY, '--class', '3', '--grid', 'x.png'], /--class 3 is outside the run's classes 0..2/],

@@ -97,7 +97,7 @@ test('flags shared by sample, eval, viz and the studio come from one declaration
   assert.equal(parse(declared(RUN_OPTIONS.n), '8'), 8);
   assert.throws(() => parse(declared(RUN_OPTIONS.n), '0'), /-n must be a positive integer, got "0"$/);
   assert.throws(() => parse(declared(RUN_OPTIONS.seed), '-1'), /--seed must be a non-negative integer, got "-1"/);
-  assert.throws(() => parse(declared(RUN_OPTIONS.replicas), '2.5'), /--replicas must be a positive integer, got "2.5"/);
+  assert.throws(() => parse(declared(RUN_OPTIONS.threads), '2.5'), /--threads must be a positive integer, got "2.5"/);
   assert.throws(() => parse(declared(RUN_OPTIONS.scale), '1e3'), /--scale must be a positive integer, got "1e3"/);
   // A command's own flags are refused in the same words.
   assert.throws(() => positiveInt('--rows')('0'), /--rows must be a positive integer, got "0"/);

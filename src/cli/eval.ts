@@ -8,7 +8,7 @@ import path from 'node:path';
 import { Generator, setNumThreads, checkDevice, type Tensor, type Device } from '../tensor/index.js';
 import { loadRun } from '../train/checkpoint.js';
 import { runObjective, runNumClasses, runSampling, type RunConfig } from '../train/config.js';
-import type { DiffusionUNet } from '../models/index.js';
+import { type DiffusionUNet, inferencePredictor } from '../models/index.js';
 import type { Diffusion } from '../diffusion/index.js';
 import { sample, modelOn, DEVICE_OPTION, assertFinite, samplerDefaults, SAMPLER_OPTIONS as O, VARIANCES, type SamplerName, type Variance } from '../samplers/index.js';
 import { RUN_OPTIONS as R } from '../samplers/run-options.js';
@@ -21,10 +21,9 @@ import {
 } from '../eval/index.js';
 import { declared, defaultThreads, positiveInt } from './args.js';
 import { runNll, runLossByT } from './likelihood.js';
-import { samplingPredictor } from './predictor.js';
 
 interface EvalFlags {
-  run?: string; samples?: string; checkpoint?: string; ema: boolean; n?: number; seed: number; batchSize?: number; threads: number; replicas: number; device: string;
+  run?: string; samples?: string; checkpoint?: string; ema: boolean; n?: number; seed: number; batchSize?: number; threads: number; device: string;
   sampler?: SamplerName; steps?: number; eta?: number; guidance?: number;
   json?: string; data?: string; features?: string; cache?: string | false;
   nll?: boolean; lossByT?: boolean; out?: string; points?: number; variance?: Variance; clip: boolean;
@@ -46,7 +45,6 @@ export function evalCommand(): Command {
     .addOption(declared(R.seed, { help: `${R.seed.help} and of the KID and precision/recall subsets`, default: 0 }))
     .addOption(declared(R.batchSize, { help: `--run only: ${R.batchSize.help}` }))
     .addOption(declared(R.threads, { default: defaultThreads() }))
-    .addOption(declared(R.replicas, { help: `--run only: ${R.replicas.help}`, default: 1 }))
     .addOption(declared(DEVICE_OPTION, { help: `--run only: ${DEVICE_OPTION.help}` }).default('cpu'))
     .addOption(declared(O.sampler, { help: `--run only: ${O.sampler.help}` }))
     .addOption(declared(O.steps, { help: `--run only: ${O.steps.help}` }))
@@ -88,12 +86,11 @@ function checkFlags(f: EvalFlags, cmd: Command): void {
   if (f.run === undefined && f.samples === undefined) fail('say what to score: --run DIR (sample from a trained run) or --samples DIR (a folder of PNGs)');
   if (f.run !== undefined && f.samples !== undefined) fail('give --run or --samples, not both');
   if (f.samples !== undefined) {
-    const runOnly = [['checkpoint', '--checkpoint'], ['ema', '--no-ema'], ['batchSize', '--batch-size'], ['replicas', '--replicas'], ['device', '--device'], ['sampler', '--sampler'], ['steps', '--steps'], ['eta', '--eta'], ['guidance', '--guidance']] as const;
+    const runOnly = [['checkpoint', '--checkpoint'], ['ema', '--no-ema'], ['batchSize', '--batch-size'], ['device', '--device'], ['sampler', '--sampler'], ['steps', '--steps'], ['eta', '--eta'], ['guidance', '--guidance']] as const;
     for (const [key, flag] of runOnly) if (given(key)) fail(`${flag} applies to --run only; --samples scores images that already exist`);
     if (!existsSync(f.samples) || !statSync(f.samples).isDirectory()) fail(`--samples ${f.samples} is not a folder`);
   } else {
     checkDevice(f.device, '--device');
-    if (f.device !== 'cpu' && f.replicas > 1) fail(`--replicas ${f.replicas} splits each batch over CPU threads; with --device ${f.device} leave it at 1`);
     if (!existsSync(f.run!) || !statSync(f.run!).isDirectory()) fail(`--run ${f.run} is not a folder (expected a run folder written by \`ddpm train\`)`);
     if (f.eta !== undefined && f.sampler !== undefined && f.sampler !== 'ddim') fail(`--eta applies to --sampler ddim only; ${f.sampler} has no eta`);
   }
@@ -144,7 +141,8 @@ function sampleRun(f: EvalFlags, config: RunConfig, model: DiffusionUNet, diffus
   // Balanced classes, interleaved: every split of the Inception Score sees each class equally.
   const labels = numClasses > 0 ? Array.from({ length: n }, (_, i) => i % numClasses) : undefined;
   if (f.device !== 'cpu') model.to(f.device as Device);
-  const predictor = samplingPredictor(model, config.model, { threads: f.threads, replicas: f.replicas });
+  setNumThreads(f.threads);
+  const predictor = inferencePredictor(model);
   const t0 = performance.now();
   let x: Tensor;
   try {
@@ -218,8 +216,7 @@ async function runEval(f: EvalFlags, cmd: Command): Promise<void> {
   if (f.nll) return runNll({ ...common, n: f.n ?? DEFAULT_NLL_N, clip: f.clip, ...(f.variance !== undefined ? { variance: f.variance } : {}) });
   if (f.lossByT) return runLossByT({ ...common, n: f.n ?? DEFAULT_LOSS_BY_T_N, ...(f.out !== undefined ? { out: f.out } : {}), ...(f.points !== undefined ? { points: f.points } : {}) });
   const t0 = performance.now();
-  // Sampling sets its own threads (cli/predictor.ts); with replicas this thread must not run on
-  // more threads before it. The feature network runs on all of them.
+  // Sampling sets the threads itself; the feature network runs on the same count.
   if (f.run === undefined) setNumThreads(f.threads);
   const net = loadFeatureNet(f.features ?? DEFAULT_FEATURE_NET_PATH);
   let drawn: Drawn | undefined;

@@ -15,7 +15,6 @@ import { type SampleFlags, checkOutputs, checkSamplerFlags, classLayout, writeIm
 function checkModelFlags(f: SampleFlags, given: { emaGiven: boolean }): void {
   if (f.checkpoint !== undefined) throw new Error('sample: --checkpoint picks a checkpoint of --run; an .onnx file holds one set of weights (export another with ddpm export --checkpoint)');
   if (given.emaGiven) throw new Error('sample: --no-ema applies to --run; an .onnx file holds the weights it was exported with (ddpm export --no-ema)');
-  if (f.replicas !== 1) throw new Error('sample: --replicas splits libtorch batches across model replicas; with --model, ONNX Runtime runs each batch on --threads threads');
 }
 
 export async function sampleOnnxModel(f: SampleFlags, nGiven: boolean, given: { threadsGiven: boolean; emaGiven: boolean }): Promise<void> {

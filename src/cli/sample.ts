@@ -2,8 +2,9 @@
 import { Command, InvalidArgumentError } from 'commander';
 import { mkdirSync } from 'node:fs';
 import path from 'node:path';
-import { Generator, tidy, keep, cat, stack, checkDevice, type Tensor, type Device } from '../tensor/index.js';
+import { Generator, setNumThreads, tidy, keep, cat, stack, checkDevice, type Tensor, type Device } from '../tensor/index.js';
 import { loadRun } from '../train/checkpoint.js';
+import { inferencePredictor } from '../models/index.js';
 import { runObjective, runNumClasses, runSampling } from '../train/config.js';
 import {
   sample, modelOn, assertFinite, samplerDefaults, SAMPLER_OPTIONS as O, DEVICE_OPTION,
@@ -14,11 +15,10 @@ import { tensorTrajectoryGrid } from '../viz/tensor-grid.js';
 import { makeGrid, toUint8Image, trajectorySteps } from '../viz/grid.js';
 import { RUN_OPTIONS as R } from '../samplers/run-options.js';
 import { declared, defaultThreads } from './args.js';
-import { samplingPredictor } from './predictor.js';
 import { sampleOnnxModel } from './sample-onnx.js';
 
 export interface SampleFlags {
-  run: string; model?: string; checkpoint?: string; n: number; seed: number; batchSize?: number; threads: number; replicas: number; device: string; ema: boolean;
+  run: string; model?: string; checkpoint?: string; n: number; seed: number; batchSize?: number; threads: number; device: string; ema: boolean;
   grid?: string; outDir?: string; trajectory?: string; trajectoryX0?: boolean; scale: number;
   sampler?: SamplerName; steps?: number; eta?: number; spacing?: Spacing; variance?: Variance; clip?: X0Processing;
   guidance?: number; class?: number[]; correctorSteps?: number; snr?: number;
@@ -43,7 +43,6 @@ export function sampleCommand(): Command {
     .addOption(declared(R.seed, { default: 0 }))
     .addOption(declared(R.batchSize))
     .addOption(declared(R.threads, { default: defaultThreads() }))
-    .addOption(declared(R.replicas, { default: 1 }))
     .addOption(declared(DEVICE_OPTION).default('cpu'))
     .addOption(declared(O.sampler))
     .addOption(declared(O.steps))
@@ -66,7 +65,6 @@ export function sampleCommand(): Command {
       if (f.model === undefined && f.run === undefined) throw new Error('sample: nothing to sample from; give --run DIR (a run of `ddpm train`) or --model FILE.onnx (from `ddpm export`)');
       if (f.model !== undefined && f.device !== 'cpu') throw new Error(`sample: --device ${f.device} applies to --run (libtorch); ONNX Runtime in Node samples on the CPU`);
       checkDevice(f.device, '--device');
-      if (f.device !== 'cpu' && f.replicas > 1) throw new Error(`sample: --replicas ${f.replicas} splits each batch over CPU threads; with --device ${f.device} leave it at 1`);
       return f.model !== undefined ? sampleOnnxModel(f, nGiven, { threadsGiven: cmd.getOptionValueSource('threads') !== 'default', emaGiven: cmd.getOptionValueSource('ema') !== 'default' }) : runSample(f, nGiven);
     });
 }
@@ -160,7 +158,8 @@ function runSample(f: SampleFlags, nGiven: boolean): void {
 
   const t0 = performance.now();
   if (f.device !== 'cpu') model.to(f.device as Device);
-  const predictor = samplingPredictor(model, config.model, { threads: f.threads, replicas: f.replicas });
+  setNumThreads(f.threads);
+  const predictor = inferencePredictor(model);
   let x: Tensor;
   try {
     x = sample({

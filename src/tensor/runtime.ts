@@ -56,10 +56,10 @@ const M_ARENA_MAX = -8;
  * - malloc 'tensors': glibc hands blocks above its mmap threshold back to the kernel on free, so every
  *   new activation tensor page-faulted all its pages again (slow on virtual machines). The mmap
  *   threshold goes to 32 MiB (glibc's largest) and up to 1 GiB of free heap top is kept: a training
- *   step of the conv stack became 2.7 times cheaper. One arena for every thread: a worker thread's own
- *   arena grows in 64 MiB heaps that glibc unmaps as soon as they empty, so a model replica in a worker
- *   thread (models/data-parallel.ts) page-faulted its activations afresh every few steps; this must be
- *   set before any worker thread allocates.
+ *   step of the conv stack became 2.7 times cheaper. One arena for every thread: a thread's own arena
+ *   grows in 64 MiB heaps that glibc unmaps as soon as they empty, so a model run on a worker thread
+ *   page-faulted its activations afresh every few steps; this must be set before any worker thread
+ *   allocates.
  */
 export function configureRuntime(o: RuntimeOptions = {}): RuntimeSettings {
   const fromEnv = process.env.OPENBLAS_NUM_THREADS;
