@@ -12,7 +12,7 @@ import { chromium, type Browser, type Page } from 'playwright-core';
 import { exportCommand } from '../src/cli/export.js';
 import { sampleCommand } from '../src/cli/sample.js';
 import { decodePng } from '../src/io/png.js';
-import { WEB_ASSETS } from '../src/web/site.js';
+import { WEB_ASSETS, writeWebSite } from '../src/web/site.js';
 import { trainTinyRun } from './tiny-run.js';
 import { serveFolder, type StaticServer } from './static-server.js';
 import { ROOT } from './helpers.js';
@@ -64,11 +64,18 @@ async function generate(site: string, query: string, name: string): Promise<Page
   const page = await browser.newPage({ viewport: { width: 1100, height: 720 } });
   const errors: string[] = [];
   page.on('pageerror', (e) => errors.push(e.message));
+  // The state the page is in whenever its count of finished runs changes (bench/web.ts waits on that count).
+  await page.addInitScript(() => {
+    const w = window as unknown as { statesAtRuns: string[] };
+    w.statesAtRuns = [];
+    new MutationObserver(() => w.statesAtRuns.push(document.body.dataset['state'] ?? '')).observe(document, { subtree: true, attributeFilter: ['data-runs'] });
+  });
   await page.goto(`${server.url}?${query}&autostart=1`);
   await page.waitForFunction(() => ['done', 'error'].includes(document.body.dataset['state'] ?? ''), null, { timeout: 90_000 });
   const state = await page.evaluate(() => document.body.dataset['state']);
   assert.equal(state, 'done', `the page stopped in state ${state}: ${await page.textContent('#error')} ${errors.join('; ')}`);
   assert.deepEqual(errors, []);
+  assert.deepEqual(await page.evaluate(() => (window as unknown as { statesAtRuns: string[] }).statesAtRuns), ['done'], 'data-runs changes only together with the state done');
   assert.deepEqual(server.requests.filter((r) => !/^\/(|app\.js|model\.onnx|ort\/ort-wasm-simd-threaded\.jsep\.(mjs|wasm))$/.test(r)), [], 'the page loads only its own files');
   await page.screenshot({ path: path.join(ARTIFACTS, `${name}.png`) });
   return page;
@@ -120,4 +127,31 @@ test('class-conditional exported page with guidance equals ddpm sample --model (
   await cli('sample', ['--model', path.join(site, 'model.onnx'), '--sampler', 'dpmpp2m', '--steps', '6', '--seed', '11', '-n', '4', '--class', '2', '--guidance', '1.5', '--grid', png]);
   assertSameGrid('conditional DPM-Solver++', png, await pageGrid(page), 1);
   await page.close();
+});
+
+test('the page reports what was thrown, in words, when it is not an Error or has no message', { skip: skip || (existsSync(path.join(WEB_ASSETS, 'app.js')) ? false : 'the page is not built (npm run build)') }, async () => {
+  const site = path.join(dir, 'site-thrown');
+  writeWebSite(site, new Uint8Array(0));
+  const server = await serveFolder(site);
+  servers.push(server);
+  browser ??= await chromium.launch({ executablePath: CHROMIUM, args: ['--no-sandbox'] });
+  // What onnxruntime-web's WASM code can reject with: a number (an abort or a pointer), an Error with no message, a plain object.
+  const cases: [string, RegExp][] = [
+    ['number', /^a number was thrown, not an Error: 12345; the browser console has the details$/],
+    ['empty Error', /^Error with no message was thrown at .+; the browser console has the details$/],
+    ['object', /^an object was thrown, not an Error: \[object Object\] \{"code":7\}; the browser console/],
+    ['empty string', /^a string was thrown, not an Error: ""; the browser console/],
+  ];
+  for (const [kind, message] of cases) {
+    const page = await browser.newPage();
+    page.on('console', () => undefined);
+    await page.addInitScript((k) => {
+      const thrown = k === 'number' ? 12345 : k === 'empty Error' ? new Error('') : k === 'object' ? { code: 7 } : '';
+      window.fetch = () => Promise.reject(thrown);
+    }, kind);
+    await page.goto(`${server.url}?autostart=1`);
+    await page.waitForFunction(() => document.body.dataset['state'] === 'error', null, { timeout: 30_000 });
+    assert.match(await page.textContent('#error') ?? '', message, kind);
+    await page.close();
+  }
 });

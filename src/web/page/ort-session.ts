@@ -19,10 +19,16 @@ export async function createSession(bytes: Uint8Array, want: string | null, wasm
   const isolated = self.crossOriginIsolated;
   const threads = isolated ? Math.max(1, Math.min(navigator.hardwareConcurrency || 1, 8)) : 1;
   ort.env.wasm.numThreads = threads;
-  const gpu = (navigator as Navigator & { gpu?: { requestAdapter(): Promise<unknown> } }).gpu;
+  type AdapterInfo = { vendor?: string; architecture?: string; description?: string };
+  const gpu = (navigator as Navigator & { gpu?: { requestAdapter(): Promise<{ info?: AdapterInfo } | null> } }).gpu;
   if (want !== 'wasm' && gpu) {
     try {
-      if (await gpu.requestAdapter()) return { session: await ort.InferenceSession.create(bytes, { executionProviders: ['webgpu'] }), backend: 'WebGPU' };
+      const adapter = await gpu.requestAdapter();
+      if (adapter) {
+        // Which adapter: Chromium may offer SwiftShader, its Vulkan in software on the CPU, where no GPU is.
+        const name = [adapter.info?.vendor, adapter.info?.architecture || adapter.info?.description].filter(Boolean).join(' ');
+        return { session: await ort.InferenceSession.create(bytes, { executionProviders: ['webgpu'] }), backend: name ? `WebGPU (${name})` : 'WebGPU' };
+      }
     } catch (e) {
       console.warn('WebGPU unavailable, using WASM:', e);
     }
