@@ -28,6 +28,8 @@ export interface Interpolation {
   /** (frames, C, H, W): x_0 of every point on the path, alpha = i / (frames - 1). */
   images: Tensor;
   alphas: number[];
+  /** (frames * C * H * W) the x_T of every frame, the points on the great circle. */
+  latents: Float32Array;
   /** The angle between the two x_T, radians (close to pi / 2 for independent Gaussian latents). */
   theta: number;
 }
@@ -59,14 +61,15 @@ export function interpolateLatents(o: LatentInterpolationOptions): Interpolation
   const [c, h, w] = o.imageShape;
   const [a, b] = [seedA, seedB].map((s) => tidy(() => Float32Array.from(latentFromSeed(s, o.imageShape).dataSync() as Float32Array)));
   const { theta } = slerpWeights(a!, b!, alphas);
-  const xT = tensor(slerp(a!, b!, alphas), [o.frames, c, h, w]); // (F, C, H, W)
+  const latents = slerp(a!, b!, alphas);
+  const xT = tensor(latents, [o.frames, c, h, w]); // (F, C, H, W)
   const { imageShape: _s, seeds: _z, frames: _f, label, sampler: _m, eta: _e, ...rest } = o;
   try {
     const images = sample({
       ...rest, sampler: 'ddim', eta: 0, shape: [o.frames, c, h, w], xT,
       ...(label !== undefined ? { labels: new Array<number>(o.frames).fill(label) } : {}),
     });
-    return { images, alphas, theta };
+    return { images, alphas, latents, theta };
   } finally {
     xT.dispose();
   }

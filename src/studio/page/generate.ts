@@ -20,6 +20,8 @@ export function createGenerateView(ctx: Context): View {
   const classSel = h('select', { name: 'class', testid: 'gen-class' });
   const seed = numberInput('seed', 'gen-seed', { min: 0, max: L.maxSeed, step: 1, value: 0 });
   const count = numberInput('count', 'gen-count', { min: 1, max: L.maxCount, step: 1, value: 16 });
+  // Interpolation in DDIM's latent space: frames from Seed's x_T to this seed's; the slider moves between them.
+  const interpolateTo = numberInput('interpolateTo', 'gen-interpolate-to', { min: 0, max: L.maxSeed, step: 1 });
   const etaRow = field('eta (DDIM noise)', eta, '0: deterministic, 1: DDPM-like');
   const guidanceRow = field('Guidance weight', guidance, 'classifier-free; 0: none');
   const classRow = field('Class', classSel);
@@ -31,6 +33,7 @@ export function createGenerateView(ctx: Context): View {
       field('Run', runSel), field('Checkpoint', ckptSel), field('Sampler', samplerSel),
       field('Steps', steps, 'model evaluations K ≤ T'), etaRow, guidanceRow, classRow,
       field('Seed', seed), field('Count', count, `at most ${L.maxCount}`),
+      field('Interpolate to seed', interpolateTo, 'empty: off; else Count frames along the slerp between the two seeds\' noise, DDIM eta 0'),
       field('In this browser', inBrowser, 'ONNX Runtime Web on an ONNX export of the checkpoint, as ddpm export --web; no server worker')),
     h('div', { class: 'actions' }, go));
   form.addEventListener('submit', (ev) => { ev.preventDefault(); guard(start); });
@@ -101,6 +104,12 @@ export function createGenerateView(ctx: Context): View {
 
   runSel.addEventListener('change', () => guard(loadRun));
   samplerSel.addEventListener('change', () => updateFields(true));
+  // Only DDIM with eta 0 maps nearby latents to nearby images; the server refuses anything else.
+  interpolateTo.addEventListener('change', () => {
+    if (interpolateTo.value === '' || samplerSel.value === 'ddim') return;
+    samplerSel.value = 'ddim';
+    updateFields(true);
+  });
 
   async function start(): Promise<void> {
     if (!detail) return;
@@ -115,6 +124,9 @@ export function createGenerateView(ctx: Context): View {
     }
     const s = numberOf(seed);
     if (s !== undefined) req.seed = s;
+    const to = numberOf(interpolateTo);
+    if (to !== undefined) req.interpolateTo = to;
+    if (to !== undefined && inBrowser.checked) throw new Error('interpolation runs on the server (libtorch, whose generator the seeds name); untick "In this browser" or clear "Interpolate to seed"');
     go.disabled = true;
     if (inBrowser.checked) {
       await startInBrowser(req);
@@ -193,7 +205,7 @@ export function createGenerateView(ctx: Context): View {
     if (!f) return;
     img.xt.src = f.xt;
     img.x0.src = f.x0;
-    info.step.textContent = `${f.index + 1} / ${f.steps}`;
+    info.step.textContent = f.alpha !== undefined ? `frame ${f.index + 1} / ${f.steps}, alpha ${fmt(f.alpha)}` : `${f.index + 1} / ${f.steps}`;
     info.t.textContent = `${f.t} → ${f.tPrev < 0 ? 'x₀' : f.tPrev}`;
     info.sigma.textContent = fmt(f.sigma);
   }
