@@ -161,6 +161,7 @@ test('studio page in headless Chromium: train, generate, forward', { skip, timeo
       const end = await page.getAttribute('[data-testid=gen-x0]', 'src');
       await page.fill('[data-testid=gen-scrub]', '2');
       assert.equal(await page.innerText('[data-testid=gen-step]'), 'frame 3 / 5, alpha 0.5');
+      assert.match(await page.innerText('[data-testid=gen-xt-caption]'), /^xT on the path between the seeds$/);
       assert.notEqual(await page.getAttribute('[data-testid=gen-x0]', 'src'), end);
       const strip = await imageStats(page, 'gen-grid');
       assert.ok(strip.width > 4 * strip.height && strip.levels > 1, `the strip is one non-blank row of 5 (got ${strip.width}x${strip.height}, ${strip.levels} levels)`);

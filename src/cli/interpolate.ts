@@ -13,7 +13,7 @@ import { toUint8Image } from '../viz/grid.js';
 import { interpolationStrip, interpolationFrames } from '../viz/interpolation.js';
 import { checkExt } from './args.js';
 import { samplingPredictor } from './predictor.js';
-import { checkSamplerFlags, type SampleFlags } from './sample.js';
+import type { SampleFlags } from './sample.js';
 
 export interface InterpolateFlags extends SampleFlags { interpolate: string; frames?: number; gif?: string }
 
@@ -22,7 +22,7 @@ export const DEFAULT_FRAMES = 9;
 /** GIF frame delay: a 9-frame walk there and back in about 2 s. */
 const GIF_DELAY_MS = 120;
 
-/** Refuses every flag that has no meaning on a path between two seeds, before the run is opened. */
+/** Refuses every flag that has no meaning on a path between two seeds, before the run is opened (sample.ts has refused the flags DDIM does not take). */
 function checkInterpolateFlags(f: InterpolateFlags, given: (name: string) => boolean): [number, number] {
   const why = (flag: string, reason: string): never => { throw new Error(`sample: ${flag} does not apply to --interpolate: ${reason}`); };
   if (f.model !== undefined) why('--model', 'it samples on libtorch (--run), whose generator the two seeds name');
@@ -32,7 +32,6 @@ function checkInterpolateFlags(f: InterpolateFlags, given: (name: string) => boo
   if (f.trajectory !== undefined || f.trajectoryX0) why('--trajectory', 'it writes a strip (--grid), frames (--out-dir) and a GIF (--gif)');
   if (f.class !== undefined && f.class.length > 1) why(`--class ${f.class.join(',')}`, 'every frame has the same class; give one');
   checkInterpolationSampler(f.sampler, f.eta, 'sample');
-  checkSamplerFlags(f, 'ddim');
   if (!f.grid && !f.outDir && !f.gif) throw new Error('sample: --interpolate writes nothing without --grid FILE (the strip), --out-dir DIR and/or --gif FILE');
   if (f.grid) checkExt('--grid', f.grid, ['.png']);
   if (f.gif) checkExt('--gif', f.gif, ['.gif']);

@@ -68,7 +68,10 @@ export function sampleCommand(): Command {
     .action((f: SampleFlags, cmd: Command) => {
       const nGiven = cmd.getOptionValueSource('n') !== 'default';
       const given = (name: string): boolean => cmd.getOptionValueSource(name) === 'cli';
-      if (f.interpolate !== undefined) return runInterpolate(f as InterpolateFlags, given);
+      if (f.interpolate !== undefined) {
+        checkSamplerFlags(f, 'ddim');
+        return runInterpolate(f as InterpolateFlags, given);
+      }
       for (const [key, flag] of [['frames', '--frames'], ['gif', '--gif']] as const) if (given(key)) throw new Error(`sample: ${flag} applies to --interpolate A,B only (the path between two seeds)`);
       if (f.model !== undefined && f.run !== undefined) throw new Error('sample: give --run DIR (libtorch) or --model FILE.onnx (ONNX Runtime), not both');
       if (f.model === undefined && f.run === undefined) throw new Error('sample: nothing to sample from; give --run DIR (a run of `ddpm train`) or --model FILE.onnx (from `ddpm export`)');

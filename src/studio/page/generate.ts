@@ -50,14 +50,19 @@ export function createGenerateView(ctx: Context): View {
     frames: h('span', { testid: 'gen-frames' }, '0 frames'),
     engine: h('span', { testid: 'gen-engine' }, '–'),
   };
+  // An interpolation's frames are x_T on the path beside the image DDIM makes of it.
+  const caption = { xt: h('figcaption', { testid: 'gen-xt-caption' }), x0: h('figcaption', { testid: 'gen-x0-caption' }) };
+  function setCaptions(interpolation: boolean): void {
+    fill(caption.xt, 'x', h('sub', {}, interpolation ? 'T' : 't'), interpolation ? ' on the path between the seeds' : ' (fed to the step)');
+    fill(caption.x0, interpolation ? 'its image x' : 'predicted x', h('sub', {}, '0'), interpolation ? ' (DDIM, eta 0)' : '');
+  }
+  setCaptions(false);
   const scrub = h('input', { type: 'range', testid: 'gen-scrub', min: 0, max: 0, value: 0, step: 1, disabled: true });
   const result = h('div', { class: 'result', testid: 'gen-result' });
   const panel = h('section', { class: 'card', testid: 'gen-output' },
     h('div', { class: 'detail-head' }, h('h2', {}, 'Reverse process'), info.state),
     facts(null, ['step', info.step], ['t → t_prev', info.t], ['σ', info.sigma], ['received', info.frames], ['runs on', info.engine]),
-    h('div', { class: 'frames' },
-      h('figure', {}, img.xt, h('figcaption', {}, 'x', h('sub', {}, 't'), ' (fed to the step)')),
-      h('figure', {}, img.x0, h('figcaption', {}, 'predicted x', h('sub', {}, '0')))),
+    h('div', { class: 'frames' }, h('figure', {}, img.xt, caption.xt), h('figure', {}, img.x0, caption.x0)),
     h('label', { class: 'field' }, h('span', { class: 'field-label' }, 'Scrub the received frames'), scrub),
     result);
   const el = h('div', { class: 'two-col wide-right' }, form, panel);
@@ -205,6 +210,7 @@ export function createGenerateView(ctx: Context): View {
     if (!f) return;
     img.xt.src = f.xt;
     img.x0.src = f.x0;
+    setCaptions(f.alpha !== undefined);
     info.step.textContent = f.alpha !== undefined ? `frame ${f.index + 1} / ${f.steps}, alpha ${fmt(f.alpha)}` : `${f.index + 1} / ${f.steps}`;
     info.t.textContent = `${f.t} → ${f.tPrev < 0 ? 'x₀' : f.tPrev}`;
     info.sigma.textContent = fmt(f.sigma);
