@@ -72,6 +72,7 @@ interface Report {
   metrics: {
     fid: number; kid: { mean: number; std: number; subsets: number; subsetSize: number }; precision: number; recall: number; k: number;
     inceptionScore: { mean: number; std: number; splits: number }; classHistogram: Record<string, number>; conditionalAccuracy?: number;
+    diversity: { ratio: number; generated: number; real: number; perClass: Record<string, { count: number; generated: number | null; real: number | null; ratio: number | null }> };
   };
   seconds: { sampling: number; reference: number; metrics: number; total: number };
   featureNetwork: { sha256: string };
@@ -106,6 +107,15 @@ test('ddpm eval --samples DIR prints the table and writes the same figures as JS
   assert.ok(rep.seconds.total > 0);
   // The table shows the JSON's numbers.
   assert.match(r.out, new RegExp(`FID +${m.fid.toFixed(3)}`));
+  // Intra-class diversity: per class by name, the overall ratio their count-weighted figures give.
+  const per = m.diversity.perClass;
+  assert.deepEqual(Object.keys(per), Object.keys(m.classHistogram));
+  assert.deepEqual(Object.values(per).map((c) => c.count), Object.values(m.classHistogram));
+  const rated = Object.values(per).filter((c) => c.ratio !== null);
+  assert.ok(rated.length > 0 && rated.every((c) => c.generated! > 0 && c.real! > 0 && Math.abs(c.ratio! - c.generated! / c.real!) < 1e-12));
+  const weighted = (k: 'generated' | 'real'): number => rated.reduce((s, c) => s + c.count * c[k]!, 0);
+  assert.ok(Math.abs(m.diversity.ratio - weighted('generated') / weighted('real')) < 1e-12);
+  assert.match(r.out, new RegExp(`intra-class diversity, samples / test set +${m.diversity.ratio.toFixed(3)}`));
 
   const again = path.join(work, 'pngs2.json');
   assert.equal(ddpm('eval', '--samples', pngs, '--json', again, '--cache', cache).code, 0);

@@ -184,6 +184,11 @@ const BAD: [string, string, unknown, number, RegExp][] = [
   ['POST', '/api/generate', { run: 'tiny', sampler: 'ddim', seed: -1, count: 4 }, 400, /seed must be an integer in \[0, 4294967295\], got -1/],
   ['POST', '/api/generate', { run: 'tiny', checkpoint: 'step-9', sampler: 'ddim', count: 4 }, 404, /has no checkpoint "step-9"; it has step-2/],
   ['POST', '/api/generate', { run: 'nope', sampler: 'ddim', count: 4 }, 404, /no run "nope"/],
+  ['POST', '/api/generate', { run: 'tiny', sampler: 'ddpm', count: 4, interpolateTo: 2 }, 400, /interpolation needs the ddim sampler with eta 0, got ddpm/],
+  ['POST', '/api/generate', { run: 'tiny', sampler: 'ddim', eta: 0.5, count: 4, interpolateTo: 2 }, 400, /interpolation needs eta 0, got eta 0.5/],
+  ['POST', '/api/generate', { run: 'tiny', count: 4, seed: 2, interpolateTo: 2 }, 400, /interpolateTo is the seed itself \(2\)/],
+  ['POST', '/api/generate', { run: 'tiny', count: 1, interpolateTo: 2 }, 400, /an interpolation needs at least 2 frames \(count\), got 1/],
+  ['POST', '/api/generate', { run: 'tiny', count: 4, interpolateTo: -2 }, 400, /interpolateTo must be an integer in \[0, 4294967295\], got -2/],
   ['POST', '/api/train', { name: 'x', preset: 'dli04' }, 400, /preset must be one of dli02, dli03, ddpm, got "dli04"/],
   ['POST', '/api/train', { name: 'x', preset: 'dli02', epochs: 0 }, 400, /epochs must be an integer in \[1, 100\], got 0/],
   ['POST', '/api/train', { name: 'x', preset: 'dli02', batchSize: 4096 }, 400, /batchSize must be an integer in \[1, 1024\], got 4096/],
@@ -335,6 +340,29 @@ test('a generation job streams x_t and x0_hat frames, ends done, and serves a va
   assert.equal(gif.body.subarray(0, 6).toString('latin1'), 'GIF89a');
   assert.equal(gif.body[gif.body.length - 1], 0x3b, 'GIF trailer');
   assert.equal((await getJson<JobInfo>(`/api/jobs/${job.id}`)).state, 'done');
+});
+
+test('an interpolation job posts its frames once, alpha 0 to 1, x_T beside the image; frame 0 is the plain generation of the seed', async () => {
+  const done = async (body: Record<string, unknown>): Promise<{ job: JobInfo; frames: GenerateFrame[] }> => {
+    const r = await post('/api/generate', body);
+    assert.equal(r.status, 202, r.body.toString());
+    const job = r.json() as JobInfo;
+    const evs = await events(`/api/jobs/${job.id}/events`, (e) => e.event === 'done' || e.event === 'error');
+    assert.equal(evs[evs.length - 1]!.event, 'done', JSON.stringify(evs[evs.length - 1]));
+    return { job, frames: evs.filter((e) => e.event === 'progress').map((e) => e.data as GenerateFrame) };
+  };
+  // No sampler named: an interpolation takes ddim (the run's own, ddpm, would be refused).
+  const { job, frames } = await done({ run: 'tiny', steps: 2, count: 3, seed: 5, interpolateTo: 9 });
+  assert.deepEqual(frames.map((f) => [f.index, f.steps, f.alpha, f.tPrev, f.sigma]), [[0, 3, 0, -1, 0], [1, 3, 0.5, -1, 0], [2, 3, 1, -1, 0]]);
+  assert.notEqual(frames[0]!.x0, frames[2]!.x0);
+  const strip = decodePng((await raw('GET', `/api/jobs/${job.id}/grid.png`)).body, 'grid.png');
+  assert.ok(strip.width > 2.5 * strip.height, `one row of 3 frames: ${strip.width}x${strip.height}`);
+  assert.equal((await raw('GET', `/api/jobs/${job.id}/trajectory.gif`)).body.subarray(0, 6).toString('latin1'), 'GIF89a');
+  const plain = await done({ run: 'tiny', sampler: 'ddim', steps: 2, count: 1, seed: 5 });
+  const last = plain.frames[plain.frames.length - 1]!;
+  assert.equal(frames[0]!.xt, plain.frames[0]!.xt, 'the x_T of seed 5');
+  const grid = (await raw('GET', `/api/jobs/${plain.job.id}/grid.png`)).body;
+  assert.deepEqual(decodePng(Buffer.from(frames[0]!.x0.split(',')[1]!, 'base64'), 'frame 0').data, decodePng(grid, 'plain grid').data, `the image of seed 5 (last plain x0 at t = ${last.t})`);
 });
 
 /** The pid of this test's worker process running `file` (a child of this process, started by the server in it). */

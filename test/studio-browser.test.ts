@@ -149,6 +149,26 @@ test('studio page in headless Chromium: train, generate, forward', { skip, timeo
       await shot(page, 'generate');
     });
 
+    await t.test('an interpolation between two seeds: frames computed once, the slider moves between them', async () => {
+      await page.fill('[data-testid=gen-count]', '5');
+      await page.fill('[data-testid=gen-interpolate-to]', '7');
+      await page.dispatchEvent('[data-testid=gen-interpolate-to]', 'change');
+      assert.equal(await page.inputValue('[data-testid=gen-sampler]'), 'ddim');
+      await page.click('[data-testid=gen-start]');
+      await page.waitForFunction(() => document.querySelector('[data-testid=gen-state]')?.textContent === 'done', null, { timeout: 60_000 });
+      assert.equal(await page.innerText('[data-testid=gen-frames]'), '5 frames');
+      assert.equal(await page.innerText('[data-testid=gen-step]'), 'frame 5 / 5, alpha 1');
+      const end = await page.getAttribute('[data-testid=gen-x0]', 'src');
+      await page.fill('[data-testid=gen-scrub]', '2');
+      assert.equal(await page.innerText('[data-testid=gen-step]'), 'frame 3 / 5, alpha 0.5');
+      assert.match(await page.innerText('[data-testid=gen-xt-caption]'), /^xT on the path between the seeds$/);
+      assert.notEqual(await page.getAttribute('[data-testid=gen-x0]', 'src'), end);
+      const strip = await imageStats(page, 'gen-grid');
+      assert.ok(strip.width > 4 * strip.height && strip.levels > 1, `the strip is one non-blank row of 5 (got ${strip.width}x${strip.height}, ${strip.levels} levels)`);
+      await shot(page, 'interpolate');
+      await page.fill('[data-testid=gen-interpolate-to]', '');
+    });
+
     await t.test('moving the forward t slider changes x_t', async () => {
       await page.click('[data-testid=tab-forward]');
       await page.waitForSelector('[data-testid=fwd-run] option[value=tiny]', { state: 'attached' });

@@ -206,6 +206,14 @@ export function formatTable(m: EvalMetrics, head: string): string {
     const c = m.classHistogram.counts[i]!;
     rows.push([i === 0 ? `class histogram: ${name}` : `                 ${name}`, `${String(c).padStart(5)}  (${fmt((100 * c) / total, 1)}%)`]);
   });
+  // Intra-class diversity (eval/diversity.ts): samples / test images, overall and per predicted class.
+  const d = m.diversity;
+  const ratio = (r: number | null, g: number | null, re: number | null): string => (r === null ? '-  (fewer than 2 samples)' : `${fmt(r, 3)}  (${fmt(g!, 2)} / ${fmt(re!, 2)})`);
+  rows.push(['intra-class diversity, samples / test set', ratio(d.ratio, d.generated, d.real)]);
+  m.classHistogram.names.forEach((name, i) => {
+    const c = d.perClass[i]!;
+    rows.push([`                 ${name}`, ratio(c.ratio, c.generated, c.real)]);
+  });
   const w = Math.max(...rows.map(([k]) => k.length));
   return `${head}\n${rows.map(([k, v]) => `  ${k.padEnd(w)}  ${v}`).join('\n')}\n`;
 }
@@ -254,7 +262,10 @@ async function runEval(f: EvalFlags, cmd: Command): Promise<void> {
         ...r, samples: n, resolution: drawn.resolution, seed: f.seed,
         featureNetwork: { path: net.path, sha256: net.sha256, testAccuracy: Number(net.metadata.testAccuracy ?? NaN) },
         reference: { dataset: ref.key.dataset, split: ref.key.split, count: ref.count, resolution: ref.key.resolution, dataSha256: ref.key.data, cacheFile: ref.cacheFile, fromCache: ref.fromCache },
-        metrics: { ...rest, classHistogram: Object.fromEntries(classHistogram.names.map((name, i) => [name, classHistogram.counts[i]!])) },
+        metrics: {
+          ...rest, classHistogram: Object.fromEntries(classHistogram.names.map((name, i) => [name, classHistogram.counts[i]!])),
+          diversity: { ...rest.diversity, perClass: Object.fromEntries(classHistogram.names.map((name, i) => [name, rest.diversity.perClass[i]!])) },
+        },
         seconds: { sampling: (r.samplingSeconds as number | undefined) ?? null, reference: refSeconds, metrics: metricSeconds, total },
       };
       delete (report as Record<string, unknown>).samplingSeconds;

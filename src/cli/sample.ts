@@ -16,12 +16,14 @@ import { makeGrid, toUint8Image, trajectorySteps } from '../viz/grid.js';
 import { RUN_OPTIONS as R } from '../samplers/run-options.js';
 import { declared, defaultThreads } from './args.js';
 import { sampleOnnxModel } from './sample-onnx.js';
+import { runInterpolate, DEFAULT_FRAMES, type InterpolateFlags } from './interpolate.js';
 
 export interface SampleFlags {
   run: string; model?: string; checkpoint?: string; n: number; seed: number; batchSize?: number; threads: number; device: string; ema: boolean;
   grid?: string; outDir?: string; trajectory?: string; trajectoryX0?: boolean; scale: number;
   sampler?: SamplerName; steps?: number; eta?: number; spacing?: Spacing; variance?: Variance; clip?: X0Processing;
   guidance?: number; class?: number[]; correctorSteps?: number; snr?: number;
+  interpolate?: string; frames?: number; gif?: string;
 }
 
 function classList(v: string): number[] {
@@ -59,8 +61,17 @@ export function sampleCommand(): Command {
     .option('--trajectory <file>', 'write rows of x_t from noise to image at 10 evenly spaced steps of the sampler (up to 8 images, or one per class)')
     .option('--trajectory-x0', 'in --trajectory, put the predicted x0 under each row of x_t')
     .addOption(declared(R.scale, { help: 'upscale grids by this integer factor (nearest)', default: 4 }))
+    .addOption(declared(R.interpolate))
+    .addOption(declared(R.frames, { default: DEFAULT_FRAMES }))
+    .option('--gif <file>', '--interpolate: also write the frames as an animated GIF, seed A to seed B and back')
     .action((f: SampleFlags, cmd: Command) => {
       const nGiven = cmd.getOptionValueSource('n') !== 'default';
+      const given = (name: string): boolean => cmd.getOptionValueSource(name) === 'cli';
+      if (f.interpolate !== undefined) {
+        checkSamplerFlags(f, 'ddim');
+        return runInterpolate(f as InterpolateFlags, given);
+      }
+      for (const [key, flag] of [['frames', '--frames'], ['gif', '--gif']] as const) if (given(key)) throw new Error(`sample: ${flag} applies to --interpolate A,B only (the path between two seeds)`);
       if (f.model !== undefined && f.run !== undefined) throw new Error('sample: give --run DIR (libtorch) or --model FILE.onnx (ONNX Runtime), not both');
       if (f.model === undefined && f.run === undefined) throw new Error('sample: nothing to sample from; give --run DIR (a run of `ddpm train`) or --model FILE.onnx (from `ddpm export`)');
       if (f.model !== undefined && f.device !== 'cpu') throw new Error(`sample: --device ${f.device} applies to --run (libtorch); ONNX Runtime in Node samples on the CPU`);

@@ -7,6 +7,7 @@ import { gaussianStats, frechetDistance } from './fid.js';
 import { type KidResult, kid } from './kid.js';
 import { PR_K, precisionRecall } from './precision-recall.js';
 import { type InceptionScore, inceptionScore, classHistogram, IS_SPLITS } from './inception-score.js';
+import { type Diversity, intraClassDiversity } from './diversity.js';
 
 /** Fewest samples `ddpm eval` scores: the Inception Score needs one per split, precision/recall more than k. */
 export const MIN_EVAL_SAMPLES = Math.max(IS_SPLITS, PR_K + 1);
@@ -30,6 +31,8 @@ export interface EvalMetrics {
   conditionalAccuracy?: number;
   /** The same figures for the real test images themselves, for scale (IS and histogram only). */
   realInceptionScore: InceptionScore;
+  /** Mean pairwise feature distance within each predicted class, samples against the test images (diversity.ts). */
+  diversity: Diversity;
 }
 
 export interface EvalOptions {
@@ -81,6 +84,7 @@ export function evaluateSamples(samples: Tensor, o: EvalOptions): EvalMetrics {
       classHistogram: { names: FASHION_MNIST_CLASSES, counts },
       ...(conditionalAccuracy !== undefined ? { conditionalAccuracy } : {}),
       realInceptionScore: inceptionScore(ref.probs, IS_SPLITS),
+      diversity: intraClassDiversity({ features, probs }, { features: ref.features, probs: ref.probs }),
     };
   } finally {
     features.dispose();

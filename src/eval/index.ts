@@ -9,6 +9,7 @@ export {
   referenceStats, readReferenceCache, disposeReference, defaultCacheDir, cacheFileName, quantize8, realImagesAt, CACHE_FORMAT,
   type ReferenceStats, type ReferenceKey, type ReferenceOptions,
 } from './reference.js';
+export { meanPairwiseDistance, diversityByClass, intraClassDiversity, type Diversity, type ClassDiversity } from './diversity.js';
 export { evaluateSamples, MIN_EVAL_SAMPLES, type EvalMetrics, type EvalOptions } from './evaluate.js';
 export {
   variationalBound, normalKl, discretizedGaussianLogLikelihood, reverseLogVariance, type BoundOptions, type BoundResult,

@@ -12,3 +12,5 @@ export * from './pc.js';
 export * from './sample.js';
 export * from './reverse.js';
 export * from './libtorch.js';
+export * from './slerp.js';
+export * from './interpolate.js';

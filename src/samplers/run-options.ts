@@ -7,6 +7,8 @@ import * as z from 'zod';
 import { option } from '../options/declare.js';
 
 const positiveInt = z.int().min(1);
+/** The most --interpolate frames: a strip of 64 images is already wider than a screen. */
+export const MAX_FRAMES = 64;
 
 export const RUN_OPTIONS = {
   run: option({ name: 'run', flag: '--run <dir>', help: 'run folder written by `ddpm train`', schema: z.string().min(1) }),
@@ -18,4 +20,10 @@ export const RUN_OPTIONS = {
   threads: option({ name: 'threads', flag: '--threads <n>', help: 'libtorch threads', schema: positiveInt }),
   class: option({ name: 'class', flag: '--class <c>', help: 'class-conditional runs: the class of every image', defaultHelp: 'image i is class i mod K', schema: z.int().min(0) }),
   scale: option({ name: 'scale', flag: '--scale <n>', help: 'upscale factor (nearest)', schema: positiveInt }),
+  // Interpolation in DDIM's latent space (interpolate.ts): the two seeds and the frames between them.
+  interpolate: option({
+    name: 'interpolate', flag: '--interpolate <a,b>', schema: z.string().regex(/^\d+,\d+$/).describe('two seeds, SEED_A,SEED_B (e.g. 3,8)'),
+    help: 'DDIM (eta 0) along the slerp between the noise of two seeds (Song et al. 2021, section 5.3); each end is the first image --seed draws',
+  }),
+  frames: option({ name: 'frames', flag: '--frames <n>', help: '--interpolate: images from seed A to seed B, both ends included', schema: z.int().min(2).max(MAX_FRAMES) }),
 } as const;

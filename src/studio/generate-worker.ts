@@ -6,12 +6,13 @@ import { Generator, configureRuntime, keep, randn, setNumThreads, type Tensor } 
 import { loadRun } from '../train/checkpoint.js';
 import { runObjective } from '../train/config.js';
 import { inferencePredictor } from '../models/index.js';
-import { assertFinite, defaultX0Processing, sample } from '../samplers/index.js';
+import { assertFinite, defaultX0Processing, sample, interpolateLatents, spacedTimesteps, defaultSpacing } from '../samplers/index.js';
 import { encodePng, pngDataUrl, type Image8 } from '../io/png.js';
 import { encodeGif } from '../io/gif.js';
 import { makeGrid } from '../viz/grid.js';
 import { evenlySpaced } from '../viz/forward.js';
 import { hconcat } from '../viz/reverse.js';
+import { interpolationStrip, interpolationFrames } from '../viz/interpolation.js';
 import { sendToParent, type GenerateJobInput, type ParentMessage } from './ipc.js';
 
 // The `ddpm` command's process settings, before libtorch loads.
@@ -22,7 +23,49 @@ const DISPLAY_PX = 64;
 
 const values = (x: Tensor): Float32Array => Float32Array.from(x.float().dataSync() as Float32Array);
 
+/**
+ * An interpolation (samplers/interpolate.ts): every frame computed at once, then posted in order as
+ * x_T beside the image DDIM makes of it, so the page's slider moves between them; the grid is the
+ * strip, the GIF walks from one seed to the other and back.
+ */
+async function runInterpolation(input: GenerateJobInput & { interpolateTo: number }): Promise<void> {
+  setNumThreads(input.threads);
+  const { config, model, diffusion } = loadRun(input.runDir, input.checkpointDir);
+  const { imageChannels: c, imageSize: s } = config.model;
+  const objective = runObjective(config);
+  const n = input.count;
+  const scale = Math.max(1, Math.round(DISPLAY_PX / s));
+  const predictor = inferencePredictor(model);
+  let out;
+  try {
+    out = interpolateLatents({
+      model: (xt, t, cond) => predictor.forward(xt, t, cond), diffusion, objective, imageShape: [c, s, s],
+      seeds: [input.seed, input.interpolateTo], frames: n, steps: input.steps, x0Processing: defaultX0Processing(objective),
+      ...(input.eta !== undefined ? { eta: input.eta } : {}),
+      ...(input.labels ? { numClasses: config.model.numClasses ?? 0, label: input.labels[0]!, guidance: input.guidance ?? 0 } : {}),
+    });
+  } finally {
+    predictor.dispose();
+  }
+  const { images, alphas, latents } = out;
+  assertFinite(images, `interpolation of ${input.checkpointDir ?? input.runDir}`);
+  const data = values(images);
+  images.dispose();
+  const shape: [number, number, number, number] = [n, c, s, s];
+  const size = c * s * s;
+  const one = (v: Float32Array, i: number): Image8 => makeGrid(v.subarray(i * size, (i + 1) * size), 1, c, s, s, { nrow: 1, scale });
+  const t = spacedTimesteps(diffusion.T, input.steps, defaultSpacing('ddim'))[0]!;
+  for (let i = 0; i < n; i++) {
+    await sendToParent({
+      type: 'progress',
+      progress: { kind: 'generate', index: i, steps: n, t, tPrev: -1, sigma: 0, alpha: alphas[i]!, xt: pngDataUrl(one(latents, i)), x0: pngDataUrl(one(data, i)) },
+    });
+  }
+  await sendToParent({ type: 'done', stopped: false, grid: encodePng(interpolationStrip(data, shape, scale)), gif: encodeGif(interpolationFrames(data, shape, scale), { delayMs: 120 }) });
+}
+
 async function run(input: GenerateJobInput): Promise<void> {
+  if (input.interpolateTo !== undefined) return runInterpolation({ ...input, interpolateTo: input.interpolateTo });
   setNumThreads(input.threads);
   const { config, model, diffusion } = loadRun(input.runDir, input.checkpointDir);
   const { imageChannels: c, imageSize: s } = config.model;

@@ -32,6 +32,8 @@ export interface GenerateJobInput {
   count: number;
   threads: number;
   maxFrames: number;
+  /** Interpolation (GenerateRequest.interpolateTo): the seed of the far end; count is the frames. */
+  interpolateTo?: number;
 }
 
 export type ParentMessage = { type: 'start'; input: TrainJobInput | GenerateJobInput } | { type: 'stop' };

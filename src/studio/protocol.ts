@@ -226,6 +226,11 @@ export interface GenerateRequest {
   class?: number;
   seed?: number;
   count: number;
+  /**
+   * Interpolation in DDIM's latent space (samplers/interpolate.ts): the seed of the other end. With
+   * it, `count` frames (at least 2) walk the slerp from `seed`'s x_T to this seed's; ddim with eta 0 only.
+   */
+  interpolateTo?: number;
 }
 
 export interface GenerateProgress {
@@ -242,4 +247,9 @@ export interface GenerateFrame extends GenerateProgress {
   /** data: URLs of 8-bit PNG grids: the x_t fed to the step and the x0_hat it predicted. */
   xt: string;
   x0: string;
+  /**
+   * Interpolation jobs: frame `index` of `steps` lies at alpha on the path; xt is its x_T, x0 the image
+   * DDIM (eta 0, sigma 0) makes of it, t the first timestep of the whole map.
+   */
+  alpha?: number;
 }

@@ -8,7 +8,7 @@ import { createModel } from '../models/index.js';
 import { Diffusion, makeSchedule, scheduleLength, scheduleOfKind } from '../diffusion/index.js';
 import * as z from 'zod';
 import { TRAIN_OPTIONS as T, type TrainOptionName } from '../train/options.js';
-import { SAMPLER_OPTIONS as O, resolveSampling, samplerDefaults } from '../samplers/index.js';
+import { SAMPLER_OPTIONS as O, resolveSampling, samplerDefaults, checkInterpolationSampler } from '../samplers/index.js';
 import { RUN_OPTIONS as R } from '../samplers/run-options.js';
 import { FASHION_MNIST_CLASSES } from '../data/fashion-mnist.js';
 import type { RunFolder } from '../io/run.js';
@@ -90,7 +90,7 @@ export function parseTrainRequest(body: Record<string, unknown>, runsDir: string
   return { name, runDir, config: c };
 }
 
-const GENERATE_FIELDS = ['run', 'checkpoint', 'sampler', 'steps', 'eta', 'guidance', 'class', 'seed', 'count'] as const;
+const GENERATE_FIELDS = ['run', 'checkpoint', 'sampler', 'steps', 'eta', 'guidance', 'class', 'seed', 'count', 'interpolateTo'] as const;
 
 /** A GenerateRequest to a generation worker's input (threads filled in by the server). */
 export function parseGenerateRequest(body: Record<string, unknown>, runsDir: string): { run: string; input: Omit<GenerateJobInput, 'threads'> } {
@@ -98,8 +98,10 @@ export function parseGenerateRequest(body: Record<string, unknown>, runsDir: str
   const run: RunFolder = runFolder(runsDir, f.name('run'));
   const config = readRunConfig(run);
   const ckptDir = chosenCheckpoint(run, f.name('checkpoint', true));
-  // The defaults follow the run: without a sampler, the one its epoch grids use (samplers/options.ts).
-  const def = samplerDefaults(runSampling(config), f.declared('sampler', O.sampler.schema));
+  // Interpolation: count frames from seed's x_T to interpolateTo's, one class for all (samplers/interpolate.ts).
+  const interpolateTo = f.declared('interpolateTo', R.seed.schema.max(LIMITS.maxSeed));
+  // The defaults follow the run: without a sampler, the one its epoch grids use (samplers/options.ts); ddim for an interpolation.
+  const def = samplerDefaults(runSampling(config), f.declared('sampler', O.sampler.schema) ?? (interpolateTo !== undefined ? 'ddim' : undefined));
   const sampler = def.sampler;
   const T = config.model.T;
   const steps = f.declared('steps', O.steps.schema.max(Math.min(T, LIMITS.maxSteps))) ?? Math.min(def.steps, LIMITS.maxSteps);
@@ -113,9 +115,14 @@ export function parseGenerateRequest(body: Record<string, unknown>, runsDir: str
   const cls = numClasses > 0 ? f.optInt('class', 0, numClasses - 1) : undefined;
   const seed = f.declared('seed', R.seed.schema.max(LIMITS.maxSeed)) ?? 0;
   const count = f.int('count', 1, LIMITS.maxCount);
-  // Without a class, a class-conditional run draws the classes in turn, one column each.
-  const labels = numClasses === 0 ? undefined : Array.from({ length: count }, (_, i) => cls ?? i % numClasses);
-  const nrow = numClasses > 0 && cls === undefined ? Math.min(count, numClasses) : Math.ceil(Math.sqrt(count));
+  if (interpolateTo !== undefined) {
+    asBadRequest(sampler !== 'ddim' ? 'sampler' : 'eta', () => checkInterpolationSampler(sampler, eta, 'interpolation'));
+    if (interpolateTo === seed) badRequest(`interpolateTo is the seed itself (${seed}); the path from a latent to itself is one image, pick another seed`, 'interpolateTo');
+    if (count < 2) badRequest(`an interpolation needs at least 2 frames (count), got ${count}`, 'count');
+  }
+  // Without a class, a class-conditional run draws the classes in turn, one column each (an interpolation: class 0 throughout).
+  const labels = numClasses === 0 ? undefined : Array.from({ length: count }, (_, i) => cls ?? (interpolateTo !== undefined ? 0 : i % numClasses));
+  const nrow = interpolateTo !== undefined ? count : numClasses > 0 && cls === undefined ? Math.min(count, numClasses) : Math.ceil(Math.sqrt(count));
   const { imageChannels: c, imageSize: s } = config.model;
   // The samplers' own refusals (e.g. an eps model on a zero-terminal-SNR schedule) as a 400 now, not a failed job later.
   const d = new Diffusion(makeSchedule(config.schedule));
@@ -133,6 +140,7 @@ export function parseGenerateRequest(body: Record<string, unknown>, runsDir: str
     input: {
       kind: 'generate', runDir: run.root, checkpointDir: ckptDir, sampler, steps, nrow, seed, count, maxFrames: LIMITS.maxFrames,
       ...(eta !== undefined ? { eta } : {}), ...(def.variance !== null ? { variance: def.variance } : {}), ...(guidance !== undefined ? { guidance } : {}), ...(labels ? { labels } : {}),
+      ...(interpolateTo !== undefined ? { interpolateTo } : {}),
     },
   };
 }

@@ -20,6 +20,8 @@ export function createGenerateView(ctx: Context): View {
   const classSel = h('select', { name: 'class', testid: 'gen-class' });
   const seed = numberInput('seed', 'gen-seed', { min: 0, max: L.maxSeed, step: 1, value: 0 });
   const count = numberInput('count', 'gen-count', { min: 1, max: L.maxCount, step: 1, value: 16 });
+  // Interpolation in DDIM's latent space: frames from Seed's x_T to this seed's; the slider moves between them.
+  const interpolateTo = numberInput('interpolateTo', 'gen-interpolate-to', { min: 0, max: L.maxSeed, step: 1 });
   const etaRow = field('eta (DDIM noise)', eta, '0: deterministic, 1: DDPM-like');
   const guidanceRow = field('Guidance weight', guidance, 'classifier-free; 0: none');
   const classRow = field('Class', classSel);
@@ -31,6 +33,7 @@ export function createGenerateView(ctx: Context): View {
       field('Run', runSel), field('Checkpoint', ckptSel), field('Sampler', samplerSel),
       field('Steps', steps, 'model evaluations K ≤ T'), etaRow, guidanceRow, classRow,
       field('Seed', seed), field('Count', count, `at most ${L.maxCount}`),
+      field('Interpolate to seed', interpolateTo, 'empty: off; else Count frames along the slerp between the two seeds\' noise, DDIM eta 0'),
       field('In this browser', inBrowser, 'ONNX Runtime Web on an ONNX export of the checkpoint, as ddpm export --web; no server worker')),
     h('div', { class: 'actions' }, go));
   form.addEventListener('submit', (ev) => { ev.preventDefault(); guard(start); });
@@ -47,14 +50,19 @@ export function createGenerateView(ctx: Context): View {
     frames: h('span', { testid: 'gen-frames' }, '0 frames'),
     engine: h('span', { testid: 'gen-engine' }, '–'),
   };
+  // An interpolation's frames are x_T on the path beside the image DDIM makes of it.
+  const caption = { xt: h('figcaption', { testid: 'gen-xt-caption' }), x0: h('figcaption', { testid: 'gen-x0-caption' }) };
+  function setCaptions(interpolation: boolean): void {
+    fill(caption.xt, 'x', h('sub', {}, interpolation ? 'T' : 't'), interpolation ? ' on the path between the seeds' : ' (fed to the step)');
+    fill(caption.x0, interpolation ? 'its image x' : 'predicted x', h('sub', {}, '0'), interpolation ? ' (DDIM, eta 0)' : '');
+  }
+  setCaptions(false);
   const scrub = h('input', { type: 'range', testid: 'gen-scrub', min: 0, max: 0, value: 0, step: 1, disabled: true });
   const result = h('div', { class: 'result', testid: 'gen-result' });
   const panel = h('section', { class: 'card', testid: 'gen-output' },
     h('div', { class: 'detail-head' }, h('h2', {}, 'Reverse process'), info.state),
     facts(null, ['step', info.step], ['t → t_prev', info.t], ['σ', info.sigma], ['received', info.frames], ['runs on', info.engine]),
-    h('div', { class: 'frames' },
-      h('figure', {}, img.xt, h('figcaption', {}, 'x', h('sub', {}, 't'), ' (fed to the step)')),
-      h('figure', {}, img.x0, h('figcaption', {}, 'predicted x', h('sub', {}, '0')))),
+    h('div', { class: 'frames' }, h('figure', {}, img.xt, caption.xt), h('figure', {}, img.x0, caption.x0)),
     h('label', { class: 'field' }, h('span', { class: 'field-label' }, 'Scrub the received frames'), scrub),
     result);
   const el = h('div', { class: 'two-col wide-right' }, form, panel);
@@ -101,6 +109,12 @@ export function createGenerateView(ctx: Context): View {
 
   runSel.addEventListener('change', () => guard(loadRun));
   samplerSel.addEventListener('change', () => updateFields(true));
+  // Only DDIM with eta 0 maps nearby latents to nearby images; the server refuses anything else.
+  interpolateTo.addEventListener('change', () => {
+    if (interpolateTo.value === '' || samplerSel.value === 'ddim') return;
+    samplerSel.value = 'ddim';
+    updateFields(true);
+  });
 
   async function start(): Promise<void> {
     if (!detail) return;
@@ -115,6 +129,9 @@ export function createGenerateView(ctx: Context): View {
     }
     const s = numberOf(seed);
     if (s !== undefined) req.seed = s;
+    const to = numberOf(interpolateTo);
+    if (to !== undefined) req.interpolateTo = to;
+    if (to !== undefined && inBrowser.checked) throw new Error('interpolation runs on the server (libtorch, whose generator the seeds name); untick "In this browser" or clear "Interpolate to seed"');
     go.disabled = true;
     if (inBrowser.checked) {
       await startInBrowser(req);
@@ -193,7 +210,8 @@ export function createGenerateView(ctx: Context): View {
     if (!f) return;
     img.xt.src = f.xt;
     img.x0.src = f.x0;
-    info.step.textContent = `${f.index + 1} / ${f.steps}`;
+    setCaptions(f.alpha !== undefined);
+    info.step.textContent = f.alpha !== undefined ? `frame ${f.index + 1} / ${f.steps}, alpha ${fmt(f.alpha)}` : `${f.index + 1} / ${f.steps}`;
     info.t.textContent = `${f.t} → ${f.tPrev < 0 ? 'x₀' : f.tPrev}`;
     info.sigma.textContent = fmt(f.sigma);
   }
