@@ -2,8 +2,9 @@
 // (samplers/interpolate.ts), written as a strip (--grid), one PNG per frame (--out-dir) and a GIF (--gif).
 import { mkdirSync } from 'node:fs';
 import path from 'node:path';
-import { checkDevice, type Device } from '../tensor/index.js';
+import { checkDevice, setNumThreads, type Device } from '../tensor/index.js';
 import { loadRun } from '../train/checkpoint.js';
+import { inferencePredictor } from '../models/index.js';
 import { runObjective, runNumClasses, runSampling } from '../train/config.js';
 import { interpolateLatents, checkInterpolationSampler, modelOn, assertFinite, samplerDefaults } from '../samplers/index.js';
 import { writePng } from '../io/png.js';
@@ -12,7 +13,6 @@ import { writeFileAtomic } from '../io/atomic.js';
 import { toUint8Image } from '../viz/grid.js';
 import { interpolationStrip, interpolationFrames } from '../viz/interpolation.js';
 import { checkExt } from './args.js';
-import { samplingPredictor } from './predictor.js';
 import type { SampleFlags } from './sample.js';
 
 export interface InterpolateFlags extends SampleFlags { interpolate: string; frames?: number; gif?: string }
@@ -55,7 +55,8 @@ export function runInterpolate(f: InterpolateFlags, given: (name: string) => boo
   if (steps > diffusion.T) throw new Error(`sample: --steps ${steps} exceeds the run's T = ${diffusion.T} timesteps; a sampler visits at most T of them`);
   const { imageChannels: c, imageSize: s } = config.model;
   if (f.device !== 'cpu') model.to(f.device as Device);
-  const predictor = samplingPredictor(model, config.model, { threads: f.threads, replicas: 1 });
+  setNumThreads(f.threads);
+  const predictor = inferencePredictor(model);
   const t0 = performance.now();
   let result;
   try {
