@@ -72,10 +72,11 @@ State& state() {
 
 size_t classOf(void* data) { return *reinterpret_cast<size_t*>(static_cast<char*>(data) - kHeader); }
 
-void report(void* data, int64_t bytes, const State& s) {
-  // As c10's default allocator does, so libtorch's profiler sees memory under this allocator too.
+// As c10's default allocator does, so libtorch's profiler sees memory under this allocator too.
+// Called outside the lock, with the totals read under it: the profiler's callback is not ours to trust.
+void report(void* data, int64_t bytes, uint64_t inUse, uint64_t reserved) {
   if (c10::memoryProfilingEnabled()) {
-    c10::reportMemoryUsageToProfiler(data, bytes, static_cast<int64_t>(s.inUse), static_cast<int64_t>(s.inUse + s.cached), c10::Device(c10::DeviceType::CPU));
+    c10::reportMemoryUsageToProfiler(data, bytes, static_cast<int64_t>(inUse), static_cast<int64_t>(reserved), c10::Device(c10::DeviceType::CPU));
   }
 }
 
@@ -93,8 +94,9 @@ void deleteBlock(void* data) {
   } else if (s.active.load(std::memory_order_relaxed)) {
     s.overCapFrees++;
   }
-  report(data, -static_cast<int64_t>(cls), s);
+  uint64_t inUse = s.inUse, reserved = s.inUse + s.cached;
   lock.unlock();
+  report(data, -static_cast<int64_t>(cls), inUse, reserved);
   if (!keep) std::free(static_cast<char*>(data) - kHeader);
 }
 
@@ -114,6 +116,7 @@ class CachingCpuAllocator final : public c10::Allocator {
     size_t cls = sizeClass(n);
     State& s = state();
     void* data = nullptr;
+    uint64_t inUse = 0, reserved = 0;
     {
       std::lock_guard<std::mutex> lock(s.mutex);
       auto it = s.free.find(cls);
@@ -123,15 +126,17 @@ class CachingCpuAllocator final : public c10::Allocator {
         if (it->second.empty()) s.free.erase(it);
         s.cached -= cls;
         s.hits++;
+        s.inUse += cls;
+        s.notePeaks();
+        inUse = s.inUse;
+        reserved = s.inUse + s.cached;
       } else {
         s.misses++;
       }
-      if (data) {
-        s.inUse += cls;
-        s.notePeaks();
-        report(data, static_cast<int64_t>(cls), s);
-        return {data, data, &deleteBlock, cpu};
-      }
+    }
+    if (data) {
+      report(data, static_cast<int64_t>(cls), inUse, reserved);
+      return {data, data, &deleteBlock, cpu};
     }
     data = systemBlock(cls);
     if (data == nullptr) {
@@ -145,10 +150,14 @@ class CachingCpuAllocator final : public c10::Allocator {
       TORCH_CHECK(data != nullptr, "caching CPU allocator: out of memory allocating ", n, " bytes (", released,
                   " cached bytes were returned to the system first)");
     }
-    std::lock_guard<std::mutex> lock(s.mutex);
-    s.inUse += cls;
-    s.notePeaks();
-    report(data, static_cast<int64_t>(cls), s);
+    {
+      std::lock_guard<std::mutex> lock(s.mutex);
+      s.inUse += cls;
+      s.notePeaks();
+      inUse = s.inUse;
+      reserved = s.inUse + s.cached;
+    }
+    report(data, static_cast<int64_t>(cls), inUse, reserved);
     return {data, data, &deleteBlock, cpu};
   }
   // The context is the data pointer, so raw_allocate/raw_deallocate work too.
