@@ -4,9 +4,10 @@
 //
 // Size classes: up to 512 bytes, multiples of 64; above, four classes per power of two (2^k times
 // 1.25, 1.5, 1.75, 2), but never coarser than 2 MiB steps. At most a quarter of a block, and at most
-// 2 MiB, goes unused; in a large block the unused tail is address space only, never touched, so it
-// costs no resident memory. A repeated workload (a training step, a reverse-process step) asks for
-// the same sizes each time, so after the first step every request finds its class's free list filled.
+// 2 MiB, goes unused; in a block glibc maps afresh (above its mmap threshold) the unused tail is
+// address space only, never touched, so it costs no resident memory. A repeated workload (a training
+// step, a reverse-process step) asks for the same sizes each time, so once the first step has run,
+// every request finds its class's free list filled, as long as the cap holds the working set.
 #include "cpu-allocator.h"
 
 #include <c10/core/Allocator.h>
