@@ -125,8 +125,8 @@ const M_ARENA_MAX = -8;
  *   set before any worker thread allocates.
  * - allocator 'caching' (native/cpu-allocator.cc): glibc still unmaps blocks above 32 MiB on free, and
  *   the ddpm preset's activations at batch 256 are such blocks; kept for reuse, the
- *   sampling step's minor faults fell from about 915,000 to 154 and sampling ran 3 times faster on a
- *   loaded machine, in less peak memory; dli02 at batch 500 faulted 2,018 times a step instead of 22
+ *   sampling step's minor faults fell from about 927,000 to 154 and sampling ran about twice as fast
+ *   on a loaded machine, in less peak memory; dli02 at batch 500 faulted 2,018 times a step instead of 22
  *   and peaked at 369 instead of 515 MB (README, Speed). $DDPM_ALLOCATOR=default turns it off.
  */
 export function configureRuntime(o: RuntimeOptions = {}): RuntimeSettings {
