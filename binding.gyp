@@ -2,7 +2,7 @@
   "targets": [
     {
       "target_name": "ddpm_torch",
-      "sources": ["native/addon.cc", "native/distributed.cc"],
+      "sources": ["native/addon.cc", "native/cpu-allocator.cc", "native/distributed.cc"],
       "include_dirs": [
         "<!(node -p \"require('node-addon-api').include_dir\")",
         "<!@(node native/find-libtorch.cjs --include-dirs)"

@@ -10,12 +10,14 @@
 
 #include <napi.h>
 
+#include "cpu-allocator.h"
 #include "distributed.h"
 #include "handles.h"
 
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 #include <ATen/core/Generator.h>
+#include <c10/core/InferenceMode.h>
 #include <ATen/CPUGeneratorImpl.h>
 #include <torch/csrc/autograd/autograd.h>
 #include <torch/csrc/autograd/variable.h>
@@ -27,6 +29,7 @@
 #endif
 
 #include <atomic>
+#include <memory>
 #include <cstring>
 #include <string>
 #include <vector>
@@ -344,6 +347,25 @@ OP(malloptSettings) {
   }
   return arr;
 }
+// The caching CPU allocator (native/cpu-allocator.cc); src/tensor/allocator.ts says when it is used.
+OP(setCachingAllocator) { cpu_allocator::setActive(a.B(0)); return a.env().Undefined(); }
+OP(setAllocatorCap) { cpu_allocator::setCap(static_cast<uint64_t>(a.I(0))); return a.env().Undefined(); }
+OP(releaseCachedMemory) { return Napi::Number::New(a.env(), static_cast<double>(cpu_allocator::release())); }
+OP(allocatorStats) {
+  auto s = cpu_allocator::stats();
+  auto o = Napi::Object::New(a.env());
+  auto num = [&](const char* k, uint64_t v) { o.Set(k, Napi::Number::New(a.env(), static_cast<double>(v))); };
+  num("inUseBytes", s.inUseBytes);
+  num("cachedBytes", s.cachedBytes);
+  num("peakInUseBytes", s.peakInUseBytes);
+  num("peakReservedBytes", s.peakReservedBytes);
+  num("hits", s.hits);
+  num("misses", s.misses);
+  num("overCapFrees", s.overCapFrees);
+  num("capBytes", s.capBytes);
+  o.Set("active", Napi::Boolean::New(a.env(), s.active));
+  return o;
+}
 OP(libtorchVersion) { return Napi::String::New(a.env(), TORCH_VERSION); }
 OP(cudaAvailable) { return Napi::Boolean::New(a.env(), at::hasCUDA()); }
 OP(cudaDeviceCount) { return Napi::Number::New(a.env(), static_cast<double>(at::getNumGPUs())); }
@@ -524,6 +546,21 @@ OP(setGrad) {
 }
 OP(isGradEnabled) { return Napi::Boolean::New(a.env(), at::GradMode::is_enabled()); }
 OP(setGradEnabled) { at::GradMode::set_enabled(a.B(0)); return a.env().Undefined(); }
+// c10::InferenceMode is an RAII guard over thread-local state, and its scope spans many JS calls, so
+// each JS thread keeps a stack of them: enter pushes one, exit pops (restores) the innermost.
+// src/tensor/runtime.ts, inferenceMode, pairs them in try/finally on the same thread.
+thread_local std::vector<std::unique_ptr<c10::InferenceMode>> t_inferenceModes;
+OP(enterInferenceMode) {
+  t_inferenceModes.push_back(std::make_unique<c10::InferenceMode>(a.B(0)));
+  return a.env().Undefined();
+}
+OP(exitInferenceMode) {
+  if (t_inferenceModes.empty()) throw Napi::Error::New(a.env(), "exitInferenceMode: no inference-mode scope is open on this thread");
+  t_inferenceModes.pop_back();
+  return a.env().Undefined();
+}
+OP(isInferenceMode) { return Napi::Boolean::New(a.env(), c10::InferenceMode::is_enabled()); }
+OP(isInference) { return Napi::Boolean::New(a.env(), a.T(0).is_inference()); }
 
 // ---------------------------------------------------------------- in place (optimizers, EMA, init)
 OP(copy_) { a.T(0).copy_(a.T(1)); return a.env().Undefined(); }

@@ -3,6 +3,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh python3-torch
+
+# npm run bench -- allocator [--rounds N] [--only sample-ddpm,sample-dli02,train-ddpm] [--steps N]: only the
+# caching CPU allocator and inference mode against c10's allocator and no-grad (bench/allocator.ts).
+if [ "${1:-}" = allocator ]; then shift; exec node dist/bench/allocator.js "$@"; fi
 node dist/bench/compare.js "$@"
 
 # Samplers on one trained run: $SAMPLER_RUN, else runs/demo (npm run demo), else a 1-epoch dli02
@@ -23,3 +27,6 @@ node dist/bench/onnx.js
 
 # The same presets' exported pages on onnxruntime-web (WASM) in headless Chromium (bench/web.ts).
 node dist/bench/web.js
+
+# The caching CPU allocator and inference mode, on and off (bench/allocator.ts).
+node dist/bench/allocator.js

@@ -58,9 +58,9 @@ test('a value that is not the expected handle is refused with a TypeError naming
 // Observes, in a fresh process, what the library leaves changed: the environment, libtorch's and
 // OpenBLAS's thread counts, and the glibc malloc parameters set through the addon.
 const PROBE = `
-import { configureRuntime, getNumThreads, getBlasThreads, mallocSettings } from './dist/src/index.js';
+import { configureRuntime, getNumThreads, getBlasThreads, mallocSettings, allocatorStats } from './dist/src/index.js';
 import { trainTinyRun } from './dist/test/tiny-run.js';
-const state = () => ({ env: process.env.OPENBLAS_NUM_THREADS ?? null, threads: getNumThreads(), blas: getBlasThreads(), malloc: mallocSettings() });
+const state = () => ({ env: process.env.OPENBLAS_NUM_THREADS ?? null, threads: getNumThreads(), blas: getBlasThreads(), malloc: mallocSettings(), cachingAllocator: allocatorStats().active });
 if (process.argv[1] === 'configure') console.log(JSON.stringify({ configured: configureRuntime() }));
 const before = state();
 await trainTinyRun(process.argv[2]);
@@ -73,6 +73,8 @@ function probe(mode: string): Record<string, unknown> {
     const env = { ...process.env };
     delete env.OPENBLAS_NUM_THREADS;
     delete env.DDPM_MALLOC;
+    delete env.DDPM_ALLOCATOR;
+    delete env.DDPM_ALLOCATOR_CAP;
     const r = nodeChild(['--input-type=module', '-e', PROBE, mode, path.join(dir, 'run')], env);
     assert.equal(r.status, 0, r.stderr);
     return Object.assign({}, ...r.stdout.trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>)) as Record<string, unknown>;
@@ -82,17 +84,20 @@ function probe(mode: string): Record<string, unknown> {
 }
 
 test('importing the library and training leave the environment, thread counts and malloc settings as they were', () => {
-  const { before, after } = probe('plain') as { before: { env: null; threads: number; blas: number | null; malloc: unknown[] }; after: unknown };
+  const { before, after } = probe('plain') as { before: { env: null; threads: number; blas: number | null; malloc: unknown[]; cachingAllocator: boolean }; after: unknown };
   assert.equal(before.env, null, 'import set OPENBLAS_NUM_THREADS');
   assert.deepEqual(before.malloc, [], 'import changed glibc malloc parameters');
+  assert.equal(before.cachingAllocator, false, 'import registered the caching allocator');
   assert.deepEqual(after, before, 'train() left process-wide state changed');
 });
 
 test('configureRuntime applies the command\'s settings once, before libtorch loads, and train() keeps them', () => {
   const { configured, before, after } = probe('configure') as {
-    configured: { blasThreads: number | null; malloc: string }; before: { env: string; blas: number | null; malloc: number[][] }; after: unknown;
+    configured: { blasThreads: number | null; malloc: string; allocator: string }; before: { env: string; blas: number | null; malloc: number[][]; cachingAllocator: boolean }; after: unknown;
   };
   assert.equal(configured.malloc, 'tensors');
+  assert.equal(configured.allocator, 'caching');
+  assert.equal(before.cachingAllocator, true, 'configureRuntime registers the caching allocator');
   assert.equal(before.env, '1', 'OPENBLAS_NUM_THREADS is set before the addon loads OpenBLAS');
   if (before.blas !== null) assert.equal(before.blas, 1);
   assert.deepEqual(before.malloc, [[-3, 32 * 1024 * 1024], [-1, 1024 * 1024 * 1024], [-8, 1]]); // M_MMAP_THRESHOLD, M_TRIM_THRESHOLD, M_ARENA_MAX

@@ -72,6 +72,7 @@ export function runNativeFuzz(o: NativeFuzzOptions = {}): NativeFuzzSummary {
   };
   const gradWas = native.isGradEnabled() as boolean;
   const threadsWere = native.getNumThreads() as number;
+  const cachingWas = (native.allocatorStats() as { active: boolean }).active;
   for (const op of ops) {
     if (o.trace) writeSync(2, `fuzz-native: ${op}\n`);
     for (let p = 0; p < MAX_ARITY; p++) {
@@ -88,8 +89,17 @@ export function runNativeFuzz(o: NativeFuzzOptions = {}): NativeFuzzSummary {
       const picks = Array.from({ length: n }, () => rng.int(pool.values.length));
       call(op, picks.map((k) => pool.values[k]), () => picks.map((k) => pool.names[k]).join(', '));
     }
+    // Inference-mode scopes the fuzzed calls opened, innermost first (exit refuses once none is open).
+    for (;;) {
+      try {
+        native.exitInferenceMode();
+      } catch {
+        break;
+      }
+    }
     native.setGradEnabled(gradWas);
     native.setNumThreads(threadsWere);
+    native.setCachingAllocator(cachingWas);
   }
   return s;
 }

@@ -1,6 +1,6 @@
 // The forward process q and the quantities of the reverse process that follow from it in closed
 // form (Ho et al. 2020, eqs. 4, 6, 7 and 11), applied per example at integer timesteps t.
-import { type Tensor, type Generator, type Device, tensor, randnLike, tidy, keep, ArgumentError } from '../tensor/index.js';
+import { type Tensor, type Generator, type Device, tensor, randnLike, tidy, keep, inferenceMode, ArgumentError } from '../tensor/index.js';
 import { type ScheduleTerms, coefsAt } from './schedule.js';
 
 export type TermName = Exclude<keyof ScheduleTerms, 'T'>;
@@ -24,7 +24,8 @@ export class Diffusion {
     const k = device === 'cpu' ? key : `${key}@${device}`;
     let table = this.#cache.get(k);
     if (!table) {
-      table = keep(tensor(Float32Array.from(values), undefined, { device }));
+      // A normal tensor even when first asked for while sampling (inference mode): training reuses it.
+      table = keep(inferenceMode(() => tensor(Float32Array.from(values), undefined, { device }), false));
       this.#cache.set(k, table);
     }
     return table;

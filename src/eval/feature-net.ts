@@ -4,7 +4,7 @@
 import { createHash } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { type Tensor, noGrad, tidy, keep, cat, softmax } from '../tensor/index.js';
+import { type Tensor, inferenceMode, tidy, keep, cat, softmax } from '../tensor/index.js';
 import { parseSafetensors } from '../io/safetensors.js';
 import { fromRaw } from '../io/tensors.js';
 import { FmnistClassifier, FMNIST_CLASSIFIER_DEFAULTS, type FmnistClassifierConfig } from '../models/fmnist-classifier.js';
@@ -76,7 +76,7 @@ export function embed(net: FmnistClassifier, images: Tensor, batchSize = EMBED_B
   const probs: Tensor[] = [];
   const folded = net.foldedForInference();
   try {
-    noGrad(() => {
+    inferenceMode(() => {
       for (let start = 0; start < n; start += batchSize) {
         const b = Math.min(batchSize, n - start);
         const out = tidy(() => {

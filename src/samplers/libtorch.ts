@@ -1,6 +1,6 @@
 // The samplers on libtorch: the array operations of tensors (a Tensor is an NdArray as it is) and
 // sample(), which drives the reverse process (reverse.ts) synchronously through the network.
-import { type Tensor, type Generator, type Device, randn, randnLike, noGrad, tidy, keep, cat, full } from '../tensor/index.js';
+import { type Tensor, type Generator, type Device, randn, randnLike, inferenceMode, tidy, keep, cat, full } from '../tensor/index.js';
 import type { Diffusion } from '../diffusion/process.js';
 import type { ArrayOps } from './array.js';
 import { type ConditionalModelFn, oneHot } from './denoiser.js';
@@ -35,10 +35,14 @@ export function modelOn(model: ConditionalModelFn, device: Device): ConditionalM
   return (x, t, c) => tidy(() => model(x.to(device), t.to(device), c ? c.to(device) : c).to('cpu'));
 }
 
-/** Runs the chosen sampler from x_T ~ N(0, I) to x_0 for N images; returns (N, C, H, W). */
+/**
+ * Runs the chosen sampler from x_T ~ N(0, I) to x_0 for N images; returns (N, C, H, W). The reverse
+ * process runs in inference mode (no autograd, no version counting), so the images and every tensor
+ * the model makes in here are inference tensors: clone one outside before autograd may save it.
+ */
 export function sample(o: SamplerOptions): Tensor {
   const sampling = resolveSampling(o);
-  return noGrad(() => runSync(
+  return inferenceMode(() => runSync(
     reverseProcess({
       ops: tensorOps(o.generator), terms: o.diffusion.terms, sampling, shape: o.shape,
       ...(o.labels ? { labels: o.labels } : {}), ...(o.xT ? { xT: o.xT } : {}), ...(o.onStep ? { onStep: o.onStep } : {}),

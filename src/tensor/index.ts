@@ -8,3 +8,4 @@ export type { DType, AnyTypedArray } from './dtype.js';
 export { DTYPE_BYTES, DTYPE_CODE, isFloating } from './dtype.js';
 export { LibtorchUnavailableError } from './native.js';
 export { drawShare, type BatchShare } from './share.js';
+export { minorFaults, residentBytes, peakResidentBytes } from './process-memory.js';

@@ -63,6 +63,8 @@ export class Tensor implements Disposable {
   size(dim: number): number { const s = this.shape; return s[normDim('size', dim, s.length)]!; }
   get requiresGrad(): boolean { return native.requiresGrad(this.handle); }
   get isLeaf(): boolean { return native.isLeaf(this.handle); }
+  /** Made inside inferenceMode (runtime.ts): autograd will not save it, and it cannot be updated in place outside. */
+  get isInference(): boolean { return native.isInference(this.handle); }
   /** Whether the values lie densely in the given order (torch's is_contiguous(memory_format=...)). */
   isContiguous(memoryFormat: MemoryFormat = 'contiguous'): boolean {
     return memoryFormat === 'channelsLast' ? native.isChannelsLast(this.handle) : native.isContiguous(this.handle);

@@ -7,7 +7,7 @@ import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { removeDirAtomic } from '../io/atomic.js';
 import {
-  Generator, tidy, noGrad, manualSeed, setNumThreads, getNumThreads, rand, tensor, drawShare, type Tensor, type BatchShare, type Device,
+  Generator, tidy, noGrad, releaseCachedMemory, manualSeed, setNumThreads, getNumThreads, rand, tensor, drawShare, type Tensor, type BatchShare, type Device,
 } from '../tensor/index.js';
 import { Adam, BatchNorm2d, clipGradNorm, type Module } from '../nn/index.js';
 import { Diffusion, makeSchedule, diffusionLoss } from '../diffusion/index.js';
@@ -434,6 +434,8 @@ function writeSampleGrid(s: TrainingSession, diffusion: Diffusion, config: RunCo
     else draw();
   } finally {
     s.model.train();
+    // The caching allocator would keep the grid's blocks beside training's for the rest of the run.
+    releaseCachedMemory();
   }
 }
 
