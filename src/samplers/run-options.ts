@@ -20,6 +20,7 @@ export const RUN_OPTIONS = {
     name: 'replicas', flag: '--replicas <n>', schema: positiveInt,
     help: 'split each sampling batch across N model replicas, one thread each when --threads allows (data parallel: the same images up to float rounding; faster where a model scales poorly across threads or other processes load the cores, see the README\'s Speed)',
   }),
+  classifier: option({ name: 'classifier', flag: '--classifier <dir>', help: 'classifier guidance (Dhariwal & Nichol 2021) with a classifier run of `ddpm train-classifier` for this run, toward --class (libtorch only: it needs autograd)', schema: z.string().min(1) }),
   class: option({ name: 'class', flag: '--class <c>', help: 'class-conditional runs: the class of every image', defaultHelp: 'image i is class i mod K', schema: z.int().min(0) }),
   scale: option({ name: 'scale', flag: '--scale <n>', help: 'upscale factor (nearest)', schema: positiveInt }),
 } as const;
