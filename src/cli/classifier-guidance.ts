@@ -1,14 +1,10 @@
-// --classifier and --classifier-scale of `ddpm sample` and `ddpm eval`: the classifier run opened,
-// checked against the diffusion run it is to guide, and made into the samplers' ClassifierGuidance.
-import type { Tensor, Device } from '../tensor/index.js';
+// --classifier and --classifier-scale of `ddpm sample` and `ddpm eval`: the refusals that need nothing
+// loaded, and the classifier run opened for the run it is to guide (train/classifier.ts).
+import type { Device } from '../tensor/index.js';
 import type { RunConfig } from '../train/config.js';
-import { loadClassifier, checkClassifierFits } from '../train/classifier.js';
-import { classifierGradient, type ClassifierGuidance } from '../samplers/index.js';
+import { openClassifier as open, type OpenClassifier } from '../train/classifier.js';
 
 export interface ClassifierGuidanceFlags { classifier?: string; classifierScale?: number }
-
-/** The scale when --classifier is given without one: the classifier's own p(y | x_t), unsharpened. */
-export const DEFAULT_CLASSIFIER_SCALE = 1;
 
 /** Refusals that need nothing loaded: a scale without a classifier, a classifier without a class to guide toward. */
 export function checkClassifierFlags(cmd: string, f: ClassifierGuidanceFlags, classGiven: boolean): void {
@@ -18,28 +14,7 @@ export function checkClassifierFlags(cmd: string, f: ClassifierGuidanceFlags, cl
   }
 }
 
-export interface OpenClassifier {
-  numClasses: number;
-  scale: number;
-  checkpoint: string;
-  /** The guidance toward `labels` (one per image). */
-  guidance(labels: readonly number[]): ClassifierGuidance<Tensor>;
-  dispose(): void;
-}
-
-/** The classifier run of --classifier for diffusion run `runDir`, refused when it was trained for other images or another schedule. */
+/** The classifier of --classifier for diffusion run `runDir`, or null without the flag. */
 export function openClassifier(f: ClassifierGuidanceFlags, run: RunConfig, runDir: string, device: Device): OpenClassifier | null {
-  if (f.classifier === undefined) return null;
-  const { config, classifier, checkpoint } = loadClassifier(f.classifier);
-  try {
-    checkClassifierFits(config, f.classifier, run, runDir);
-  } catch (e) {
-    classifier.dispose();
-    throw e;
-  }
-  if (device !== 'cpu') classifier.to(device);
-  const gradLogProb = classifierGradient((x, t) => classifier.forward(x, t), device);
-  const numClasses = classifier.numClasses;
-  const scale = f.classifierScale ?? DEFAULT_CLASSIFIER_SCALE;
-  return { numClasses, scale, checkpoint, guidance: (labels) => ({ scale, numClasses, labels, gradLogProb }), dispose: () => classifier.dispose() };
+  return f.classifier === undefined ? null : open(f.classifier, run, runDir, f.classifierScale, device);
 }

@@ -4,7 +4,8 @@
 // the checks that a classifier fits the run it is asked to guide.
 import path from 'node:path';
 import { existsSync } from 'node:fs';
-import { manualSeed, ArgumentError } from '../tensor/index.js';
+import { manualSeed, ArgumentError, type Tensor, type Device } from '../tensor/index.js';
+import { classifierGradient, type ClassifierGuidance } from '../samplers/index.js';
 import { classifierLoss } from '../diffusion/index.js';
 import { NoisyClassifier, noisyClassifierConfig } from '../models/noisy-classifier.js';
 import { loadTensors } from '../io/tensors.js';
@@ -109,4 +110,34 @@ export function checkClassifierFits(clf: RunConfig, clfDir: string, r: RunConfig
   if (clf.model.imageChannels !== r.model.imageChannels) fail('channels', clf.model.imageChannels, r.model.imageChannels);
   const k = r.model.numClasses ?? 0;
   if (k > 0 && clf.model.numClasses !== k) fail('a class count of', clf.model.numClasses, k);
+}
+
+/** The scale when classifier guidance is asked for without one: the classifier's own p(y | x_t), unsharpened. */
+export const DEFAULT_CLASSIFIER_SCALE = 1;
+
+export interface OpenClassifier {
+  numClasses: number;
+  scale: number;
+  checkpoint: string;
+  /** The samplers' guidance toward `labels` (one per image). */
+  guidance(labels: readonly number[]): ClassifierGuidance<Tensor>;
+  dispose(): void;
+}
+
+/**
+ * The classifier run in `dir` ready to guide diffusion run `runDir` (config `r`) at `scale`: loaded,
+ * refused when it was trained for other images or another schedule (checkClassifierFits), on `device`.
+ */
+export function openClassifier(dir: string, r: RunConfig, runDir: string, scale = DEFAULT_CLASSIFIER_SCALE, device: Device = 'cpu'): OpenClassifier {
+  const { config, classifier, checkpoint } = loadClassifier(dir);
+  try {
+    checkClassifierFits(config, dir, r, runDir);
+  } catch (e) {
+    classifier.dispose();
+    throw e;
+  }
+  if (device !== 'cpu') classifier.to(device);
+  const gradLogProb = classifierGradient((x, t) => classifier.forward(x, t), device);
+  const numClasses = classifier.numClasses;
+  return { numClasses, scale, checkpoint, guidance: (labels) => ({ scale, numClasses, labels, gradLogProb }), dispose: () => classifier.dispose() };
 }
