@@ -30,11 +30,12 @@ const ddpm = async (...args: string[]): Promise<void> => { await program().parse
 const grid = (): string[] => ['--grid', path.join(work, 'g.png'), '-n', '2', '--threads', '1'];
 
 /** A copy of run folder `from` with its config.json changed by `edit`. */
-function edited(from: string, name: string, edit: (c: Record<string, any>) => void): string {
+interface EditableConfig { schedule: Record<string, unknown>; model: Record<string, unknown> }
+function edited(from: string, name: string, edit: (c: EditableConfig) => void): string {
   const to = path.join(work, name);
   cpSync(from, to, { recursive: true });
   const file = path.join(to, 'config.json');
-  const c = JSON.parse(readFileSync(file, 'utf8')) as Record<string, any>;
+  const c = JSON.parse(readFileSync(file, 'utf8')) as EditableConfig;
   edit(c);
   writeFileSync(file, JSON.stringify(c));
   return to;
@@ -45,7 +46,7 @@ test('a classifier trained for another schedule, image size or class count than 
   await assert.rejects(ddpm('sample', '--run', otherSchedule, '--classifier', clf, '--class', '3', ...grid()), /--classifier .*clf was trained on the schedule .*"betaEnd":0.2.*, but --run .*other-schedule has .*"betaEnd":0.1.*; train a classifier for this run: ddpm train-classifier --run/);
   const otherSize = edited(clf, 'clf-size', (c) => { c.model.imageSize = 32; });
   await assert.rejects(ddpm('sample', '--run', run, '--classifier', otherSize, '--class', '3', ...grid()), /was trained on image size 32, but --run .* has 16/);
-  await assert.rejects(ddpm('sample', '--run', cond, '--classifier', edited(clf3, 'clf3-cond', (c) => { c.schedule = JSON.parse(readFileSync(path.join(cond, 'config.json'), 'utf8')).schedule; }), '--class', '1', ...grid()), /was trained on a class count of 3, but --run .* has 10/);
+  await assert.rejects(ddpm('sample', '--run', cond, '--classifier', edited(clf3, 'clf3-cond', (c) => { c.schedule = (JSON.parse(readFileSync(path.join(cond, 'config.json'), 'utf8')) as EditableConfig).schedule; }), '--class', '1', ...grid()), /was trained on a class count of 3, but --run .* has 10/);
 });
 
 test('--classifier without --class, with an unknown class, and --classifier-scale without --classifier are refused', async () => {
