@@ -5,6 +5,7 @@
 import * as z from 'zod';
 import { TRAIN_OPTIONS as T, type TrainOptionDecl } from './options.js';
 import { CLASSIFIER_TRAIN_DEFAULTS as D } from './classifier.js';
+import { DEVICE_HELP } from '../samplers/options.js';
 
 export const CLASSIFIER_OPTIONS = {
   run: {
@@ -18,7 +19,7 @@ export const CLASSIFIER_OPTIONS = {
   seed: { ...T.seed, default: D.seed },
   limit: T.limit,
   data: { ...T.data, help: "where to find the run's Fashion-MNIST (default: the folder it was trained from)" },
-  device: T.device,
+  device: { ...T.device, help: DEVICE_HELP },
   threads: T.threads,
   resume: { ...T.resume, help: 'continue a classifier run exactly: its folder, a checkpoints/step-N folder, or "latest" of --out' },
   checkpointEvery: T.checkpointEvery,
