@@ -7,6 +7,10 @@ export * from './samplers/index.js';
 export { presetDefaults, checkRunConfig, runObjective, runNumClasses, type RunConfig, type TrainSettings } from './train/config.js';
 export { train, trainStep, buildModel, type TrainOptions, type TrainHooks, type TrainSummary, type TrainingData } from './train/trainer.js';
 export { EMA } from './train/ema.js';
+// Classifier guidance (Dhariwal & Nichol 2021): the noise-aware classifier, its training task and loading.
+export { trainTask, DENOISING, type TrainingTask } from './train/trainer.js';
+export { CLASSIFYING, classifierRunConfig, loadClassifier, openClassifier, checkClassifierFits, type OpenClassifier } from './train/classifier.js';
+export { NoisyClassifier, noisyClassifierConfig, type NoisyClassifierConfig } from './models/noisy-classifier.js';
 export { lrAt, type LrSchedule } from './train/lr-schedule.js';
 export { loadRun, resolveResume, type LoadedRun } from './train/checkpoint.js';
 // ONNX: export a run or a model, read a file back, run one on onnxruntime-node (loaded when a model is opened).

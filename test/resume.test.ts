@@ -105,3 +105,38 @@ test('SIGKILL during checkpointing leaves only complete checkpoints, and --resum
   assert.ok(existsSync(path.join(run, 'checkpoints', 'step-32')), 'the resumed run reaches the end');
   assert.ok(!readdirSync(path.join(run, 'checkpoints')).some((d) => d.includes('.tmp-')), 'stale temp folders are cleaned on resume');
 });
+
+test('ddpm train-classifier: K steps straight equal K/2 steps + resume in a new process + K/2 steps, bit for bit', { skip: !hasData && 'Fashion-MNIST not installed' }, () => {
+  // The diffusion run only lends its schedule, size and data: two steps of a T = 20 dli02 run.
+  const r = path.join(work, 'clf-of');
+  const made = ddpm('train', '--preset', 'dli02', '--timesteps', '20', '--limit', '64', '--batch-size', '32', '--epochs', '1', '--threads', '2', '--no-sample-grids', '--out', r);
+  assert.equal(made.code, 0, made.err);
+  const CLF = ['--limit', '128', '--batch-size', '16', '--epochs', '2', '--checkpoint-every', '4', '--threads', '2'];
+  const a = path.join(work, 'clf-straight');
+  const b = path.join(work, 'clf-stopped');
+  const straight = ddpm('train-classifier', '--run', r, ...CLF, '--out', a);
+  assert.equal(straight.code, 0, straight.err);
+  // 128 / 16 = 8 steps per epoch; stop mid-epoch 2 at step 10.
+  const first = ddpm('train-classifier', '--run', r, ...CLF, '--out', b, '--max-steps', '10');
+  assert.equal(first.code, 0, first.err);
+  assert.ok(existsSync(path.join(b, 'checkpoints', 'step-10', 'state.json')));
+  const changed = ddpm('train-classifier', '--resume', b, '--lr', '0.5');
+  assert.notEqual(changed.code, 0);
+  assert.match(changed.err, /--lr 0.5 differs from the resumed classifier's 0.0003/);
+  const wrongCommand = ddpm('train', '--resume', b, '--no-sample-grids');
+  assert.notEqual(wrongCommand.code, 0);
+  assert.match(wrongCommand.err, /describes a noise-aware classifier .*continue it with `ddpm train-classifier --resume`/);
+  const resumed = ddpm('train-classifier', '--resume', b, '--threads', '2', '--checkpoint-every', '4');
+  assert.equal(resumed.code, 0, resumed.err);
+  assert.match(resumed.err, /resuming at step 10/);
+  for (const step of [12, 16]) {
+    for (const f of ['model.safetensors', 'optimizer.safetensors', 'state.json']) {
+      const x = readFileSync(path.join(a, 'checkpoints', `step-${step}`, f));
+      const y = readFileSync(path.join(b, 'checkpoints', `step-${step}`, f));
+      assert.ok(x.equals(y), `step-${step}/${f} differs between the straight and the resumed classifier run`);
+    }
+  }
+  const other = ddpm('train-classifier', '--resume', r);
+  assert.notEqual(other.code, 0);
+  assert.match(other.err, /is a diffusion model's run; continue it with `ddpm train --resume`/);
+});

@@ -13,7 +13,7 @@ import { decodePng } from '../src/io/png.js';
 import { startStudio, type Studio } from '../src/studio/server.js';
 import { Jobs } from '../src/studio/jobs.js';
 import { RequestError } from '../src/studio/validate.js';
-import { trainTinyRun } from './tiny-run.js';
+import { trainTinyRun, trainTinyClassifier } from './tiny-run.js';
 import type { GenerateFrame, JobInfo, LogRow, RunDetail, RunSummary, Status, TrainProgress } from '../src/studio/protocol.js';
 
 const hasData = existsSync('/usr/share/datasets/fashion-mnist') || process.env.FASHION_MNIST_DIR !== undefined;
@@ -25,6 +25,7 @@ let studio: Studio;
 before(async () => {
   await trainTinyRun(path.join(runs, 'tiny'), 0, { sampleGrids: true });
   await trainTinyRun(path.join(runs, 'cond'), 10, { sampleGrids: true });
+  await trainTinyClassifier(path.join(runs, 'clf'), path.join(runs, 'tiny'));
   mkdirSync(pub);
   writeFileSync(path.join(pub, 'index.html'), '<!doctype html><title>studio</title>');
   writeFileSync(path.join(pub, 'app.css'), 'body{}');
@@ -106,10 +107,10 @@ test('status, options, runs, run detail, log and schedule have the protocol shap
   assert.deepEqual(o.presets, ['dli02', 'dli03', 'ddpm']);
   assert.ok(o.samplers.includes('ddim') && o.limits.maxCount === 64);
   const list = await getJson<RunSummary[]>('/api/runs');
-  assert.deepEqual(list.map((r) => r.name), ['cond', 'tiny'], 'the run-shaped folder outside --runs is not listed');
+  assert.deepEqual(list.map((r) => [r.name, r.classifierOf]), [['clf', 'tiny'], ['cond', null], ['tiny', null]], 'the run-shaped folder outside --runs is not listed');
   const tiny = list.find((r) => r.name === 'tiny')!;
   assert.deepEqual({ ...tiny, lastLoss: typeof tiny.lastLoss }, {
-    name: 'tiny', preset: 'dli02', imageSize: 16, channels: 1, timesteps: 10, classConditional: false, epochs: 1, lastStep: 2, lastLoss: 'number', checkpointCount: 1, training: false,
+    name: 'tiny', preset: 'dli02', imageSize: 16, channels: 1, timesteps: 10, classConditional: false, epochs: 1, lastStep: 2, lastLoss: 'number', checkpointCount: 1, training: false, classifierOf: null,
   });
   const d = await getJson<RunDetail>('/api/runs/tiny');
   assert.deepEqual(d.checkpoints, [{ name: 'step-2', step: 2, epoch: 1, hasEma: false }]);
@@ -189,6 +190,11 @@ const BAD: [string, string, unknown, number, RegExp][] = [
   ['POST', '/api/generate', { run: 'tiny', count: 4, seed: 2, interpolateTo: 2 }, 400, /interpolateTo is the seed itself \(2\)/],
   ['POST', '/api/generate', { run: 'tiny', count: 1, interpolateTo: 2 }, 400, /an interpolation needs at least 2 frames \(count\), got 1/],
   ['POST', '/api/generate', { run: 'tiny', count: 4, interpolateTo: -2 }, 400, /interpolateTo must be an integer in \[0, 4294967295\], got -2/],
+  ['POST', '/api/generate', { run: 'tiny', sampler: 'ddim', classifier: 'clf', count: 4 }, 400, /classifier guidance steers every image toward one class; choose a class/],
+  ['POST', '/api/generate', { run: 'tiny', sampler: 'ddim', classifierScale: 2, count: 4 }, 400, /classifierScale needs a classifier run/],
+  ['POST', '/api/generate', { run: 'tiny', sampler: 'ddim', classifier: 'cond', class: 1, count: 4 }, 400, /cond is a diffusion model's run, not a classifier's/],
+  ['POST', '/api/generate', { run: 'tiny', sampler: 'ddim', classifier: 'clf', class: 10, count: 4 }, 400, /class must be an integer in \[0, 9\], got 10/],
+  ['POST', '/api/generate', { run: 'tiny', sampler: 'ddim', classifier: 'nope', class: 1, count: 4 }, 404, /no run "nope"/],
   ['POST', '/api/train', { name: 'x', preset: 'dli04' }, 400, /preset must be one of dli02, dli03, ddpm, got "dli04"/],
   ['POST', '/api/train', { name: 'x', preset: 'dli02', epochs: 0 }, 400, /epochs must be an integer in \[1, 100\], got 0/],
   ['POST', '/api/train', { name: 'x', preset: 'dli02', batchSize: 4096 }, 400, /batchSize must be an integer in \[1, 1024\], got 4096/],
@@ -340,6 +346,11 @@ test('a generation job streams x_t and x0_hat frames, ends done, and serves a va
   assert.equal(gif.body.subarray(0, 6).toString('latin1'), 'GIF89a');
   assert.equal(gif.body[gif.body.length - 1], 0x3b, 'GIF trailer');
   assert.equal((await getJson<JobInfo>(`/api/jobs/${job.id}`)).state, 'done');
+  // Classifier guidance of the unconditional run toward class 3, in the same worker.
+  const guided = await post('/api/generate', { run: 'tiny', sampler: 'ddim', steps: 2, count: 2, classifier: 'clf', classifierScale: 2, class: 3 });
+  assert.equal(guided.status, 202, guided.body.toString());
+  const gEvs = await events(`/api/jobs/${(guided.json() as JobInfo).id}/events`, (e) => e.event === 'done' || e.event === 'error');
+  assert.deepEqual(gEvs[gEvs.length - 1]!.event, 'done', JSON.stringify(gEvs[gEvs.length - 1]));
 });
 
 test('an interpolation job posts its frames once, alpha 0 to 1, x_T beside the image; frame 0 is the plain generation of the seed', async () => {

@@ -12,7 +12,7 @@ import { startStudio, type Studio } from '../src/studio/server.js';
 import { sampleCommand } from '../src/cli/sample.js';
 import { decodePng } from '../src/io/png.js';
 import { WEB_ASSETS } from '../src/web/site.js';
-import { trainTinyRun } from './tiny-run.js';
+import { trainTinyRun, trainTinyClassifier } from './tiny-run.js';
 import { ROOT } from './helpers.js';
 
 const CHROMIUM = process.env['CHROMIUM'] ?? '/usr/bin/chromium';
@@ -95,6 +95,46 @@ test('studio Generate "in this browser": DDIM 4 steps, seed 5, equals ddpm sampl
     let worst = 0;
     for (let i = 0; i < grid.grey.length; i++) worst = Math.max(worst, Math.abs(grid.grey[i]! - cli.data[i * cli.channels]!));
     assert.ok(worst <= 1, `the studio's in-browser grid differs from ddpm sample --model's by up to ${worst} grey levels`);
+  } finally {
+    await browser?.close();
+    await studio?.close();
+    rmSync(runsDir, { recursive: true, force: true });
+  }
+});
+
+test('studio Generate with a classifier: the picker lists the run\'s classifier runs, "in this browser" refuses it, the server samples with it', { skip, timeout: 180_000 }, async () => {
+  const runsDir = mkdtempSync(path.join(tmpdir(), 'ddpm-studio-clf-'));
+  let studio: Studio | null = null;
+  let browser: Browser | null = null;
+  try {
+    await trainTinyRun(path.join(runsDir, 'tiny'));
+    await trainTinyClassifier(path.join(runsDir, 'clf'), path.join(runsDir, 'tiny'));
+    studio = await startStudio({ runsDir, host: '127.0.0.1', port: 0, threads: 1 });
+    browser = await chromium.launch({ executablePath: CHROMIUM, args: ['--no-sandbox'] });
+    const page = await browser.newPage({ viewport: { width: 1200, height: 800 } });
+    page.setDefaultTimeout(60_000);
+    await page.goto(studio.url);
+    await page.waitForSelector('body[data-ready="true"]');
+    await page.click('[data-testid=tab-generate]');
+    await page.waitForSelector('[data-testid=gen-classifier] option[value=clf]', { state: 'attached' });
+    const runOptions = await page.$$eval('[data-testid=gen-run] option', (os) => os.map((o) => (o as HTMLOptionElement).value));
+    assert.deepEqual(runOptions, ['tiny'], 'a classifier run is not offered as a run to sample from');
+    assert.equal(await page.isVisible('[data-testid=gen-class]'), false, 'an unconditional run without a classifier has no class to choose');
+    await page.selectOption('[data-testid=gen-classifier]', 'clf');
+    assert.equal(await page.isVisible('[data-testid=gen-class]'), true);
+    await page.selectOption('[data-testid=gen-class]', '3');
+    await page.fill('[data-testid=gen-classifier-scale]', '2');
+    await page.selectOption('[data-testid=gen-sampler]', 'ddim');
+    await page.fill('[data-testid=gen-steps]', '2');
+    await page.fill('[data-testid=gen-count]', '2');
+    await page.check('[data-testid=gen-in-browser]');
+    await page.click('[data-testid=gen-start]');
+    await page.waitForFunction(() => document.querySelector('[data-testid=gen-state]')?.textContent === 'failed');
+    assert.match(await page.getAttribute('[data-testid=gen-state]', 'title') ?? '', /classifier guidance needs the gradient of the classifier at every step \(autograd\)/);
+    await page.uncheck('[data-testid=gen-in-browser]');
+    await page.click('[data-testid=gen-start]');
+    await page.waitForFunction(() => ['done', 'failed'].includes(document.querySelector('[data-testid=gen-state]')?.textContent ?? '') && document.querySelector('[data-testid=gen-grid]') !== null);
+    assert.equal(await page.innerText('[data-testid=gen-state]'), 'done', await page.getAttribute('[data-testid=gen-state]', 'title') ?? '');
   } finally {
     await browser?.close();
     await studio?.close();

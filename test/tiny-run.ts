@@ -2,7 +2,8 @@
 // tests to list, load and sample from in about a second.
 import { rand, tensor } from '../src/tensor/index.js';
 import { presetDefaults, type RunConfig } from '../src/train/config.js';
-import { train } from '../src/train/trainer.js';
+import { train, trainTask } from '../src/train/trainer.js';
+import { CLASSIFYING, classifierRunConfig } from '../src/train/classifier.js';
 import { RunFolder } from '../src/io/run.js';
 
 export async function trainTinyRun(dir: string, numClasses = 0, o: { sampleGrids?: boolean } = {}): Promise<void> {
@@ -23,5 +24,19 @@ export async function trainTinyRun(dir: string, numClasses = 0, o: { sampleGrids
   } finally {
     images.dispose();
     labels?.dispose();
+  }
+}
+
+/** A noise-aware classifier for the tiny run in `runDir` (trainTinyRun), trained for two steps on random images. */
+export async function trainTinyClassifier(dir: string, runDir: string, numClasses = 10): Promise<void> {
+  const r = new RunFolder(runDir).readConfig<RunConfig>();
+  const config = classifierRunConfig(r, runDir, numClasses, { epochs: 1, batchSize: 16, lr: 3e-4, seed: 0, limit: 32 });
+  const images = rand([32, 1, 16, 16]).mul(2).sub(1); // (32, 1, 16, 16) in [-1, 1)
+  const labels = tensor(BigInt64Array.from({ length: 32 }, (_, i) => BigInt(i % numClasses)), [32], { dtype: 'int64' });
+  try {
+    await trainTask(CLASSIFYING, config, new RunFolder(dir), { threads: 1, sampleGrids: false, dataset: { images, labels, classNames: null, dataDir: 'memory' } });
+  } finally {
+    images.dispose();
+    labels.dispose();
   }
 }

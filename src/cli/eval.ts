@@ -21,10 +21,13 @@ import {
 } from '../eval/index.js';
 import { declared, defaultThreads, positiveInt } from './args.js';
 import { runNll, runLossByT } from './likelihood.js';
+import { classList } from './sample.js';
+import { checkClassifierFlags, openClassifier } from './classifier-guidance.js';
 
 interface EvalFlags {
   run?: string; samples?: string; checkpoint?: string; ema: boolean; n?: number; seed: number; batchSize?: number; threads: number; device: string;
   sampler?: SamplerName; steps?: number; eta?: number; guidance?: number;
+  class?: number[]; classifier?: string; classifierScale?: number;
   json?: string; data?: string; features?: string; cache?: string | false;
   nll?: boolean; lossByT?: boolean; out?: string; points?: number; variance?: Variance; clip: boolean;
 }
@@ -50,6 +53,9 @@ export function evalCommand(): Command {
     .addOption(declared(O.steps, { help: `--run only: ${O.steps.help}` }))
     .addOption(declared(O.eta, { help: `--run only: ${O.eta.help}` }))
     .addOption(declared(O.guidance, { help: `--run only: ${O.guidance.help}` }))
+    .option('--class <c>', '--run only: the classes to draw, a class index or a comma list, interleaved (class-conditional runs, or --classifier; default: every class of a conditional run)', classList)
+    .addOption(declared(R.classifier, { help: `--run only: ${R.classifier.help}` }))
+    .addOption(declared(O.classifierScale, { help: `--run only: ${O.classifierScale.help}` }))
     .option('--json <file>', 'also write every figure, with the sample count, sampler, steps, checkpoint and timings, as JSON')
     .option('--data <dir>', 'Fashion-MNIST folder (default: $FASHION_MNIST_DIR, then /usr/share/datasets/fashion-mnist)')
     .option('--features <file>', 'feature network weights (default: the shipped assets/fmnist-features.safetensors)')
@@ -72,7 +78,7 @@ function checkModeFlags(f: EvalFlags, given: (name: string) => boolean): void {
   if (f.nll && f.lossByT) fail('give --nll or --loss-by-t, not both (run eval twice)');
   if (mode !== null) {
     if (f.samples !== undefined) fail(`${mode} needs --run: it measures a model on test images, and --samples holds only images`);
-    const fidOnly = [['sampler', '--sampler'], ['steps', '--steps'], ['eta', '--eta'], ['guidance', '--guidance'], ['features', '--features'], ['cache', '--cache/--no-cache']] as const;
+    const fidOnly = [['sampler', '--sampler'], ['steps', '--steps'], ['eta', '--eta'], ['guidance', '--guidance'], ['class', '--class'], ['classifier', '--classifier'], ['classifierScale', '--classifier-scale'], ['features', '--features'], ['cache', '--cache/--no-cache']] as const;
     for (const [key, flag] of fidOnly) if (given(key)) fail(`${flag} applies to sample scoring (FID and friends), not to ${mode}, which draws no samples`);
   }
   if (!f.nll) for (const [key, flag] of [['variance', '--variance'], ['clip', '--no-clip']] as const) if (given(key)) fail(`${flag} applies to --nll only`);
@@ -86,13 +92,14 @@ function checkFlags(f: EvalFlags, cmd: Command): void {
   if (f.run === undefined && f.samples === undefined) fail('say what to score: --run DIR (sample from a trained run) or --samples DIR (a folder of PNGs)');
   if (f.run !== undefined && f.samples !== undefined) fail('give --run or --samples, not both');
   if (f.samples !== undefined) {
-    const runOnly = [['checkpoint', '--checkpoint'], ['ema', '--no-ema'], ['batchSize', '--batch-size'], ['device', '--device'], ['sampler', '--sampler'], ['steps', '--steps'], ['eta', '--eta'], ['guidance', '--guidance']] as const;
+    const runOnly = [['checkpoint', '--checkpoint'], ['ema', '--no-ema'], ['batchSize', '--batch-size'], ['device', '--device'], ['sampler', '--sampler'], ['steps', '--steps'], ['eta', '--eta'], ['guidance', '--guidance'], ['class', '--class'], ['classifier', '--classifier'], ['classifierScale', '--classifier-scale']] as const;
     for (const [key, flag] of runOnly) if (given(key)) fail(`${flag} applies to --run only; --samples scores images that already exist`);
     if (!existsSync(f.samples) || !statSync(f.samples).isDirectory()) fail(`--samples ${f.samples} is not a folder`);
   } else {
     checkDevice(f.device, '--device');
     if (!existsSync(f.run!) || !statSync(f.run!).isDirectory()) fail(`--run ${f.run} is not a folder (expected a run folder written by \`ddpm train\`)`);
     if (f.eta !== undefined && f.sampler !== undefined && f.sampler !== 'ddim') fail(`--eta applies to --sampler ddim only; ${f.sampler} has no eta`);
+    checkClassifierFlags('eval', f, f.class !== undefined);
   }
   if (!f.nll && !f.lossByT && f.n !== undefined && f.n < MIN_EVAL_SAMPLES) fail(`-n ${f.n} is too few: the metrics need at least ${MIN_EVAL_SAMPLES} samples (FID and KID want 1,000 or more to mean much)`);
   if (f.json !== undefined) {
@@ -138,8 +145,17 @@ function sampleRun(f: EvalFlags, config: RunConfig, model: DiffusionUNet, diffus
   const n = f.n ?? DEFAULT_N;
   const steps = f.steps ?? def.steps;
   const clip = def.x0Processing;
+  const clf = openClassifier(f, config, f.run!, f.device as Device);
+  const classCount = numClasses > 0 ? numClasses : clf?.numClasses ?? 0;
+  if (f.class !== undefined && classCount === 0) fail(`--class needs a class-conditional run or --classifier, and ${f.run} was trained without classes`);
+  const outside = f.class?.find((k) => k >= classCount);
+  if (outside !== undefined) {
+    clf?.dispose();
+    fail(`--class ${outside} is outside the ${numClasses > 0 ? "run's" : "classifier's"} classes 0..${classCount - 1}`);
+  }
   // Balanced classes, interleaved: every split of the Inception Score sees each class equally.
-  const labels = numClasses > 0 ? Array.from({ length: n }, (_, i) => i % numClasses) : undefined;
+  const classes = f.class ?? (numClasses > 0 ? Array.from({ length: numClasses }, (_, i) => i) : undefined);
+  const labels = classes ? Array.from({ length: n }, (_, i) => classes[i % classes.length]!) : undefined;
   if (f.device !== 'cpu') model.to(f.device as Device);
   setNumThreads(f.threads);
   const predictor = inferencePredictor(model);
@@ -153,10 +169,12 @@ function sampleRun(f: EvalFlags, config: RunConfig, model: DiffusionUNet, diffus
       ...(f.eta !== undefined ? { eta: f.eta } : {}),
       ...(def.spacing !== null ? { spacing: def.spacing } : {}),
       ...(def.variance !== null ? { variance: def.variance } : {}),
-      ...(labels ? { numClasses, labels, guidance: f.guidance ?? 0 } : {}),
+      ...(labels && numClasses > 0 ? { numClasses, labels, guidance: f.guidance ?? 0 } : {}),
+      ...(clf && labels ? { classifier: clf.guidance(labels) } : {}),
     });
   } finally {
     predictor.dispose();
+    clf?.dispose();
   }
   const seconds = (performance.now() - t0) / 1000;
   try {
@@ -165,7 +183,7 @@ function sampleRun(f: EvalFlags, config: RunConfig, model: DiffusionUNet, diffus
     x.dispose();
     throw e;
   }
-  process.stderr.write(`sampled ${n} images in ${seconds.toFixed(1)} s (${sampler}, ${steps} steps) from ${checkpoint}\n`);
+  process.stderr.write(`sampled ${n} images in ${seconds.toFixed(1)} s (${sampler}, ${steps} steps${clf ? `, classifier scale ${clf.scale}` : ''}) from ${checkpoint}\n`);
   // Scored as the 8-bit images `ddpm sample --out-dir` would write: the same numbers as --samples on those PNGs.
   const images = quantize8(x);
   x.dispose();
@@ -174,7 +192,8 @@ function sampleRun(f: EvalFlags, config: RunConfig, model: DiffusionUNet, diffus
     record: {
       source: 'run', run: path.resolve(f.run!), checkpoint: path.resolve(checkpoint), step, preset: config.model.preset, sampler, steps,
       eta: sampler === 'ddim' ? f.eta ?? 0 : null, guidance: numClasses > 0 ? f.guidance ?? 0 : null, x0Processing: clip,
-      classConditional: numClasses > 0, emaWeights: path.basename(checkpoint) === 'ema.safetensors', samplingSeconds: seconds,
+      classConditional: numClasses > 0, classes: classes ?? null,
+      classifier: clf ? { run: path.resolve(f.classifier!), checkpoint: path.resolve(clf.checkpoint), scale: clf.scale } : null, emaWeights: path.basename(checkpoint) === 'ema.safetensors', samplingSeconds: seconds,
     },
   };
 }
@@ -251,7 +270,7 @@ async function runEval(f: EvalFlags, cmd: Command): Promise<void> {
     const total = (performance.now() - t0) / 1000;
     const r = drawn.record;
     const what = r.source === 'run'
-      ? `${n} samples of ${r.checkpoint as string} (${r.sampler as string}, ${r.steps as number} steps${r.eta ? `, eta ${r.eta as number}` : ''}${r.guidance ? `, guidance ${r.guidance as number}` : ''})`
+      ? `${n} samples of ${r.checkpoint as string} (${r.sampler as string}, ${r.steps as number} steps${r.eta ? `, eta ${r.eta as number}` : ''}${r.guidance ? `, guidance ${r.guidance as number}` : ''}${r.classifier ? `, classifier scale ${(r.classifier as { scale: number }).scale}` : ''})`
       : `${n} images of ${r.samplesDir as string}`;
     const head = `ddpm eval: ${what} at ${drawn.resolution}x${drawn.resolution}, against the ${ref.count} Fashion-MNIST test images${drawn.resolution !== 28 ? ` brought to ${drawn.resolution}x${drawn.resolution}` : ''}`;
     process.stdout.write(formatTable(metrics, head));

@@ -2,6 +2,7 @@
 import { Command, CommanderError } from 'commander';
 import { readFileSync } from 'node:fs';
 import { trainCommand } from './train.js';
+import { trainClassifierCommand } from './train-classifier.js';
 import { sampleCommand } from './sample.js';
 import { vizCommand } from './viz.js';
 import { dataCommand } from './data.js';
@@ -22,6 +23,7 @@ export function program(): Command {
     .showHelpAfterError('(run with --help for usage)')
     .configureHelp({ showGlobalOptions: true });
   p.addCommand(trainCommand());
+  p.addCommand(trainClassifierCommand());
   p.addCommand(sampleCommand());
   p.addCommand(vizCommand());
   p.addCommand(dataCommand());

@@ -17,6 +17,8 @@ import { RUN_OPTIONS as R } from '../samplers/run-options.js';
 import { declared, defaultThreads } from './args.js';
 import { sampleOnnxModel } from './sample-onnx.js';
 import { runInterpolate, DEFAULT_FRAMES, type InterpolateFlags } from './interpolate.js';
+import { checkClassifierFlags, openClassifier } from './classifier-guidance.js';
+import { CLASSIFIER_NEEDS_LIBTORCH } from '../samplers/onnx-model.js';
 
 export interface SampleFlags {
   run: string; model?: string; checkpoint?: string; n: number; seed: number; batchSize?: number; threads: number; device: string; ema: boolean;
@@ -24,9 +26,11 @@ export interface SampleFlags {
   sampler?: SamplerName; steps?: number; eta?: number; spacing?: Spacing; variance?: Variance; clip?: X0Processing;
   guidance?: number; class?: number[]; correctorSteps?: number; snr?: number;
   interpolate?: string; frames?: number; gif?: string;
+  classifier?: string; classifierScale?: number;
 }
 
-function classList(v: string): number[] {
+/** --class: one class index or a comma-separated list of distinct ones. */
+export function classList(v: string): number[] {
   const parts = v.split(',').map((s) => s.trim());
   if (parts.some((p) => !/^\d+$/.test(p))) throw new InvalidArgumentError(`--class must be a class index or a comma-separated list of them (e.g. 3 or 0,2,5), got "${v}"`);
   const list = parts.map(Number);
@@ -53,7 +57,9 @@ export function sampleCommand(): Command {
     .addOption(declared(O.variance))
     .addOption(declared(O.x0Processing))
     .addOption(declared(O.guidance))
-    .option('--class <c>', 'class-conditional runs: a class index or a comma list (default: one row per class)', classList)
+    .option('--class <c>', 'class-conditional runs, or --classifier: a class index or a comma list (default: one row per class)', classList)
+    .addOption(declared(R.classifier))
+    .addOption(declared(O.classifierScale))
     .addOption(declared(O.correctorSteps))
     .addOption(declared(O.snr))
     .option('--grid <file>', 'write all images as one grid PNG')
@@ -76,6 +82,8 @@ export function sampleCommand(): Command {
       if (f.model === undefined && f.run === undefined) throw new Error('sample: nothing to sample from; give --run DIR (a run of `ddpm train`) or --model FILE.onnx (from `ddpm export`)');
       if (f.model !== undefined && f.device !== 'cpu') throw new Error(`sample: --device ${f.device} applies to --run (libtorch); ONNX Runtime in Node samples on the CPU`);
       checkDevice(f.device, '--device');
+      if (f.model !== undefined && (f.classifier !== undefined || f.classifierScale !== undefined)) throw new Error(`sample: --classifier with --model: ${CLASSIFIER_NEEDS_LIBTORCH}`);
+      checkClassifierFlags('sample', f, f.class !== undefined);
       return f.model !== undefined ? sampleOnnxModel(f, nGiven, { threadsGiven: cmd.getOptionValueSource('threads') !== 'default', emaGiven: cmd.getOptionValueSource('ema') !== 'default' }) : runSample(f, nGiven);
     });
 }
@@ -88,16 +96,20 @@ export function checkSamplerFlags(f: SampleFlags, s: SamplerName): void {
   if ((f.correctorSteps !== undefined || f.snr !== undefined) && s !== 'pc') throw new Error(`sample: --corrector-steps and --snr apply to --sampler pc only, not ${s}`);
 }
 
-/** Class labels per image and the grid's images per row. */
-export function classLayout(f: SampleFlags, numClasses: number, nGiven: boolean): { n: number; labels?: number[]; perRow: number; trajectoryRows: number[] } {
+/**
+ * Class labels per image and the grid's images per row. With classifier guidance (classifierClasses
+ * > 0) the classes are the classifier's where the run itself has none.
+ */
+export function classLayout(f: SampleFlags, runClasses: number, nGiven: boolean, classifierClasses = 0): { n: number; labels?: number[]; perRow: number; trajectoryRows: number[] } {
   const firstRows = (n: number): number[] => Array.from({ length: Math.min(n, 8) }, (_, i) => i);
+  if (runClasses === 0 && f.guidance !== undefined) throw new Error(`sample: --guidance needs a class-conditional run (it mixes conditional and unconditional outputs), and ${f.run ?? f.model} was trained without classes${classifierClasses > 0 ? '; --classifier-scale sets the strength of classifier guidance' : ''}`);
+  const numClasses = runClasses > 0 ? runClasses : classifierClasses;
   if (numClasses === 0) {
-    if (f.class) throw new Error(`sample: --class needs a class-conditional run, and ${f.run ?? f.model} was trained without classes; drop --class`);
-    if (f.guidance !== undefined) throw new Error(`sample: --guidance needs a class-conditional run (it mixes conditional and unconditional outputs), and ${f.run ?? f.model} was trained without classes`);
+    if (f.class) throw new Error(`sample: --class needs a class-conditional run or --classifier, and ${f.run ?? f.model} was trained without classes; drop --class`);
     return { n: f.n, perRow: Math.ceil(Math.sqrt(f.n)), trajectoryRows: firstRows(f.n) };
   }
   const bad = f.class?.find((c) => c >= numClasses);
-  if (bad !== undefined) throw new Error(`sample: --class ${bad} is outside the run's classes 0..${numClasses - 1}`);
+  if (bad !== undefined) throw new Error(`sample: --class ${bad} is outside the ${runClasses > 0 ? "run's" : "classifier's"} classes 0..${numClasses - 1}`);
   const classes = f.class ?? Array.from({ length: numClasses }, (_, i) => i);
   if (classes.length === 1) return { n: f.n, labels: new Array<number>(f.n).fill(classes[0]!), perRow: Math.ceil(Math.sqrt(f.n)), trajectoryRows: firstRows(f.n) };
   // One row per class (notebook 04's grids).
@@ -144,7 +156,9 @@ function runSample(f: SampleFlags, nGiven: boolean): void {
   const sampler = def.sampler;
   checkSamplerFlags(f, sampler);
   if (f.steps !== undefined && f.steps > T) throw new Error(`sample: --steps ${f.steps} exceeds the run's T = ${T} timesteps; a sampler visits at most T of them`);
-  const layout = classLayout(f, numClasses, nGiven);
+  // Classifier guidance: the classifier's classes stand in for an unconditional run's.
+  const clf = openClassifier(f, config, f.run!, f.device as Device);
+  const layout = classLayout(f, numClasses, nGiven, clf?.numClasses ?? 0);
   if (layout.n !== f.n) process.stderr.write(`drawing ${layout.n} images (${layout.perRow} per class row) instead of ${f.n}\n`);
   const { imageChannels: c, imageSize: s } = config.model;
   const steps = f.steps ?? def.steps;
@@ -182,14 +196,16 @@ function runSample(f: SampleFlags, nGiven: boolean): void {
       ...(def.variance !== null ? { variance: f.variance ?? def.variance } : {}),
       ...(sampler === 'pc' ? { correctorSteps: f.correctorSteps ?? def.correctorSteps!, snr: f.snr ?? def.snr! } : {}),
       ...(numClasses > 0 ? { numClasses, labels: layout.labels, guidance: f.guidance ?? 0 } : {}),
+      ...(clf ? { classifier: clf.guidance(layout.labels!) } : {}),
       ...(f.trajectory ? { onStep } : {}),
     });
   } finally {
     predictor.dispose();
+    clf?.dispose();
   }
   const seconds = (performance.now() - t0) / 1000;
   assertFinite(x, `samples of ${checkpoint}`);
-  const what = [`${sampler}, ${steps} steps`, f.eta ? `eta ${f.eta}` : '', clip !== 'none' ? `x0 ${clip}` : '', f.guidance ? `guidance ${f.guidance}` : ''].filter(Boolean).join(', ');
+  const what = [`${sampler}, ${steps} steps`, f.eta ? `eta ${f.eta}` : '', clip !== 'none' ? `x0 ${clip}` : '', f.guidance ? `guidance ${f.guidance}` : '', clf ? `classifier scale ${clf.scale}` : ''].filter(Boolean).join(', ');
   process.stderr.write(`sampled ${layout.n} images in ${seconds.toFixed(1)} s (${(layout.n / seconds).toFixed(1)} img/s; ${what}) from ${checkpoint}\n`);
   writeImages(f, x.float().dataSync() as Float32Array, [layout.n, c, s, s], layout.perRow);
   if (f.trajectory) {

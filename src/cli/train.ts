@@ -1,6 +1,5 @@
 // `ddpm train`: the notebook's training from the command line, with a progress bar.
 import { Command, Option } from 'commander';
-import { SingleBar } from 'cli-progress';
 import path from 'node:path';
 import { existsSync, readFileSync, readdirSync } from 'node:fs';
 import { presetDefaults, checkRunConfig, readRunConfig, type RunConfig } from '../train/config.js';
@@ -13,6 +12,7 @@ import { FASHION_MNIST_CLASSES, FASHION_MNIST_FILES, fashionMnistFile } from '..
 import { declared, defaultThreads } from './args.js';
 import { TRAIN_OPTIONS, presetDefaultWords, type TrainOptionDecl, type TrainOptionName } from '../train/options.js';
 import { LAUNCHER_FLAGS, launchWorkers, stripFlags } from './launch.js';
+import { trainWithProgress } from './train-progress.js';
 import { checkDevice, type Device } from '../tensor/index.js';
 import { DistributedError, initProcessGroup, launchedAsRank, readLaunchEnv, type Backend, type ProcessGroup } from '../distributed/index.js';
 
@@ -139,7 +139,7 @@ function applyFlags(config: RunConfig, f: TrainFlags, given: (name: string) => b
 }
 
 /** The classes of an image folder: its first-level subfolders (torchvision's ImageFolder). */
-function countClassFolders(dir: string): number {
+export function countClassFolders(dir: string): number {
   const n = readdirSync(dir, { withFileTypes: true }).filter((e) => e.isDirectory()).length;
   if (n < 2) throw new Error(`--class-cond: ${dir} has ${n} subfolder${n === 1 ? '' : 's'}; class-conditional training needs one subfolder per class (at least 2)`);
   return n;
@@ -270,55 +270,24 @@ async function trainHere(f: TrainFlags, cmd: Command, setup = configure(f, cmd),
   const { config, run, resumeFrom, restart } = setup;
   const lead = (group?.rank ?? 0) === 0;
   const world = group ? `, ${group.worldSize} processes x batch ${config.train.batchSize} = global batch ${group.worldSize * config.train.batchSize}` : '';
-  const tty = process.stderr.isTTY === true && lead;
-  const bar = new SingleBar({
-    format: 'epoch {epoch}/{epochs} |{bar}| step {value}/{total} | loss {loss} | {ips} img/s | ETA {eta_formatted}',
-    barsize: 24, hideCursor: tty, noTTYOutput: !tty, notTTYSchedule: 10000, etaBuffer: 50,
-  });
-  const ac = new AbortController();
-  const onSigint = (): void => {
-    process.stderr.write('\nstopping after this step; a checkpoint will be written (Ctrl-C again to quit now)\n');
-    ac.abort();
-    process.once('SIGINT', () => process.exit(130));
-  };
-  process.once('SIGINT', onSigint);
-  let summary;
-  try {
-    summary = await train(config, run, {
-      threads: f.threads,
-      device: f.device as Device,
-      signal: ac.signal,
-      checkpointEvery: f.checkpointEvery,
-      sampleGrids: f.sampleGrids,
-      ...(f.maxSteps !== undefined ? { maxSteps: f.maxSteps } : {}),
-      keep: f.keep,
-      ...(resumeFrom !== undefined ? { resumeFrom } : {}),
-      ...(restart ? { restart } : {}),
-      ...(config.train.dataset !== 'folder' && f.data !== undefined ? { data: { dir: f.data } } : {}),
-      ...(group ? { distributed: group } : {}),
-      ...(f.reshard ? { reshard: true } : {}),
-      // A resumed run keeps the BatchNorm it was trained with.
-      ...(f.syncBn ?? config.distributed?.syncBn ? { syncBn: true } : {}),
-      hooks: {
-        onStart: (s) => {
-          const from = s.resumedAt > 0 ? `, resuming at step ${s.resumedAt} from ${resumeFrom}` : '';
-          process.stderr.write(`training ${config.model.preset} on ${s.images} images from ${s.dataDir}: ${s.totalSteps} steps, ${f.threads} threads${world} -> ${run.root}${from}\n`);
-          bar.start(s.totalSteps, s.resumedAt, { epoch: Math.floor(s.resumedAt / s.stepsPerEpoch) + 1, epochs: config.train.epochs, loss: '-', ips: '-' });
-        },
-        onStep: (s) => bar.update(s.step, { epoch: s.epoch + 1, loss: s.smoothedLoss.toFixed(4), ips: Math.round(s.imagesPerSecond) }),
-        onSkip: (k) => process.stderr.write(`\nstep ${k.step} skipped: ${k.reason} (${k.inARow} in a row)\n`),
-        onEpoch: (e) => {
-          bar.stop();
-          const grid = f.sampleGrids ? `samples ${path.relative(process.cwd(), e.grid)}; ` : '';
-            process.stderr.write(`epoch ${e.epoch + 1}: mean loss ${e.meanLoss.toFixed(4)}; ${grid}checkpoint ${path.relative(process.cwd(), e.checkpoint)}\n`);
-          if (e.epoch + 1 < config.train.epochs && !ac.signal.aborted) bar.start(bar.getTotal(), e.step, { epoch: e.epoch + 2, epochs: config.train.epochs, loss: '-', ips: '-' });
-        },
-      },
-    });
-  } finally {
-    // The bar's timer would keep the process alive after an error.
-    bar.stop();
-    process.off('SIGINT', onSigint);
-  }
-  if (lead) process.stderr.write(`done: ${summary.steps} steps in ${summary.seconds.toFixed(1)} s (${Math.round(summary.imagesPerSecond)} img/s), final loss ${summary.finalLoss.toFixed(4)}\n`);
+  await trainWithProgress({
+    what: config.model.preset, epochs: config.train.epochs, root: run.root, threads: f.threads, world, lead, sampleGrids: f.sampleGrids,
+    ...(resumeFrom !== undefined ? { resumeFrom } : {}),
+  }, (hooks, signal) => train(config, run, {
+    threads: f.threads,
+    device: f.device as Device,
+    signal,
+    checkpointEvery: f.checkpointEvery,
+    sampleGrids: f.sampleGrids,
+    ...(f.maxSteps !== undefined ? { maxSteps: f.maxSteps } : {}),
+    keep: f.keep,
+    ...(resumeFrom !== undefined ? { resumeFrom } : {}),
+    ...(restart ? { restart } : {}),
+    ...(config.train.dataset !== 'folder' && f.data !== undefined ? { data: { dir: f.data } } : {}),
+    ...(group ? { distributed: group } : {}),
+    ...(f.reshard ? { reshard: true } : {}),
+    // A resumed run keeps the BatchNorm it was trained with.
+    ...(f.syncBn ?? config.distributed?.syncBn ? { syncBn: true } : {}),
+    hooks,
+  }));
 }

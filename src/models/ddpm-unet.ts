@@ -60,7 +60,7 @@ class Block extends Module {
   }
 }
 
-class ResnetBlock extends Module {
+export class ResnetBlock extends Module {
   readonly mlp: Sequential;
   readonly block1: Block;
   readonly block2: Block;
@@ -85,7 +85,7 @@ class ResnetBlock extends Module {
 }
 
 /** Multi-head self-attention over the pixels, pre-normed; returns the update (the caller adds the residual). */
-class Attention extends Layer {
+export class Attention extends Layer {
   readonly norm: GroupNorm;
   readonly toQkv: Conv2d;
   readonly toOut: Conv2d;
@@ -126,7 +126,7 @@ class UpsampleNearest2x extends Layer {
 }
 
 /** One resolution level: its ResnetBlocks ("0", "1"), attention or Identity, then the down/upsampling layer, as lucidrains' ModuleList. */
-class Level extends Module {
+export class Level extends Module {
   constructor(readonly blocks: ResnetBlock[], readonly attn: Attention | null, readonly sample: Layer) {
     super();
     blocks.forEach((blk, i) => this.registerModule(String(i), blk));
@@ -135,7 +135,7 @@ class Level extends Module {
   }
 }
 
-class ModuleList<M extends Module> extends Module {
+export class ModuleList<M extends Module> extends Module {
   constructor(readonly items: M[]) {
     super();
     items.forEach((m, i) => this.registerModule(String(i), m));

@@ -1,6 +1,6 @@
 // The samplers on libtorch: the array operations of tensors (a Tensor is an NdArray as it is) and
 // sample(), which drives the reverse process (reverse.ts) synchronously through the network.
-import { type Tensor, type Generator, type Device, randn, randnLike, inferenceMode, tidy, keep, cat, full } from '../tensor/index.js';
+import { type Tensor, type Generator, type Device, randn, randnLike, inferenceMode, withGrad, tidy, keep, cat, full, tensor, logSoftmax } from '../tensor/index.js';
 import type { Diffusion } from '../diffusion/process.js';
 import type { ArrayOps } from './array.js';
 import { type ConditionalModelFn, oneHot } from './denoiser.js';
@@ -35,6 +35,29 @@ export function modelOn(model: ConditionalModelFn, device: Device): ConditionalM
   return (x, t, c) => tidy(() => model(x.to(device), t.to(device), c ? c.to(device) : c).to('cpu'));
 }
 
+/** A classifier's logits for (x_t (B, C, H, W), t (B,) int64): (B, K). */
+export type ClassifierLogitsFn = (x: Tensor, t: Tensor) => Tensor;
+
+/**
+ * grad_x log p_phi(y | x_t, t) by autograd through the classifier, as guided-diffusion's cond_fn: x_t
+ * detached and made a leaf, log_softmax of the logits at each row's class, summed, backward. It runs
+ * with gradients on and inference mode off even inside `sample`'s inference mode (x_t, an inference
+ * tensor there, is cloned into a normal one first); the classifier's own parameters should not
+ * require grad (loadClassifier freezes them). On `device` the classifier runs there and the gradient
+ * comes back to the CPU.
+ */
+export function classifierGradient(classifier: ClassifierLogitsFn, device: Device = 'cpu'): (x: Tensor, t: number, labels: readonly number[]) => Tensor {
+  return (x, t, labels) => tidy(() => inferenceMode(() => withGrad(() => {
+    const b = x.shape[0]!;
+    const xIn = (device === 'cpu' ? x : x.to(device)).clone().detach().requiresGrad_(true); // (B, C, H, W)
+    const logits = classifier(xIn, full([b], t, { dtype: 'int64', device })); // (B, K)
+    const y = tensor(BigInt64Array.from(labels, (l) => BigInt(l)), [b, 1], { dtype: 'int64', device });
+    logSoftmax(logits, 1).gather(1, y).sum().backward();
+    const g = xIn.grad!; // (B, C, H, W)
+    return device === 'cpu' ? g : g.to('cpu');
+  }), false));
+}
+
 /**
  * Runs the chosen sampler from x_T ~ N(0, I) to x_0 for N images; returns (N, C, H, W). The reverse
  * process runs in inference mode (no autograd, no version counting), so the images and every tensor
@@ -46,10 +69,12 @@ export function sample(o: SamplerOptions): Tensor {
     reverseProcess({
       ops: tensorOps(o.generator), terms: o.diffusion.terms, sampling, shape: o.shape,
       ...(o.labels ? { labels: o.labels } : {}), ...(o.xT ? { xT: o.xT } : {}), ...(o.onStep ? { onStep: o.onStep } : {}),
+      ...(o.classifier ? { classifier: o.classifier } : {}),
     }),
     (call) => callModel(o.model, sampling.numClasses, call.x, call.t, call.labels),
   ));
 }
+
 /** The options of the notebook's sampler, as ddpmSample has always taken them, plus what sample adds. */
 export interface SampleOptions extends Partial<Omit<SamplerOptions, 'model' | 'diffusion' | 'sampler' | 'shape'>> {
   /** (N, C, H, W) of the images to make. */

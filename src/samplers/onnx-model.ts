@@ -97,8 +97,11 @@ export interface OrtSessionLike {
   run(feeds: Record<string, OrtTensorLike>): Promise<Record<string, OrtTensorLike>>;
 }
 
+/** Why classifier guidance is refused here: it differentiates the classifier at every step, and ONNX Runtime runs forward only. */
+export const CLASSIFIER_NEEDS_LIBTORCH = 'classifier guidance needs the gradient of the classifier at every step (autograd), which libtorch has and ONNX Runtime does not; sample with --run (libtorch) instead of an exported .onnx model or the browser';
+
 /** The sampler options of resolveSampling, less what the model file fixes. */
-export type OnnxSamplingOptions = Omit<SamplingChoice, 'diffusion' | 'objective' | 'shape' | 'numClasses' | 'generator' | 'model' | 'xT'> & {
+export type OnnxSamplingOptions = Omit<SamplingChoice, 'diffusion' | 'objective' | 'shape' | 'numClasses' | 'generator' | 'model' | 'xT' | 'classifier'> & {
   /** Number of images. */
   n: number;
   /** Seed of the Philox noise (x_T and every step's noise). */
@@ -112,6 +115,7 @@ export type OnnxSamplingOptions = Omit<SamplingChoice, 'diffusion' | 'objective'
 /** Samples n images (n, C, H, W) from an exported model on a session; x0 processing defaults as `ddpm sample` does. */
 export async function sampleOnnx(session: OrtSessionLike, Tensor: OrtTensorCtor, info: OnnxModelInfo, o: OnnxSamplingOptions): Promise<HostArray> {
   const { n, seed, onStep, onModelCall, ...rest } = o;
+  if ('classifier' in rest) throw new ArgumentError(CLASSIFIER_NEEDS_LIBTORCH);
   const shape: [number, number, number, number] = [n, info.channels, info.imageSize, info.imageSize];
   const sampling = resolveSampling({
     ...rest, diffusion: { T: info.terms.T, terms: info.terms }, objective: info.objective, shape,

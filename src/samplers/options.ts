@@ -37,6 +37,7 @@ export const SAMPLER_OPTIONS = {
   variance: option({ name: 'variance', flag: '--variance <kind>', help: `ddpm and pc: reverse variance, ${VARIANCES.join(', ')} (notebook: beta_{t-1}, as the course notebook)`, defaultHelp: "the run's own for its sampler; else notebook for ddpm, beta for pc", schema: z.enum(VARIANCES) }),
   x0Processing: option({ name: 'x0Processing', flag: '--clip <kind>', help: `x0 processing: ${X0_PROCESSINGS.join(', ')} (dynamic: Imagen's thresholding)`, defaultHelp: 'none for eps models, clip for x0 and v', schema: z.enum(X0_PROCESSINGS) }),
   guidance: option({ name: 'guidance', flag: '--guidance <w>', help: 'classifier-free guidance weight w, (1 + w) cond - w uncond (class-conditional runs)', defaultHelp: '0', schema: z.number() }),
+  classifierScale: option({ name: 'classifierScale', flag: '--classifier-scale <s>', help: 'classifier guidance scale s (Dhariwal & Nichol 2021): eps - s sqrt(1 - alphabar_t) grad log p(y | x_t), with --classifier', defaultHelp: '1', schema: z.number() }),
   correctorSteps: option({ name: 'correctorSteps', flag: '--corrector-steps <n>', help: 'pc only: Langevin corrector steps per noise level', defaultHelp: '1', schema: CORRECTOR_STEPS }),
   snr: option({ name: 'snr', flag: '--snr <r>', help: "pc only: the corrector's signal-to-noise ratio", defaultHelp: String(DEFAULT_SNR), schema: SNR }),
 } as const;

@@ -6,7 +6,7 @@
 import { tidy } from '../tensor/scope.js';
 import { ArgumentError } from '../tensor/check.js';
 import type { NdArray } from '../tensor/ndarray.js';
-import { type Objective, predictionsFromOutput, epsFromX0 } from '../diffusion/objectives.js';
+import { type Objective, predictionsFromOutput, epsFromX0, x0FromEps } from '../diffusion/objectives.js';
 import { type ScheduleTerms, coefsAt } from '../diffusion/schedule.js';
 import type { ArrayOps } from './array.js';
 
@@ -81,6 +81,33 @@ export function guidedCombine<A extends NdArray<A>>(out: A, batch: number, guide
   });
 }
 
+/**
+ * Classifier guidance (Dhariwal & Nichol 2021, section 4): a noise-aware classifier p_phi(y | x_t)
+ * steers every image toward its class. The samplers take it through the prediction, whatever the
+ * sampler (classifierGuidedEps), so the guided eps_hat and the x0_hat it implies drive every update.
+ */
+export interface ClassifierGuidance<A> {
+  /** The guidance scale s (0: no guidance). */
+  scale: number;
+  /** The classes the classifier tells apart. */
+  numClasses: number;
+  /** The class each image is guided toward (one per image of the sampling). */
+  labels: readonly number[];
+  /** grad_x log p_phi(y | x_t, t) for x (B, C, H, W) at integer t and one class per row: (B, C, H, W). */
+  gradLogProb(x: A, t: number, labels: readonly number[]): A;
+}
+
+/**
+ * eps_tilde = eps_theta - s sqrt(1 - alphabar_t) grad_x log p_phi(y | x_t) (Dhariwal & Nichol 2021,
+ * eq. 14 and Algorithm 2): the score of p(x_t) p(y | x_t)^s, since eps = -sqrt(1 - alphabar_t) grad log p(x_t).
+ * For DDPM's ancestral step this is their Algorithm 1's mean shift s Sigma grad written through eps
+ * (the shift it gives is beta_t / sqrt(alpha_t) s grad, Sigma = beta_t to first order); one formula
+ * for every sampler. `sigma` is sqrt(1 - alphabar_t).
+ */
+export function classifierGuidedEps<A extends NdArray<A>>(eps: A, gradLogProb: A, scale: number, sigma: number): A {
+  return tidy(() => eps.sub(gradLogProb.mul(scale * sigma)));
+}
+
 /** What the model predicts at (x_t, t): the raw (guided) output and both predictions it implies. */
 export interface Prediction<A> {
   /** The model output after guidance, before any x_0 processing. */
@@ -91,12 +118,23 @@ export interface Prediction<A> {
   x0: A;
 }
 
-/** The guided output `out` at (x, t) read as both predictions, with x0_hat processed. */
-export function denoisedFrom<A extends NdArray<A>>(terms: ScheduleTerms, objective: Objective, processing: X0Processing, out: A, x: A, t: number): Prediction<A> {
+/**
+ * The guided output `out` at (x, t) read as both predictions, with x0_hat processed. With `classifier`
+ * (grad log p_phi(y | x_t) and its scale), eps_hat is classifier-guided (classifierGuidedEps) after any
+ * classifier-free guidance of `out`, and x0_hat is the one that guided eps implies at x_t.
+ */
+export function denoisedFrom<A extends NdArray<A>>(
+  terms: ScheduleTerms, objective: Objective, processing: X0Processing, out: A, x: A, t: number, classifier?: { grad: A; scale: number } | null,
+): Prediction<A> {
   if (out.shape.join() !== x.shape.join()) throw new ArgumentError(`denoiser: the model's output at t=${t} has shape [${out.shape.join(', ')}], expected x's [${x.shape.join(', ')}]`);
   return tidy(() => {
     const { a, s } = coefsAt(terms, t);
-    const { eps, x0 } = predictionsFromOutput(objective, out, x, a, s);
+    let { eps, x0 } = predictionsFromOutput(objective, out, x, a, s);
+    if (classifier) {
+      eps = classifierGuidedEps(eps, classifier.grad, classifier.scale, s);
+      // Where alphabar = 0 (zero terminal SNR) x_t holds nothing of x_0 and the model's x0_hat stands.
+      if (a > 0) x0 = x0FromEps(x, eps, a, s);
+    }
     if (processing === 'none') return { out, eps, x0 };
     // lucidrains' rederive_pred_noise: the noise consistent with the processed x0 at this x_t.
     const x0p = processX0(x0, processing);

@@ -6,7 +6,7 @@
 import type { NdArray } from '../tensor/ndarray.js';
 import type { ScheduleTerms } from '../diffusion/schedule.js';
 import type { ArrayOps } from './array.js';
-import { type Prediction, type ModelCall, guidedCall, guidedCombine, denoisedFrom } from './prediction.js';
+import { type Prediction, type ModelCall, type ClassifierGuidance, guidedCall, guidedCombine, denoisedFrom } from './prediction.js';
 import { ddpmStep, ancestralStep } from './ddpm.js';
 import { ddimStep } from './ddim.js';
 import { dpmSolver2mStep } from './dpm-solver.js';
@@ -27,6 +27,8 @@ export interface ReverseOptions<A extends NdArray<A>> {
   xT?: A;
   /** Called after every step with the batch's offset and the step's intermediates (released after the call). */
   onStep?: (step: StepResult<A>, batchOffset: number) => void;
+  /** Classifier guidance: the classifier's gradient at each prediction, toward classifier.labels (one per image). */
+  classifier?: ClassifierGuidance<A>;
 }
 
 /** The generator: yields model calls, is resumed with each call's output (owned by it from then on), returns x_0 (N, C, H, W). */
@@ -42,13 +44,21 @@ export function* reverseProcess<A extends NdArray<A>>(o: ReverseOptions<A>): Rev
   const predictorStep = (p: PlannedStep, x: A, eps: A, x0: A): { x: A; mean: A; sigma: number } => (
     notebookForm ? ddpmStep({ terms }, eps, x, p.t, r.variance!, noise) : ancestralStep(p, x, x0, r.variance!, noise));
 
-  /** One (guided) model call at (x, t); everything it makes goes into `held`. */
-  function* denoise(x: A, t: number, labels: readonly number[] | null, held: Set<A>): Generator<ModelCall<A>, Prediction<A>, A> {
+  const clf = o.classifier && o.classifier.scale !== 0 ? o.classifier : null;
+
+  /** One (guided) model call at (x, t); everything it makes goes into `held`. targets: the classifier's classes of these rows. */
+  function* denoise(x: A, t: number, labels: readonly number[] | null, targets: readonly number[] | null, held: Set<A>): Generator<ModelCall<A>, Prediction<A>, A> {
     const call = ops.scope(() => guidedCall(ops, x, t, labels, r.guidance));
     if (call.x !== x) held.add(ops.keep(call.x));
     const raw = yield call;
     held.add(raw);
-    const den = ops.scope(() => denoisedFrom(terms, r.objective, r.x0Processing, guidedCombine(raw, x.shape[0]!, call.labels !== labels, r.guidance), x, t));
+    let guide: { grad: A; scale: number } | null = null;
+    if (clf && targets) {
+      const grad = ops.keep(ops.scope(() => clf.gradLogProb(x, t, targets))); // (B, C, H, W)
+      held.add(grad);
+      guide = { grad, scale: clf.scale };
+    }
+    const den = ops.scope(() => denoisedFrom(terms, r.objective, r.x0Processing, guidedCombine(raw, x.shape[0]!, call.labels !== labels, r.guidance), x, t, guide));
     for (const a of [den.out, den.eps, den.x0]) held.add(ops.keep(a));
     return den;
   }
@@ -59,6 +69,7 @@ export function* reverseProcess<A extends NdArray<A>>(o: ReverseOptions<A>): Rev
       const b = Math.min(r.batchSize, n - start);
       let x = ops.keep(o.xT ? ops.scope(() => o.xT!.narrow(0, start, b).clone()) : ops.randn([b, c, h, w])); // x_T (B, C, H, W)
       const labels = o.labels ? o.labels.slice(start, start + b) : null;
+      const targets = clf ? clf.labels.slice(start, start + b) : null;
       let lastX0: A | null = null; // DPM-Solver++'s previous x0_hat
       try {
         for (const [index, p] of plan.entries()) {
@@ -67,7 +78,7 @@ export function* reverseProcess<A extends NdArray<A>>(o: ReverseOptions<A>): Rev
           let next: A | undefined;
           let nextX0: A | null = null;
           try {
-            const den = yield* denoise(x, p.t, labels, held);
+            const den = yield* denoise(x, p.t, labels, targets, held);
             let step: { x: A; mean: A; sigma: number };
             switch (r.sampler) {
               case 'ddpm': step = ops.scope(() => predictorStep(p, x, den.eps, den.x0)); break;
@@ -85,7 +96,7 @@ export function* reverseProcess<A extends NdArray<A>>(o: ReverseOptions<A>): Rev
                   const alpha = p.abPrev / p.abPrevPrev;
                   let y = step.x;
                   for (let j = 0; j < r.correctorSteps; j++) {
-                    const eps = (yield* denoise(y, p.tPrev, labels, held)).eps;
+                    const eps = (yield* denoise(y, p.tPrev, labels, targets, held)).eps;
                     const yNow = y;
                     y = hold(ops.scope(() => langevinStep(yNow, eps, p.abPrev, alpha, r.snr, noise).x));
                   }

@@ -18,6 +18,7 @@ export const RUN_OPTIONS = {
   seed: option({ name: 'seed', flag: '--seed <n>', help: 'seed of the sampling noise', schema: z.int().min(0) }),
   batchSize: option({ name: 'batchSize', flag: '--batch-size <n>', help: 'images per model call', defaultHelp: 'all n at once, up to 500', schema: positiveInt }),
   threads: option({ name: 'threads', flag: '--threads <n>', help: 'libtorch threads', schema: positiveInt }),
+  classifier: option({ name: 'classifier', flag: '--classifier <dir>', help: 'classifier guidance (Dhariwal & Nichol 2021) with a classifier run of `ddpm train-classifier` for this run, toward --class (libtorch only: it needs autograd)', schema: z.string().min(1) }),
   class: option({ name: 'class', flag: '--class <c>', help: 'class-conditional runs: the class of every image', defaultHelp: 'image i is class i mod K', schema: z.int().min(0) }),
   scale: option({ name: 'scale', flag: '--scale <n>', help: 'upscale factor (nearest)', schema: positiveInt }),
   // Interpolation in DDIM's latent space (interpolate.ts): the two seeds and the frames between them.

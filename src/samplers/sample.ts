@@ -6,7 +6,7 @@ import { ArgumentError } from '../tensor/check.js';
 import type { Diffusion } from '../diffusion/process.js';
 import { type Objective, checkObjective } from '../diffusion/objectives.js';
 import type { ConditionalModelFn } from './denoiser.js';
-import type { X0Processing } from './prediction.js';
+import type { X0Processing, ClassifierGuidance } from './prediction.js';
 import type { Variance } from './ddpm.js';
 import { checkEta } from './ddim.js';
 import { DEFAULT_SNR, checkCorrector } from './pc.js';
@@ -53,6 +53,11 @@ export interface SamplerOptions {
   batchSize?: number;
   /** Called after every step with the batch's offset and the step's intermediates (tensors freed after the call). */
   onStep?: (step: StepResult, batchOffset: number) => void;
+  /**
+   * Classifier guidance (Dhariwal & Nichol 2021) toward classifier.labels, one per image; it needs the
+   * classifier's gradient, so libtorch's sample() takes it and ONNX Runtime's sampleOnnx refuses it.
+   */
+  classifier?: ClassifierGuidance<Tensor>;
 }
 
 function refuse(msg: string): never { throw new ArgumentError(`sample: ${msg}`); }
@@ -80,8 +85,10 @@ export interface ResolvedSampling {
 }
 
 /** What resolveSampling reads: the sampler options without the model, on any schedule's terms. */
-export type SamplingChoice = Omit<SamplerOptions, 'model' | 'diffusion' | 'xT' | 'onStep'> & {
+export type SamplingChoice = Omit<SamplerOptions, 'model' | 'diffusion' | 'xT' | 'onStep' | 'classifier'> & {
   model?: unknown;
+  /** Classifier guidance as far as it is checked here: its scale, classes and one class per image. */
+  classifier?: Pick<ClassifierGuidance<unknown>, 'scale' | 'numClasses' | 'labels'>;
   diffusion: Pick<Diffusion, 'T' | 'terms'>;
   xT?: { shape: number[] };
 };
@@ -127,6 +134,15 @@ export function resolveSampling(o: SamplingChoice): ResolvedSampling {
   }
   if (guidance !== 0 && numClasses === 0) refuse(`guidance ${guidance} needs a class-conditional model (classifier-free guidance mixes conditional and unconditional outputs), and this one is unconditional`);
   if (guidance !== 0 && o.labels === undefined) refuse(`guidance ${guidance} needs class labels: without them every image is unconditional and there is nothing to guide toward`);
+  if (o.classifier !== undefined) {
+    const k = o.classifier;
+    checkDeclared(O.classifierScale, k.scale, 'classifier scale');
+    if (!Number.isInteger(k.numClasses) || k.numClasses < 2) refuse(`the classifier's numClasses must be an integer >= 2, got ${k.numClasses}`);
+    if (k.labels.length !== n) refuse(`there are ${k.labels.length} classifier labels for ${n} images; give one class per image to guide toward`);
+    k.labels.forEach((l, i) => {
+      if (!Number.isInteger(l) || l < 0 || l >= k.numClasses) refuse(`classifier label ${i} is ${l}, outside the classifier's classes 0..${k.numClasses - 1}`);
+    });
+  }
 
   const timesteps = sampler === 'dpmpp2m' ? dpmSolverTimesteps(T, steps) : spacedTimesteps(T, steps, spacing!);
   if (objective === 'eps' && o.diffusion.terms.alphaBar[timesteps[0]!] === 0) {

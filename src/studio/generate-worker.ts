@@ -5,6 +5,7 @@
 import { Generator, configureRuntime, keep, randn, setNumThreads, type Tensor } from '../tensor/index.js';
 import { loadRun } from '../train/checkpoint.js';
 import { runObjective } from '../train/config.js';
+import { openClassifier } from '../train/classifier.js';
 import { inferencePredictor } from '../models/index.js';
 import { assertFinite, defaultX0Processing, sample, interpolateLatents, spacedTimesteps, defaultSpacing } from '../samplers/index.js';
 import { encodePng, pngDataUrl, type Image8 } from '../io/png.js';
@@ -84,6 +85,8 @@ async function run(input: GenerateJobInput): Promise<void> {
   let lastX0: Image8 | null = null;
   const pending: Promise<void>[] = [];
   const predictor = inferencePredictor(model);
+  const clf = input.classifier ? openClassifier(input.classifier.dir, config, input.runDir, input.classifier.scale) : null;
+  const conditional = (config.model.numClasses ?? 0) > 0;
   let x: Tensor;
   try {
     x = sample({
@@ -92,7 +95,8 @@ async function run(input: GenerateJobInput): Promise<void> {
       x0Processing: defaultX0Processing(objective), generator: gen, xT,
       ...(input.eta !== undefined ? { eta: input.eta } : {}),
       ...(input.variance !== undefined ? { variance: input.variance } : {}),
-      ...(input.labels ? { numClasses: config.model.numClasses ?? 0, labels: input.labels, guidance: input.guidance ?? 0 } : {}),
+      ...(input.labels && conditional ? { numClasses: config.model.numClasses ?? 0, labels: input.labels, guidance: input.guidance ?? 0 } : {}),
+      ...(clf && input.labels ? { classifier: clf.guidance(input.labels) } : {}),
       onStep: (st) => {
         if (frameAt.has(st.index) && fed) {
           const xtImg = grid(fed);
@@ -108,6 +112,7 @@ async function run(input: GenerateJobInput): Promise<void> {
     });
   } finally {
     predictor.dispose();
+    clf?.dispose();
     xT.dispose();
   }
   assertFinite(x, `samples of ${input.checkpointDir ?? input.runDir}`);

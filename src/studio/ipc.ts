@@ -24,8 +24,10 @@ export interface GenerateJobInput {
   /** ddpm and pc: the reverse variance, the run's own (samplerDefaults). */
   variance?: Variance;
   guidance?: number;
-  /** One class per image (class-conditional runs), else absent. */
+  /** One class per image (class-conditional runs, or classifier guidance), else absent. */
   labels?: number[];
+  /** Classifier guidance toward `labels`: the classifier run's folder and the scale. */
+  classifier?: { dir: string; scale: number };
   /** Images per grid row. */
   nrow: number;
   seed: number;

@@ -130,6 +130,8 @@ export interface RunSummary {
   checkpointCount: number;
   /** True while a studio training job writes this run. */
   training: boolean;
+  /** A noise-aware classifier's run (`ddpm train-classifier`): the folder name of the diffusion run it was trained for; null for a diffusion run. */
+  classifierOf: string | null;
 }
 
 export interface RunDetail extends RunSummary {
@@ -224,6 +226,10 @@ export interface GenerateRequest {
   eta?: number;
   guidance?: number;
   class?: number;
+  /** Classifier guidance (Dhariwal & Nichol 2021): a classifier run under --runs trained for `run`; needs `class`. */
+  classifier?: string;
+  /** Its scale s (default 1). */
+  classifierScale?: number;
   seed?: number;
   count: number;
   /**

@@ -16,6 +16,7 @@ import { LIMITS } from './protocol.js';
 import type { GenerateJobInput } from './ipc.js';
 import { Fields, RequestError, badRequest } from './validate.js';
 import { chosenCheckpoint, readRunConfig, runFolder } from './runs.js';
+import { checkClassifierFits, DEFAULT_CLASSIFIER_SCALE } from '../train/classifier.js';
 
 /** Schedules a request may name ('custom' needs a list of betas, which the page does not send). */
 export { TRAIN_SCHEDULES } from '../train/options.js';
@@ -90,7 +91,7 @@ export function parseTrainRequest(body: Record<string, unknown>, runsDir: string
   return { name, runDir, config: c };
 }
 
-const GENERATE_FIELDS = ['run', 'checkpoint', 'sampler', 'steps', 'eta', 'guidance', 'class', 'seed', 'count', 'interpolateTo'] as const;
+const GENERATE_FIELDS = ['run', 'checkpoint', 'sampler', 'steps', 'eta', 'guidance', 'class', 'classifier', 'classifierScale', 'seed', 'count', 'interpolateTo'] as const;
 
 /** A GenerateRequest to a generation worker's input (threads filled in by the server). */
 export function parseGenerateRequest(body: Record<string, unknown>, runsDir: string): { run: string; input: Omit<GenerateJobInput, 'threads'> } {
@@ -108,11 +109,13 @@ export function parseGenerateRequest(body: Record<string, unknown>, runsDir: str
   if (f.has('eta') && sampler !== 'ddim') badRequest(`eta applies to the ddim sampler only (${sampler} has no eta), got eta ${String(body['eta'])} with sampler ${sampler}`, 'eta');
   const eta = f.declared('eta', O.eta.schema);
   const numClasses = runNumClasses(config);
+  const clf = generateClassifier(f, runsDir, run, config);
   for (const k of ['guidance', 'class'] as const) {
-    if (f.has(k) && numClasses === 0) badRequest(`${k} needs a class-conditional run, and ${path.basename(run.root)} was trained without classes; leave ${k} out`, k);
+    if (f.has(k) && numClasses === 0 && !(k === 'class' && clf)) badRequest(`${k} needs a class-conditional run${k === 'class' ? ' or a classifier' : ''}, and ${path.basename(run.root)} was trained without classes; leave ${k} out`, k);
   }
   const guidance = f.declared('guidance', O.guidance.schema.min(0).max(LIMITS.maxGuidance));
-  const cls = numClasses > 0 ? f.optInt('class', 0, numClasses - 1) : undefined;
+  const cls = numClasses > 0 || clf ? f.optInt('class', 0, (numClasses > 0 ? numClasses : clf!.numClasses) - 1) : undefined;
+  if (clf && cls === undefined) badRequest('classifier guidance steers every image toward one class; choose a class', 'class');
   const seed = f.declared('seed', R.seed.schema.max(LIMITS.maxSeed)) ?? 0;
   const count = f.int('count', 1, LIMITS.maxCount);
   if (interpolateTo !== undefined) {
@@ -121,7 +124,7 @@ export function parseGenerateRequest(body: Record<string, unknown>, runsDir: str
     if (count < 2) badRequest(`an interpolation needs at least 2 frames (count), got ${count}`, 'count');
   }
   // Without a class, a class-conditional run draws the classes in turn, one column each (an interpolation: class 0 throughout).
-  const labels = numClasses === 0 ? undefined : Array.from({ length: count }, (_, i) => cls ?? (interpolateTo !== undefined ? 0 : i % numClasses));
+  const labels = numClasses === 0 && !clf ? undefined : Array.from({ length: count }, (_, i) => cls ?? (interpolateTo !== undefined ? 0 : i % numClasses));
   const nrow = interpolateTo !== undefined ? count : numClasses > 0 && cls === undefined ? Math.min(count, numClasses) : Math.ceil(Math.sqrt(count));
   const { imageChannels: c, imageSize: s } = config.model;
   // The samplers' own refusals (e.g. an eps model on a zero-terminal-SNR schedule) as a 400 now, not a failed job later.
@@ -130,7 +133,8 @@ export function parseGenerateRequest(body: Record<string, unknown>, runsDir: str
     asBadRequest(undefined, () => resolveSampling({
       model: () => { throw new Error('not called'); }, diffusion: d, objective: runObjective(config), shape: [count, c, s, s], sampler, steps,
       ...(def.variance !== null ? { variance: def.variance } : {}),
-      ...(eta !== undefined ? { eta } : {}), ...(labels ? { numClasses, labels } : {}), ...(guidance !== undefined ? { guidance } : {}),
+      ...(eta !== undefined ? { eta } : {}), ...(labels && numClasses > 0 ? { numClasses, labels } : {}), ...(guidance !== undefined ? { guidance } : {}),
+      ...(clf && labels ? { classifier: { scale: clf.scale, numClasses: clf.numClasses, labels } } : {}),
     }));
   } finally {
     d.dispose();
@@ -141,6 +145,22 @@ export function parseGenerateRequest(body: Record<string, unknown>, runsDir: str
       kind: 'generate', runDir: run.root, checkpointDir: ckptDir, sampler, steps, nrow, seed, count, maxFrames: LIMITS.maxFrames,
       ...(eta !== undefined ? { eta } : {}), ...(def.variance !== null ? { variance: def.variance } : {}), ...(guidance !== undefined ? { guidance } : {}), ...(labels ? { labels } : {}),
       ...(interpolateTo !== undefined ? { interpolateTo } : {}),
+      ...(clf ? { classifier: { dir: clf.dir, scale: clf.scale } } : {}),
     },
   };
+}
+
+/** The request's classifier run (a folder under --runs trained for `run`) and scale, checked as `ddpm sample --classifier` checks them; null without one. */
+function generateClassifier(f: Fields, runsDir: string, run: RunFolder, config: RunConfig): { dir: string; scale: number; numClasses: number } | null {
+  const name = f.name('classifier', true);
+  const scale = f.declared('classifierScale', O.classifierScale.schema.min(0).max(LIMITS.maxGuidance));
+  if (name === undefined) {
+    if (scale !== undefined) badRequest('classifierScale needs a classifier run', 'classifierScale');
+    return null;
+  }
+  const dir = runFolder(runsDir, name, 'classifier');
+  const c = readRunConfig(dir);
+  if (!c.classifier) badRequest(`${name} is a diffusion model's run, not a classifier's (train one with ddpm train-classifier --run ${path.basename(run.root)})`, 'classifier');
+  asBadRequest('classifier', () => checkClassifierFits(c, name, config, path.basename(run.root)));
+  return { dir: dir.root, scale: scale ?? DEFAULT_CLASSIFIER_SCALE, numClasses: c.model.numClasses ?? 0 };
 }

@@ -135,12 +135,13 @@ function summary(name: string, run: RunFolder, config: RunConfig, trainingRun: s
     imageSize: config.model.imageSize,
     channels: config.model.imageChannels,
     timesteps: config.model.T,
-    classConditional: (config.model.numClasses ?? 0) > 0,
+    classConditional: !config.classifier && (config.model.numClasses ?? 0) > 0,
     epochs: config.train.epochs,
     lastStep: last?.step ?? null,
     lastLoss: last?.loss ?? null,
     checkpointCount: run.listCheckpoints().length,
     training: trainingRun === name,
+    classifierOf: config.classifier ? path.basename(config.classifier.run) : null,
   };
 }
 

@@ -6,6 +6,7 @@ import { keep, noGrad, tidy } from '../tensor/index.js';
 import { RunFolder } from '../io/run.js';
 import { loadTensors, serializeTensors } from '../io/tensors.js';
 import { createModel, type DiffusionUNet } from '../models/index.js';
+import type { Module } from '../nn/index.js';
 import { Diffusion, makeSchedule } from '../diffusion/index.js';
 import type { LoaderPosition } from '../data/loader.js';
 import { readRunConfig, type RunConfig } from './config.js';
@@ -28,7 +29,7 @@ export interface TrainState {
 }
 
 /** The files of a checkpoint folder; refuses to produce one from non-finite weights. */
-export function checkpointFiles(s: TrainingSession, loss: number): Record<string, Uint8Array | string> {
+export function checkpointFiles(s: TrainingSession<Module>, loss: number): Record<string, Uint8Array | string> {
   const weights = s.model.stateDict();
   const ema = s.ema?.stateDict() ?? null;
   for (const [what, dict] of [['', weights], ['EMA ', ema ?? new Map<string, never>()]] as const) {
@@ -74,7 +75,7 @@ function readState(file: string): TrainState {
  * Loads a checkpoint folder into a freshly built session so training continues exactly where it
  * stopped. Everything is read and checked before anything changes.
  */
-export function restoreTraining(s: TrainingSession, dir: string, globalBatchSize?: number): void {
+export function restoreTraining(s: TrainingSession<Module>, dir: string, globalBatchSize?: number): void {
   for (const f of ['model.safetensors', 'optimizer.safetensors', 'state.json']) {
     if (!existsSync(path.join(dir, f))) throw new Error(`checkpoint ${dir} is incomplete: ${f} is missing`);
   }
@@ -165,6 +166,7 @@ export function resolveResume(resume: string, out?: string): { run: RunFolder; c
 export function loadRun(runDir: string, checkpoint?: string, o: { ema?: boolean } = {}): LoadedRun {
   const run = new RunFolder(runDir);
   const config = readRunConfig(run);
+  if (config.classifier) throw new Error(`${runDir} holds a noise-aware classifier (ddpm train-classifier), not a diffusion model; sample from its diffusion run with --run ${config.classifier.run} --classifier ${runDir}`);
   let file = resolveCheckpoint(run, checkpoint);
   const namedFile = checkpoint !== undefined && existsSync(checkpoint) && !statSync(checkpoint).isDirectory();
   const emaFile = path.join(path.dirname(file), 'ema.safetensors');

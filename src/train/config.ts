@@ -51,6 +51,20 @@ export interface RunConfig {
   samples: SampleGridSettings;
   /** Data-parallel runs: how many processes trained it, each with train.batchSize images of a global batch. */
   distributed?: { worldSize: number; globalBatchSize: number; syncBn?: boolean };
+  /**
+   * A noise-aware classifier's run (`ddpm train-classifier`), not a diffusion model's: model.numClasses
+   * is then the classes it tells apart, and schedule, image size and channels are those of `run`.
+   */
+  classifier?: ClassifierSettings;
+}
+
+/** What makes a run folder a classifier's (train/classifier.ts). */
+export interface ClassifierSettings {
+  /** The diffusion run it was trained for (absolute path when it was trained). */
+  run: string;
+  /** guided-diffusion's EncoderUNetModel from the `ddpm` preset's blocks, with its pool="adaptive" head. */
+  architecture: 'ddpm-encoder';
+  pool: 'adaptive';
 }
 
 export interface SampleGridSettings {

@@ -7,7 +7,7 @@ import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { removeDirAtomic } from '../io/atomic.js';
 import {
-  Generator, tidy, noGrad, releaseCachedMemory, manualSeed, setNumThreads, getNumThreads, rand, tensor, drawShare, type Tensor, type BatchShare, type Device,
+  Generator, tidy, noGrad, releaseCachedMemory, manualSeed, ArgumentError, setNumThreads, getNumThreads, rand, tensor, drawShare, type Tensor, type BatchShare, type Device,
 } from '../tensor/index.js';
 import { Adam, BatchNorm2d, clipGradNorm, type Module } from '../nn/index.js';
 import { Diffusion, makeSchedule, diffusionLoss } from '../diffusion/index.js';
@@ -108,9 +108,30 @@ export function buildModel(config: RunConfig): DiffusionUNet {
   return createModel(config.model);
 }
 
+/** One batch as trainStep hands it to a task: images on the session's device, labels (B,) int64 on the CPU. */
+export interface TaskBatch { x0: Tensor; y: Tensor | null }
+
+/**
+ * What a run trains: its network and the loss of a batch. The loop, checkpoints, resume, logs and
+ * progress around them are the same for every task: the denoising U-Net of `ddpm train` (DENOISING)
+ * and the noise-aware classifier of `ddpm train-classifier` (train/classifier.ts).
+ */
+export interface TrainingTask<M extends Module = Module> {
+  /** The network of a run's config, with the default generator seeded from train.seed first. */
+  build(config: RunConfig): M;
+  /** Refuses a config this task cannot train (before anything is written). */
+  check(config: RunConfig): void;
+  /** Whether the loss reads the data's class labels. */
+  labels(config: RunConfig): boolean;
+  /** The loss of one batch; t, noise and any other draw come from s.noiseGen. */
+  loss(s: TrainingSession<M>, batch: TaskBatch, diffusion: Diffusion, o: StepSettings): Tensor;
+  /** The picture drawn after each epoch (absent: none). */
+  sampleGrid?: { check(diffusion: Diffusion, config: RunConfig): void; write(s: TrainingSession<M>, diffusion: Diffusion, config: RunConfig, file: string): void };
+}
+
 /** The parts of a training run that a checkpoint captures. */
-export interface TrainingSession {
-  model: DiffusionUNet;
+export interface TrainingSession<M extends Module = DiffusionUNet> {
+  model: M;
   optimizer: Adam;
   loader: BatchLoader;
   /** Draws t and eps for the loss (and the label drops of class-conditional training). */
@@ -134,6 +155,8 @@ export interface StepSettings {
   gradClip: number;
   baseLr: number;
   lrSchedule: LrSchedule;
+  /** What the step trains (default DENOISING). */
+  task?: TrainingTask;
 }
 
 export function stepSettings(config: RunConfig, totalSteps: number): StepSettings {
@@ -149,30 +172,63 @@ export function stepSettings(config: RunConfig, totalSteps: number): StepSetting
   };
 }
 
+/**
+ * The denoising U-Net of the course notebook: t ~ U{0..T-1}, x_t ~ q(x_t | x_0), the loss of the
+ * run's objective, with class labels dropped for classifier-free guidance in conditional runs.
+ */
+export const DENOISING: TrainingTask<DiffusionUNet> = {
+  build: buildModel,
+  check(config) {
+    if (config.classifier) throw new ArgumentError(`this run's config.json describes a noise-aware classifier (of ${config.classifier.run}); continue it with \`ddpm train-classifier --resume\`, not \`ddpm train\``);
+  },
+  labels: (config) => runNumClasses(config) > 0,
+  loss(s, batch, diffusion, o) {
+    // Classifier-free guidance training (Ho & Salimans 2022; the course's notebook 04): one-hot
+    // labels, each dropped to the zero "null" label with probability condDropProb.
+    // Data parallel: t, noise and label drops are drawn for the global batch and this rank takes its rows.
+    const share = s.loader.share;
+    const cCpu = batch.y && o.numClasses > 0 ? dropLabels(oneHot(batch.y.toArray(), o.numClasses), o.condDropProb, s.noiseGen, share) : null;
+    const device = s.device ?? 'cpu';
+    const c = cCpu && device !== 'cpu' ? cCpu.to(device) : cCpu;
+    return diffusionLoss(diffusion, (xt, t) => s.model.forward(xt, t, c), batch.x0, {
+      objective: o.objective, weighting: o.loss.weighting, minSnrGamma: o.loss.minSnrGamma, offsetNoise: o.loss.offsetNoise, generator: s.noiseGen,
+      ...(share ? { share } : {}),
+    });
+  },
+  sampleGrid: { check: checkGridSampling, write: writeSampleGrid },
+};
+
 export async function train(config: RunConfig, run: RunFolder, o: TrainOptions): Promise<TrainSummary> {
-  if (o.threads === undefined) return trainRun(config, run, o);
+  return trainTask(DENOISING, config, run, o);
+}
+
+/** train() for any task: the same loop, run folder, checkpoints and resume. */
+export async function trainTask<M extends Module>(task: TrainingTask<M>, config: RunConfig, run: RunFolder, o: TrainOptions): Promise<TrainSummary> {
+  if (o.threads === undefined) return trainRun(task, config, run, o);
   // libtorch's thread count is process-wide: this run's count holds only while it runs.
   const callerThreads = getNumThreads();
   setNumThreads(o.threads);
   try {
-    return await trainRun(config, run, o);
+    return await trainRun(task, config, run, o);
   } finally {
     setNumThreads(callerThreads);
   }
 }
 
-async function trainRun(config: RunConfig, run: RunFolder, o: TrainOptions): Promise<TrainSummary> {
+async function trainRun<M extends Module>(task: TrainingTask<M>, config: RunConfig, run: RunFolder, o: TrainOptions): Promise<TrainSummary> {
   checkRunConfig(config);
+  task.check(config);
   const diffusion = new Diffusion(makeSchedule(config.schedule));
-  if (o.sampleGrids ?? true) checkGridSampling(diffusion, config);
+  const grids = task.sampleGrid && (o.sampleGrids ?? true) ? task.sampleGrid : null;
+  grids?.check(diffusion, config);
   const { images, labels, dataDir } = o.dataset ?? openDataset(datasetSpec(config), 'train', o.data);
   const [, ch, hh, ww] = images.shape;
   if (images.rank !== 4 || ch !== config.model.imageChannels || hh !== config.model.imageSize || ww !== config.model.imageSize) {
     throw new Error(`training images have shape [${images.shape.join(', ')}], but the model expects [N, ${config.model.imageChannels}, ${config.model.imageSize}, ${config.model.imageSize}]`);
   }
   const tc = config.train;
-  const numClasses = runNumClasses(config);
-  if (numClasses > 0 && !labels) throw new Error(`class-conditional training needs labels, but ${dataDir} has none (put each class's images in its own subfolder)`);
+  const withLabels = task.labels(config);
+  if (withLabels && !labels) throw new Error(`${config.classifier ? 'a classifier' : 'class-conditional training'} needs labels, but ${dataDir} has none (put each class's images in its own subfolder)`);
   if (o.resumeFrom && o.restart) throw new Error('train: resumeFrom and restart exclude each other (a restart has no checkpoint to resume from)');
   const group = o.distributed && o.distributed.worldSize > 1 ? o.distributed : undefined;
   const worldSize = group?.worldSize ?? 1;
@@ -187,7 +243,7 @@ async function trainRun(config: RunConfig, run: RunFolder, o: TrainOptions): Pro
   // Every rank must run the same training: compare the config (less the data's path, which may differ between machines) before step 1.
   group?.agree('run configurations', { ...config, train: { ...tc, data: '' }, images: images.shape[0], resume: o.resumeFrom ? path.basename(o.resumeFrom) : null, syncBn: o.syncBn ?? false });
   const device = o.device ?? 'cpu';
-  const model = buildModel(config);
+  const model = task.build(config);
   // Before the optimizer and the EMA are made, so their state is made on the device too.
   if (device !== 'cpu') model.to(device);
   if (group && o.syncBn) {
@@ -204,10 +260,10 @@ async function trainRun(config: RunConfig, run: RunFolder, o: TrainOptions): Pro
     run.writeConfig({ ...config, ...distConfig });
   }
 
-  const s: TrainingSession = {
+  const s: TrainingSession<M> = {
     model,
     optimizer: new Adam(model.namedParameters(), { lr: tc.lr }),
-    loader: new BatchLoader(images, numClasses > 0 ? labels : null, {
+    loader: new BatchLoader(images, withLabels ? labels : null, {
       batchSize: tc.batchSize, seed: tc.seed + 1, flip: tc.flip, ...(group ? { world: { rank: group.rank, worldSize } } : {}),
     }),
     noiseGen: new Generator(tc.seed + 2),
@@ -227,7 +283,7 @@ async function trainRun(config: RunConfig, run: RunFolder, o: TrainOptions): Pro
   const hooks = lead ? o.hooks : undefined;
   const resumedAt = s.step;
   const totalSteps = s.loader.batchesPerEpoch * tc.epochs;
-  const settings = stepSettings(config, totalSteps);
+  const settings = { ...stepSettings(config, totalSteps), task: task as unknown as TrainingTask };
   if (settings.lrSchedule.kind !== 'constant' || settings.lrSchedule.warmupSteps > 0) validateLrSchedule(tc.lr, settings.lrSchedule, 'train.lrSchedule');
   hooks?.onStart?.({ images: images.shape[0]!, stepsPerEpoch: s.loader.batchesPerEpoch, totalSteps, dataDir, resumedAt });
 
@@ -263,7 +319,7 @@ async function trainRun(config: RunConfig, run: RunFolder, o: TrainOptions): Pro
     const r = trainStep(s, diffusion, settings);
     if (r === 'end-of-epoch') {
       const grid = path.join(run.samplesDir, `epoch-${String(epoch + 1).padStart(3, '0')}.png`);
-      if (lead && (o.sampleGrids ?? true)) writeSampleGrid(s, diffusion, config, grid);
+      if (lead && grids) grids.write(s, diffusion, config, grid);
       save();
       hooks?.onEpoch?.({ epoch, step: s.step, meanLoss: epochLossSum / Math.max(epochSteps, 1), grid, checkpoint });
       epochLossSum = 0;
@@ -332,7 +388,7 @@ async function trainRun(config: RunConfig, run: RunFolder, o: TrainOptions): Pro
  * leaves the model's buffers as they were (a train-mode forward of a NaN batch would otherwise
  * write NaN into every BatchNorm's running statistics).
  */
-export function trainStep(s: TrainingSession, diffusion: Diffusion, o: StepSettings): { loss: number } | 'end-of-epoch' | string {
+export function trainStep<M extends Module>(s: TrainingSession<M>, diffusion: Diffusion, o: StepSettings): { loss: number } | 'end-of-epoch' | string {
   return tidy(() => {
     const batch = s.loader.next();
     if (batch === null) return 'end-of-epoch';
@@ -345,18 +401,10 @@ export function trainStep(s: TrainingSession, diffusion: Diffusion, o: StepSetti
       noGrad(() => { buffers.forEach((b, i) => b.copy_(saved[i]!)); });
       return reason;
     };
-    // Classifier-free guidance training (Ho & Salimans 2022; the course's notebook 04): one-hot
-    // labels, each dropped to the zero "null" label with probability condDropProb.
-    // Data parallel: t, noise and label drops are drawn for the global batch and this rank takes its rows.
-    const share = s.loader.share;
-    const cCpu = batch.y && o.numClasses > 0 ? dropLabels(oneHot(batch.y.toArray(), o.numClasses), o.condDropProb, s.noiseGen, share) : null;
     const device = s.device ?? 'cpu';
-    const c = cCpu && device !== 'cpu' ? cCpu.to(device) : cCpu;
     const x0 = device === 'cpu' ? batch.x : batch.x.to(device);
-    const l = diffusionLoss(diffusion, (xt, t) => s.model.forward(xt, t, c), x0, {
-      objective: o.objective, weighting: o.loss.weighting, minSnrGamma: o.loss.minSnrGamma, offsetNoise: o.loss.offsetNoise, generator: s.noiseGen,
-      ...(share ? { share } : {}),
-    });
+    const task = (o.task ?? DENOISING) as unknown as TrainingTask<M>;
+    const l = task.loss(s, { x0, y: batch.y ?? null }, diffusion, o);
     let loss = l.item();
     s.optimizer.zeroGrad();
     let reason: string | null = null;
@@ -399,7 +447,7 @@ function dropLabels(c: Tensor, p: number, generator: Generator, share?: BatchSha
   return tidy(() => c.mul(drawShare(share, c.shape[0]!, (n) => rand([n, 1], { generator })).ge(p).float())); // (B, K)
 }
 
-function firstNonFiniteGrad(s: TrainingSession): string | null {
+function firstNonFiniteGrad<M extends Module>(s: TrainingSession<M>): string | null {
   return noGrad(() => tidy(() => {
     for (const [name, p] of s.model.namedParameters()) {
       const g = p.grad;
@@ -410,7 +458,7 @@ function firstNonFiniteGrad(s: TrainingSession): string | null {
 }
 
 /** SHA-256 of the parameters' bytes, in order (buffers differ between ranks until rank 0's are broadcast). */
-function weightsDigest(model: DiffusionUNet): string {
+function weightsDigest(model: Module): string {
   const h = createHash('sha256');
   noGrad(() => { for (const p of model.parameters()) h.update(new Uint8Array(p.dataSync().buffer)); });
   return h.digest('hex');
@@ -439,7 +487,7 @@ function writeSampleGrid(s: TrainingSession, diffusion: Diffusion, config: RunCo
   }
 }
 
-function saveCheckpoint(run: RunFolder, s: TrainingSession, loss: number, keep: number): string {
+function saveCheckpoint<M extends Module>(run: RunFolder, s: TrainingSession<M>, loss: number, keep: number): string {
   const dir = run.writeCheckpoint(s.step, checkpointFiles(s, loss));
   if (keep > 0) {
     // Only after the new checkpoint is complete are old ones removed.

@@ -25,13 +25,18 @@ export function createGenerateView(ctx: Context): View {
   const etaRow = field('eta (DDIM noise)', eta, '0: deterministic, 1: DDPM-like');
   const guidanceRow = field('Guidance weight', guidance, 'classifier-free; 0: none');
   const classRow = field('Class', classSel);
+  // Classifier guidance (Dhariwal & Nichol 2021): a classifier run trained for the chosen run, and its scale.
+  const clfSel = h('select', { name: 'classifier', testid: 'gen-classifier' });
+  const clfScale = numberInput('classifierScale', 'gen-classifier-scale', { min: 0, max: L.maxGuidance, step: 'any', value: 1 });
+  const clfRow = field('Classifier', clfSel, 'classifier guidance: a run of ddpm train-classifier for this run (server only)');
+  const clfScaleRow = field('Classifier scale', clfScale, 's in eps − s √(1 − ᾱ) ∇ log p(y | x_t)');
   const inBrowser = h('input', { type: 'checkbox', name: 'inBrowser', testid: 'gen-in-browser' });
   const go = h('button', { type: 'submit', class: 'primary', testid: 'gen-start' }, 'Generate');
   const form = h('form', { class: 'card form', testid: 'gen-form' },
     h('h2', {}, 'Sample from a run'),
     h('div', { class: 'grid-form' },
       field('Run', runSel), field('Checkpoint', ckptSel), field('Sampler', samplerSel),
-      field('Steps', steps, 'model evaluations K ≤ T'), etaRow, guidanceRow, classRow,
+      field('Steps', steps, 'model evaluations K ≤ T'), etaRow, guidanceRow, clfRow, clfScaleRow, classRow,
       field('Seed', seed), field('Count', count, `at most ${L.maxCount}`),
       field('Interpolate to seed', interpolateTo, 'empty: off; else Count frames along the slerp between the two seeds\' noise, DDIM eta 0'),
       field('In this browser', inBrowser, 'ONNX Runtime Web on an ONNX export of the checkpoint, as ddpm export --web; no server worker')),
@@ -68,13 +73,16 @@ export function createGenerateView(ctx: Context): View {
   const el = h('div', { class: 'two-col wide-right' }, form, panel);
 
   let runs: RunSummary[] = [];
+  let classifiers: RunSummary[] = [];
   let detail: RunDetail | null = null;
   let frames: GenerateFrame[] = [];
   let following = true;
   let closeEvents: (() => void) | null = null;
 
   async function loadRuns(want?: string): Promise<void> {
-    runs = (await api.runs()).filter((r) => r.checkpointCount > 0);
+    const all = (await api.runs()).filter((r) => r.checkpointCount > 0);
+    runs = all.filter((r) => r.classifierOf === null);
+    classifiers = all.filter((r) => r.classifierOf !== null);
     const keep = want ?? runSel.value;
     fill(runSel, ...runs.map((r) => h('option', { value: r.name }, r.name)));
     if (!runs.length) runSel.append(h('option', { value: '' }, 'no run with a checkpoint yet'));
@@ -88,7 +96,10 @@ export function createGenerateView(ctx: Context): View {
     if (detail?.name !== runSel.value) return;
     const ckpts = detail ? [...detail.checkpoints].sort((a, b) => b.step - a.step) : [];
     fill(ckptSel, h('option', { value: '' }, 'latest'), ...ckpts.map((c) => h('option', { value: c.name }, `${c.name}${c.hasEma ? ' (EMA)' : ''}`)));
-    const classes = numClasses(detail);
+    const mine = classifiers.filter((r) => r.classifierOf === name);
+    fill(clfSel, h('option', { value: '' }, 'none'), ...mine.map((r) => h('option', { value: r.name }, r.name)));
+    // An unconditional run guided by a classifier takes the classifier's classes (Fashion-MNIST's ten).
+    const classes = detail?.classConditional ? numClasses(detail) : mine.length > 0 ? FASHION_MNIST_CLASSES.length : 0;
     const names = classNames(detail, classes);
     fill(classSel, h('option', { value: '' }, 'each class in turn (one column each)'), ...names.map((n, k) => h('option', { value: k }, `${k}: ${n}`)));
     if (detail) samplerSel.value = detail.sampling.own;
@@ -104,10 +115,13 @@ export function createGenerateView(ctx: Context): View {
     etaRow.hidden = samplerSel.value !== 'ddim';
     const cond = detail?.classConditional ?? false;
     guidanceRow.hidden = !cond;
-    classRow.hidden = !cond;
+    clfRow.hidden = clfSel.options.length < 2;
+    clfScaleRow.hidden = !clfSel.value;
+    classRow.hidden = !cond && !clfSel.value;
   }
 
   runSel.addEventListener('change', () => guard(loadRun));
+  clfSel.addEventListener('change', () => updateFields(false));
   samplerSel.addEventListener('change', () => updateFields(true));
   // Only DDIM with eta 0 maps nearby latents to nearby images; the server refuses anything else.
   interpolateTo.addEventListener('change', () => {
@@ -123,9 +137,11 @@ export function createGenerateView(ctx: Context): View {
     const k = numberOf(steps);
     if (k !== undefined) req.steps = k;
     if (!etaRow.hidden) req.eta = numberOf(eta) ?? 0;
-    if (!guidanceRow.hidden) {
-      req.guidance = numberOf(guidance) ?? 0;
-      if (classSel.value) req.class = Number(classSel.value);
+    if (!guidanceRow.hidden) req.guidance = numberOf(guidance) ?? 0;
+    if (!classRow.hidden && classSel.value) req.class = Number(classSel.value);
+    if (clfSel.value) {
+      req.classifier = clfSel.value;
+      req.classifierScale = numberOf(clfScale) ?? 1;
     }
     const s = numberOf(seed);
     if (s !== undefined) req.seed = s;

@@ -2,7 +2,7 @@
 // (GET /api/runs/:run/model.onnx), sampled here with the exported page's code (samplers/onnx-model.ts
 // sampleOnnx on onnxruntime-web, opened by web/page/ort-session.ts), so no libtorch worker runs. The
 // noise is Philox (samplers/philox.ts), so a seed gives what `ddpm sample --model` gives on the export.
-import { readOnnxMetadata, onnxModelInfo, sampleOnnx, type OnnxModelInfo } from '../../samplers/onnx-model.js';
+import { readOnnxMetadata, onnxModelInfo, sampleOnnx, CLASSIFIER_NEEDS_LIBTORCH, type OnnxModelInfo } from '../../samplers/onnx-model.js';
 import type { SamplerName } from '../../samplers/sample.js';
 import { makeGrid } from '../../viz/grid.js';
 import { OrtTensor, createSession, image8DataUrl, paintingBetweenCalls } from '../../web/page/ort-session.js';
@@ -16,6 +16,8 @@ const DISPLAY_PX = 256;
 
 export interface BrowserRequest {
   run: string; checkpoint?: string; sampler: string; steps?: number; eta?: number; guidance?: number; class?: number; seed: number; count: number;
+  /** Refused here: classifier guidance runs on the server (libtorch). */
+  classifier?: string;
 }
 export interface BrowserResult { grid: string; backend: string; seconds: number }
 
@@ -45,6 +47,11 @@ async function open(run: string, checkpoint: string | undefined): Promise<Opened
 
 /** Samples as the request says, calling `onFrame` after each step; the finished grid as a PNG data URL. */
 export async function generateInBrowser(req: BrowserRequest, onFrame: (f: GenerateFrame) => void): Promise<BrowserResult> {
+  if (req.classifier !== undefined) {
+    const e = new Error(`In this browser: ${CLASSIFIER_NEEDS_LIBTORCH}`);
+    report(e);
+    throw e;
+  }
   let o: Opened;
   try {
     o = await open(req.run, req.checkpoint);
