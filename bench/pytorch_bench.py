@@ -16,6 +16,8 @@ the preset's images in [-1, 1]: speed does not depend on pixel values.
                  shortens it, scaled to the full loop's rate); img/s
   --what stack   dli02's down-path convolutions as a plain Conv-BN-ReLU stack; img/s
   --what opcall  one torch.add on 1-element tensors; us per call
+  --what check   the full reverse process for --batch (4) images from the seeded weights and x_T,
+                 printed, for bench/compare.ts to check against ddpm-ts's
 
     OPENBLAS_NUM_THREADS=1 MALLOC_MMAP_THRESHOLD_=33554432 MALLOC_TRIM_THRESHOLD_=1073741824 \\
       /usr/bin/python3 bench/pytorch_bench.py --preset ddpm --what sample --batch 64 --classes 10 --guidance 1.5
@@ -219,13 +221,21 @@ def minor_faults():
     return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
 
 
+PROFILE = {"rows": 0}
+
+
 def time_repeats(fn, repeats):
     seconds = []
     f0 = minor_faults()
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        seconds.append(time.perf_counter() - start)
+    prof = torch.autograd.profiler.profile() if PROFILE["rows"] else None
+    with prof if prof else open(os.devnull) as _:
+        for _ in range(repeats):
+            start = time.perf_counter()
+            fn()
+            seconds.append(time.perf_counter() - start)
+    if prof:
+        # libtorch's profiler: the ops by their own time (children excluded), to stderr.
+        sys.stderr.write(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=PROFILE["rows"]) + "\n")
     return seconds, minor_faults() - f0
 
 
@@ -309,7 +319,16 @@ def opcall_bench(args, p, gen):
     return [s / args.steps * 1e6 for s in seconds], faults / (args.repeats * args.steps)
 
 
-BENCHES = {"train": train_bench, "sample": sample_bench, "stack": stack_bench, "opcall": opcall_bench}
+def check_bench(args, p, gen):
+    """The full default reverse process for a few images from the seeded weights and x_T: bench/compare.ts
+    checks that ddpm-ts's matches (same model, same generator draws, same sampler arithmetic)."""
+    model = make_model(args.preset, args.classes, args.variant)
+    model.eval()
+    x = reverse_process(model, p, Terms(p), args.batch, p["steps"], args.classes, args.guidance, gen)
+    return x.flatten().tolist(), 0.0
+
+
+BENCHES = {"train": train_bench, "sample": sample_bench, "stack": stack_bench, "opcall": opcall_bench, "check": check_bench}
 
 
 def blas_info():
@@ -330,24 +349,31 @@ def main():
     ap.add_argument("--guidance", type=float, default=0.0, help="sample: classifier-free guidance weight w (needs --classes)")
     ap.add_argument("--foreach", type=int, default=1, help="Adam's foreach implementation (1, faster here) or the per-parameter loop (0)")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--profile", type=int, default=0, metavar="ROWS",
+                    help="print the top ROWS ops of libtorch's profiler over the timed repeats to stderr (timings then include its overhead)")
     ap.add_argument("--variant", choices=["notebook", "subpixel-cl"], default="notebook",
                     help="dli02: the notebook's model (default), or with ddpm-ts's sub-pixel transposed convolutions and channels-last weights")
     args = ap.parse_args()
     p = PRESETS[args.preset]
     if args.batch is None:
-        args.batch = {"train": p["batch"], "stack": 128, "opcall": 1}.get(args.what, 500 if p["size"] == 16 else 256)
+        args.batch = {"train": p["batch"], "stack": 128, "opcall": 1, "check": 4}.get(args.what, 500 if p["size"] == 16 else 256)
     if args.steps is None:
-        args.steps = {"train": 10, "stack": 10, "opcall": 100_000, "sample": p["steps"]}[args.what]
+        args.steps = {"train": 10, "stack": 10, "opcall": 100_000, "sample": p["steps"], "check": p["steps"]}[args.what]
     if args.what == "sample" and not 1 <= args.steps <= p["steps"]:
         ap.error(f"--steps for sample is the number of reverse steps, 1..{p['steps']}; got {args.steps}")
     if args.guidance and not args.classes:
         ap.error("--guidance needs --classes")
     args.foreach = bool(args.foreach)
+    PROFILE["rows"] = args.profile
     load_before = os.getloadavg()[0]
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
     gen = torch.Generator().manual_seed(args.seed)
     per_repeat, faults_per_step = BENCHES[args.what](args, p, gen)
+    params = sum(q.numel() for q in make_model(args.preset, args.classes, args.variant).parameters())
+    if args.what == "check":
+        sys.stdout.write(json.dumps({"engine": "pytorch", "preset": args.preset, "params": params, "x0": per_repeat}) + "\n")
+        return
     result = {
         "engine": "pytorch", "torch": torch.__version__, "preset": args.preset, "what": args.what,
         "variant": args.variant, "threads": args.threads, "batch": args.batch, "steps": args.steps,
@@ -356,7 +382,7 @@ def main():
         "malloc": {k: os.environ.get(k) for k in ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_")},
         "per_repeat": [round(v, 3) for v in per_repeat], "median": round(statistics.median(per_repeat), 3),
         "unit": "us" if args.what == "opcall" else "img/s",
-        "peak_rss_mb": round(peak_rss_mb(), 1), "minor_faults_per_step": round(faults_per_step, 1),
+        "params": params, "peak_rss_mb": round(peak_rss_mb(), 1), "minor_faults_per_step": round(faults_per_step, 1),
         "loadavg": [round(load_before, 2), round(os.getloadavg()[0], 2)],
     }
     sys.stdout.write(json.dumps(result) + "\n")

@@ -41,7 +41,7 @@ const config: RunConfig = presetDefaults(preset);
 config.model.numClasses = classes;
 const size = config.model.imageSize;
 const grid = samplerDefaults(runSampling(config));
-const batch = Number(a.batch ?? ({ train: config.train.batchSize, stack: 128, opcall: 1 } as Record<string, number>)[what] ?? (size === 16 ? 500 : 256));
+const batch = Number(a.batch ?? ({ train: config.train.batchSize, stack: 128, opcall: 1, check: 4 } as Record<string, number>)[what] ?? (size === 16 ? 500 : 256));
 const steps = Number(a.steps ?? ({ train: 10, stack: 10, opcall: 100000, sample: grid.steps } as Record<string, number>)[what]);
 
 // The `ddpm` command's process settings (BLAS threads from --blas or $OPENBLAS_NUM_THREADS, tuned malloc), before libtorch loads.
@@ -147,6 +147,22 @@ function peakRssMb(): number | null {
   return m ? Number(m[1]) / 1024 : null;
 }
 
+const params = (m: { parameters(): Tensor[] }): number => m.parameters().reduce((n, p) => n + p.numel, 0);
+if (what === 'check') {
+  // The full default reverse process for a few images from the seeded weights and x_T; bench/compare.ts
+  // checks it against the PyTorch twin's (same model, same generator draws, same sampler arithmetic).
+  const model = createModel(config.model).eval();
+  const predictor = inferencePredictor(model);
+  const labels = classes ? Array.from({ length: batch }, (_, i) => i % classes) : undefined;
+  const x0 = tidy(() => sample({
+    model: (x, t, c) => predictor.forward(x, t, c), diffusion, objective: runObjective(config), shape: [batch, 1, size, size],
+    sampler: grid.sampler, steps: grid.steps, ...(grid.variance ? { variance: grid.variance } : {}),
+    ...(labels ? { labels, numClasses: classes, guidance } : {}), generator: gen,
+  }).toArray());
+  console.log(JSON.stringify({ engine: 'ddpm-ts', preset, params: params(model), x0 }));
+  process.exit(0);
+}
+
 const load0 = os.loadavg()[0]!;
 const { perRepeat, faultsPerStep, unit } = bench();
 const sorted = [...perRepeat].sort((x, y) => x - y);
@@ -156,6 +172,7 @@ console.log(JSON.stringify({
   engine: 'ddpm-ts', libtorch: libtorchVersion(), preset, what, threads, batch, steps, repeats, warmup, classes, guidance,
   openblas_threads: process.env.OPENBLAS_NUM_THREADS ?? null, blas: blasInfo(),
   per_repeat: perRepeat.map((v) => Number(v.toFixed(3))), median: Number(median.toFixed(3)), unit,
+  params: what === 'train' || what === 'sample' ? params(createModel(config.model)) : null,
   peak_rss_mb: Number(peakRssMb()?.toFixed(1)), minor_faults_per_step: Number(faultsPerStep.toFixed(1)),
   loadavg: [Number(load0.toFixed(2)), Number(os.loadavg()[0]!.toFixed(2))],
 }));
