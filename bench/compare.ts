@@ -92,6 +92,29 @@ function runOne(w: Workload, cfg: Config): Result {
 const median = (xs: number[]): number => { const s = [...xs].sort((x, y) => x - y); const m = s.length >> 1; return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2; };
 const fmt = (x: number): string => (x >= 100 ? x.toFixed(0) : x >= 10 ? x.toFixed(1) : x.toFixed(2));
 
+/**
+ * Before timing a preset, both engines run its default reverse process for 4 images from the seeded
+ * weights and x_T (--what check): the twins must have the same parameter count and give the same
+ * images, or the figures would compare different work.
+ */
+function checkTwins(preset: string): string {
+  const args = ['--preset', preset, '--what', 'check', ...(conditional.has(preset) ? ['--classes', '10', '--guidance', a.guidance!] : [])];
+  const run = (cmd: string, argv: string[]): { params: number; x0: number[] } => {
+    const r = spawnSync(cmd, [...argv, ...args], { encoding: 'utf8', cwd: ROOT, env: { ...process.env, OPENBLAS_NUM_THREADS: '1' } });
+    if (r.status !== 0) throw new Error(`${cmd} ${argv.join(' ')} --what check failed:\n${r.stderr}`);
+    return JSON.parse(r.stdout.trim().split('\n').pop()!) as { params: number; x0: number[] };
+  };
+  const ours = run(process.execPath, [path.join(ROOT, 'dist', 'bench', 'workloads.js')]);
+  const theirs = run('/usr/bin/python3', [path.join(ROOT, 'bench', 'pytorch_bench.py')]);
+  if (ours.params !== theirs.params) throw new Error(`${preset}: ddpm-ts's model has ${ours.params} parameters, the PyTorch twin ${theirs.params}; the benchmark would compare different models`);
+  const diff = Math.max(...ours.x0.map((v, i) => Math.abs(v - theirs.x0[i]!)));
+  // Float rounding differs between the engines' op orders and grows along the reverse process.
+  if (!(diff <= 1e-3)) throw new Error(`${preset}: the engines' reverse processes from the same weights and x_T differ by up to ${diff} (expected <= 1e-3); the sampler arithmetic is not the same`);
+  return `${preset}: ${ours.params.toLocaleString('en-US')} parameters in both; the same ${ours.x0.length / 4} pixels x 4 images from the same weights and x_T, max difference ${diff.toExponential(1)}`;
+}
+
+const checks = presets.map(checkTwins);
+for (const c of checks) process.stderr.write(`  twins checked: ${c}\n`);
 const rows: string[] = [];
 const configRows: string[] = [];
 const loads: number[] = [];
@@ -128,7 +151,9 @@ for (const w of presets.flatMap(workloads)) {
 const cpu = os.cpus();
 console.log(`\nddpm-ts vs PyTorch eager, ${new Date().toISOString().slice(0, 10)}: ${cpu.length} cores (${cpu[0]?.model ?? '?'}), 2 libtorch threads, ` +
   `${rounds} alternating rounds${quick ? ' (--quick: shortened loops, scaled)' : ''}, medians of all repeats; load average during the runs ${fmt(median(loads))} (median)`);
-console.log(`BLAS: ${blasLine}\n`);
+console.log(`BLAS: ${blasLine}`);
+for (const c of checks) console.log(`Twins: ${c}`);
+console.log('');
 console.log('| preset | workload (img/s) | ddpm-ts | PyTorch | ratio | peak MB (ddpm-ts / PyTorch) | minor faults per step (ddpm-ts / PyTorch) |');
 console.log('| --- | --- | --- | --- | --- | --- | --- |');
 for (const r of rows) console.log(r);
