@@ -1,10 +1,10 @@
 // The in-place sampling path of the dli03 and ddpm U-Nets (FiLM, activations and residual sums
 // computed in place on tensors a block made itself, activations freed early) against the autograd
-// path, and the three ops it needs against closed-form values.
+// path, the three ops it needs against closed-form values, and sampling's chunked model calls.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { manualSeed, noGrad, tidy, randn, tensor, type Tensor } from '../src/tensor/index.js';
-import { createModel, type PresetName } from '../src/models/index.js';
+import { createModel, inferencePredictor, inferenceRows, type PresetName } from '../src/models/index.js';
 import { assertClose } from './helpers.js';
 
 test('addcmul is a + v b c with broadcasting; silu_ and gelu_ change the tensor itself to silu and exact gelu', () => tidy(() => {
@@ -43,3 +43,26 @@ for (const preset of ['dli03', 'ddpm'] as PresetName[]) {
     model.dispose();
   }));
 }
+
+test('inferencePredictor runs a batch wider than inferenceRows in equal chunks with the outputs of one call; ddpm and dli03 chunk at the mmap threshold', () => tidy(() => {
+  manualSeed(5);
+  const model = createModel({ preset: 'ddpm', imageChannels: 1, imageSize: 28, T: 1000, numClasses: 10 }).eval();
+  // 64 channels at 28x28 in float32: 200,704 bytes an image, 167 rows under 32 MiB.
+  assert.equal(model.widestActivation, 64 * 28 * 28);
+  assert.equal(inferenceRows(model), 167);
+  assert.equal(inferenceRows(createModel({ preset: 'dli03', imageChannels: 1, imageSize: 16, T: 150, numClasses: 0 })), 256);
+  assert.equal(inferenceRows(createModel({ preset: 'dli02', imageChannels: 1, imageSize: 16, T: 150, numClasses: 0 })), Infinity);
+  // Pretend the widest activation is 16 MiB an image: 2 rows a call, so 5 rows run as 2 + 2 + 1.
+  Object.defineProperty(model, 'widestActivation', { value: 4 * 1024 * 1024 });
+  assert.equal(inferenceRows(model), 2);
+  const x = randn([5, 1, 28, 28]);
+  const t = tensor([999, 500, 3, 0, 42], [5], { dtype: 'int64' });
+  const c = tensor(Array.from({ length: 50 }, (_, i) => (i % 10 === Math.floor(i / 10) % 3 ? 1 : 0)), [5, 10]);
+  const whole = noGrad(() => model.forward(x, t, c));
+  const p = inferencePredictor(model);
+  const chunked = noGrad(() => p.forward(x, t, c));
+  assert.deepEqual(chunked.shape, [5, 1, 28, 28]);
+  assertClose('chunked forward', chunked, whole, 1e-5);
+  p.dispose();
+  model.dispose();
+}));

@@ -186,6 +186,8 @@ export class DdpmUNet extends Module {
   readonly midBlock2: ResnetBlock;
   readonly finalResBlock: ResnetBlock;
   readonly finalConv: Conv2d;
+  /** The ResnetBlocks at full size read dim + dim channels (the last level's concatenations, and h with r). */
+  readonly widestActivation: number;
 
   constructor(readonly config: DdpmUNetConfig = DDPM_DEFAULTS) {
     super();
@@ -199,6 +201,7 @@ export class DdpmUNet extends Module {
     if (!Number.isInteger(dim) || dim < 4 || dim % 2) throw new ArgumentError(`ddpm: dim must be an even integer >= 4 (the sinusoidal embedding's size), got ${dim}`);
     if (!Number.isInteger(n) || n < 1) throw new ArgumentError(`ddpm: resnetBlocks must be an integer >= 1, got ${n}`);
     this.numClasses = numClasses;
+    this.widestActivation = Math.max(2 * dim, dim + dim * dimMults[0]!) * imageSize * imageSize;
     const timeDim = dim * 4;
     const dims = [dim, ...dimMults.map((m) => dim * m)];
     const inOut = dims.slice(0, -1).map((d, i) => [d, dims[i + 1]!] as const);

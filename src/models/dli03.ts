@@ -154,6 +154,8 @@ export class Dli03UNet extends Module {
   readonly up1: UpBlock;
   readonly up2: UpBlock;
   readonly out: Sequential;
+  /** The output block reads up2 and down0 concatenated at full size. */
+  readonly widestActivation: number;
 
   constructor(readonly config: Dli03Config = DLI03_DEFAULTS) {
     super();
@@ -165,6 +167,7 @@ export class Dli03UNet extends Module {
       throw new ArgumentError(`dli03: tEmbedDim must be an even integer >= 4 (sin and cos halves of at least 2 frequencies), got ${tEmbedDim}`);
     }
     this.numClasses = numClasses;
+    this.widestActivation = 2 * down[0] * imageSize * imageSize;
     const up = [down[2], down[1], down[0]] as const;
     const latent = imageSize / 4;
     // Construction order is the notebooks' __init__ order, so initial weights match PyTorch's draw order.
