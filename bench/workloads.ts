@@ -101,7 +101,7 @@ function bench(): { perRepeat: number[]; faultsPerStep: number; unit: string } {
       const run = (k: number): void => tidy(() => {
         sample({
           model: (x, t, c) => predictor.forward(x, t, c), diffusion, objective: runObjective(config), shape: [batch, 1, size, size],
-          sampler: grid.sampler, steps: grid.steps, ...(grid.variance ? { variance: grid.variance } : {}),
+          sampler: grid.sampler, steps: grid.steps, x0Processing: grid.x0Processing, ...(grid.variance ? { variance: grid.variance } : {}),
           ...(labels ? { labels, numClasses: classes, guidance } : {}), generator: gen,
           // A shortened loop (--steps below the sampler's count) stops after k steps.
           ...(k < grid.steps ? { onStep: (st) => { if (st.index + 1 >= k) throw new StopLoop(); } } : {}),
@@ -156,7 +156,7 @@ if (what === 'check') {
   const labels = classes ? Array.from({ length: batch }, (_, i) => i % classes) : undefined;
   const x0 = tidy(() => sample({
     model: (x, t, c) => predictor.forward(x, t, c), diffusion, objective: runObjective(config), shape: [batch, 1, size, size],
-    sampler: grid.sampler, steps: grid.steps, ...(grid.variance ? { variance: grid.variance } : {}),
+    sampler: grid.sampler, steps: grid.steps, x0Processing: grid.x0Processing, ...(grid.variance ? { variance: grid.variance } : {}),
     ...(labels ? { labels, numClasses: classes, guidance } : {}), generator: gen,
   }).toArray());
   console.log(JSON.stringify({ engine: 'ddpm-ts', preset, params: params(model), x0 }));

@@ -251,7 +251,9 @@ export class DdpmUNet extends Module {
     const skips: Tensor[] = [];
     for (const level of this.downs.items) {
       for (const [i, block] of level.blocks.entries()) {
-        h = block.forward(h, emb);
+        const next = block.forward(h, emb);
+        if (i === 0 && h !== r) h.dispose(); // the previous level's downsampled output
+        h = next;
         if (level.attn && i === level.blocks.length - 1) h = residual(level.attn.forward(h), h);
         skips.push(h);
       }
