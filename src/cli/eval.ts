@@ -11,7 +11,7 @@ import { runObjective, runNumClasses, runSampling, type RunConfig } from '../tra
 import type { DiffusionUNet } from '../models/index.js';
 import type { Diffusion } from '../diffusion/index.js';
 import { sample, modelOn, DEVICE_OPTION, assertFinite, samplerDefaults, SAMPLER_OPTIONS as O, VARIANCES, type SamplerName, type Variance } from '../samplers/index.js';
-import { RUN_OPTIONS as R, defaultSamplingBatch } from '../samplers/run-options.js';
+import { RUN_OPTIONS as R } from '../samplers/run-options.js';
 import { locateFashionMnist } from '../data/fashion-mnist.js';
 import { loadImageFolder, imageFolderTensors } from '../data/image-folder.js';
 import { writeFileAtomic } from '../io/atomic.js';
@@ -151,7 +151,7 @@ function sampleRun(f: EvalFlags, config: RunConfig, model: DiffusionUNet, diffus
     x = sample({
       model: modelOn((xt, t, cond) => predictor.forward(xt, t, cond), f.device as Device),
       diffusion, objective, shape: [n, c, s, s], sampler, steps, x0Processing: clip,
-      generator: new Generator(f.seed), batchSize: f.batchSize ?? defaultSamplingBatch(n, s),
+      generator: new Generator(f.seed), batchSize: f.batchSize ?? Math.min(n, 500),
       ...(f.eta !== undefined ? { eta: f.eta } : {}),
       ...(def.spacing !== null ? { spacing: def.spacing } : {}),
       ...(def.variance !== null ? { variance: def.variance } : {}),

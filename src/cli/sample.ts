@@ -12,7 +12,7 @@ import {
 import { writePng } from '../io/png.js';
 import { tensorTrajectoryGrid } from '../viz/tensor-grid.js';
 import { makeGrid, toUint8Image, trajectorySteps } from '../viz/grid.js';
-import { RUN_OPTIONS as R, defaultSamplingBatch } from '../samplers/run-options.js';
+import { RUN_OPTIONS as R } from '../samplers/run-options.js';
 import { declared, defaultThreads } from './args.js';
 import { samplingPredictor } from './predictor.js';
 import { sampleOnnxModel } from './sample-onnx.js';
@@ -166,7 +166,7 @@ function runSample(f: SampleFlags, nGiven: boolean): void {
     x = sample({
       model: modelOn((xt, t, cond) => predictor.forward(xt, t, cond), f.device as Device),
       diffusion, objective, shape: [layout.n, c, s, s], sampler, steps, x0Processing: clip,
-      generator: new Generator(f.seed), batchSize: f.batchSize ?? defaultSamplingBatch(layout.n, s),
+      generator: new Generator(f.seed), batchSize: f.batchSize ?? Math.min(layout.n, 500),
       ...(f.eta !== undefined ? { eta: f.eta } : {}),
       ...(def.spacing !== null ? { spacing: f.spacing ?? def.spacing } : {}),
       ...(def.variance !== null ? { variance: f.variance ?? def.variance } : {}),

@@ -14,7 +14,7 @@ export const RUN_OPTIONS = {
   ema: option({ name: 'ema', flag: '--no-ema', help: 'use the trained weights, not their EMA, when the checkpoint has both', schema: z.boolean() }),
   n: option({ name: 'n', flag: '-n, --n <count>', help: 'number of images', schema: positiveInt }),
   seed: option({ name: 'seed', flag: '--seed <n>', help: 'seed of the sampling noise', schema: z.int().min(0) }),
-  batchSize: option({ name: 'batchSize', flag: '--batch-size <n>', help: 'images per model call', defaultHelp: 'all n at once, up to 500 (64 at 28x28 and larger)', schema: positiveInt }),
+  batchSize: option({ name: 'batchSize', flag: '--batch-size <n>', help: 'images per model call', defaultHelp: 'all n at once, up to 500', schema: positiveInt }),
   threads: option({ name: 'threads', flag: '--threads <n>', help: 'libtorch threads', schema: positiveInt }),
   replicas: option({
     name: 'replicas', flag: '--replicas <n>', schema: positiveInt,
@@ -23,11 +23,3 @@ export const RUN_OPTIONS = {
   class: option({ name: 'class', flag: '--class <c>', help: 'class-conditional runs: the class of every image', defaultHelp: 'image i is class i mod K', schema: z.int().min(0) }),
   scale: option({ name: 'scale', flag: '--scale <n>', help: 'upscale factor (nearest)', schema: positiveInt }),
 } as const;
-
-/**
- * Images per sampling loop when --batch-size is not given: all n, up to 500 at 16x16 and 64 from
- * 28x28 on. At 28x28 a batch of 256 (512 rows a model call with guidance) takes the ddpm preset's
- * widest activations past glibc's 32 MiB mmap threshold, so each is mapped and page-faulted afresh
- * on every call, and holds several times the memory of 64 (README, Speed).
- */
-export function defaultSamplingBatch(n: number, imageSize: number): number { return Math.min(n, imageSize >= 28 ? 64 : 500); }
