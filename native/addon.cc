@@ -418,6 +418,7 @@ UNARY(logicalNot, at::logical_not(x))
 OP(gelu) { return W(at::gelu(a.T(0), a.Str(1))); }
 OP(clamp) { return W(at::clamp(a.T(0), a.OS(1), a.OS(2))); }
 OP(where) { return W(at::where(a.T(0), a.T(1), a.T(2))); }
+OP(addcmul) { return W(at::addcmul(a.T(0), a.T(1), a.T(2), a.S(3))); }
 BINARY(eq, at::eq(x, y))
 BINARY(ne, at::ne(x, y))
 BINARY(lt, at::lt(x, y))
@@ -562,7 +563,7 @@ OP(exitInferenceMode) {
 OP(isInferenceMode) { return Napi::Boolean::New(a.env(), c10::InferenceMode::is_enabled()); }
 OP(isInference) { return Napi::Boolean::New(a.env(), a.T(0).is_inference()); }
 
-// ---------------------------------------------------------------- in place (optimizers, EMA, init)
+// ---------------------------------------------------------------- in place (optimizers, EMA, init, inference)
 OP(copy_) { a.T(0).copy_(a.T(1)); return a.env().Undefined(); }
 OP(zero_) { a.T(0).zero_(); return a.env().Undefined(); }
 OP(fill_) { a.T(0).fill_(a.S(1)); return a.env().Undefined(); }
@@ -571,6 +572,8 @@ OP(add_) { a.T(0).add_(a.T(1), a.S(2)); return a.env().Undefined(); }
 OP(addcmul_) { a.T(0).addcmul_(a.T(1), a.T(2), a.S(3)); return a.env().Undefined(); }
 OP(addcdiv_) { a.T(0).addcdiv_(a.T(1), a.T(2), a.S(3)); return a.env().Undefined(); }
 OP(lerp_) { a.T(0).lerp_(a.T(1), a.S(2)); return a.env().Undefined(); }
+OP(silu_) { at::silu_(a.T(0)); return a.env().Undefined(); }
+OP(gelu_) { at::gelu_(a.T(0), a.Str(1)); return a.env().Undefined(); }
 OP(uniform_) { a.T(0).uniform_(a.D(1), a.D(2), a.G(3)); return a.env().Undefined(); }
 OP(normal_) { a.T(0).normal_(a.D(1), a.D(2), a.G(3)); return a.env().Undefined(); }
 

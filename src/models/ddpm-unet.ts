@@ -7,7 +7,7 @@
 // through Linear-GELU-Linear and is added to the time embedding (lucidrains' classifier_free_guidance
 // Unet, with notebook 04's zero row as the null label).
 import * as F from '../tensor/functional.js';
-import { type Tensor, cat, ArgumentError } from '../tensor/index.js';
+import { type Tensor, cat, isGradEnabled, ArgumentError } from '../tensor/index.js';
 import { Module, Layer, Sequential, Conv2d, GroupNorm, SiLU, GELU, Linear, Identity, type OnnxGraph, type OnnxValue } from '../nn/index.js';
 import { PixelUnshuffle, SinusoidalPositionEmbedBlock, checkImageSize, checkNumClasses, checkT, classInput } from './embeddings.js';
 
@@ -37,6 +37,17 @@ export const DDPM_DEFAULTS: DdpmUNetConfig = {
   imageChannels: 1, imageSize: 28, T: 1000, numClasses: 0, dim: 32, dimMults: [1, 2, 2], resnetBlocks: 2, groups: 8, attnHeads: 4, attnDimHead: 32,
 };
 
+/**
+ * a + b for a tensor `a` the caller made and owns: in place when no autograd graph is recorded
+ * (sampling), so a residual connection allocates nothing; `b` is disposed unless it is `keep`.
+ */
+function residual(a: Tensor, b: Tensor, keep?: Tensor): Tensor {
+  const out = isGradEnabled() ? a.add(b) : a.add_(b);
+  if (out !== a) a.dispose();
+  if (b !== keep) b.dispose();
+  return out;
+}
+
 /** Conv3x3 -> GroupNorm -> (x (scale + 1) + shift) -> SiLU: lucidrains' Block. */
 class Block extends Module {
   readonly proj: Conv2d;
@@ -49,9 +60,19 @@ class Block extends Module {
     this.act = this.registerModule('act', new SiLU());
   }
   forward(x: Tensor, scaleShift?: [Tensor, Tensor]): Tensor {
-    let h = this.norm.forward(this.proj.forward(x));
-    if (scaleShift) h = h.mul(scaleShift[0].add(1)).add(scaleShift[1]); // FiLM by the time embedding (Nichol & Dhariwal 2021)
-    return this.act.forward(h);
+    const conv = this.proj.forward(x); // (B, dimOut, H, W)
+    const h = this.norm.forward(conv);
+    conv.dispose();
+    // FiLM by the time embedding (Nichol & Dhariwal 2021): h (scale + 1) + shift.
+    if (!isGradEnabled()) {
+      // Sampling: in place on the tensor this block made, one activation allocated instead of four.
+      if (scaleShift) h.addcmul_(h, scaleShift[0]).add_(scaleShift[1]);
+      return h.silu_();
+    }
+    if (!scaleShift) return this.act.forward(h);
+    const film = scaleShift[1].addcmul(h, scaleShift[0].add(1)); // one pass over h instead of a mul and an add
+    h.dispose();
+    return this.act.forward(film);
   }
   override onnx(g: OnnxGraph, x: OnnxValue, scale?: OnnxValue, shift?: OnnxValue): OnnxValue {
     let h = g.lower(this.norm, g.lower(this.proj, x));
@@ -74,8 +95,10 @@ export class ResnetBlock extends Module {
   }
   forward(x: Tensor, emb: Tensor): Tensor {
     const [scale, shift] = this.mlp.forward(emb).unsqueeze(-1).unsqueeze(-1).chunk(2, 1) as [Tensor, Tensor]; // 2 x (B, dimOut, 1, 1)
-    const h = this.block2.forward(this.block1.forward(x, [scale, shift])); // (B, dimOut, H, W)
-    return h.add(this.resConv.forward(x));
+    const h1 = this.block1.forward(x, [scale, shift]);
+    const h = this.block2.forward(h1); // (B, dimOut, H, W)
+    h1.dispose();
+    return residual(h, this.resConv.forward(x), x);
   }
   override onnx(g: OnnxGraph, x: OnnxValue, emb: OnnxValue): OnnxValue {
     const [scale, shift] = g.chunk(g.unsqueeze(g.unsqueeze(g.lower(this.mlp, emb), -1), -1), 2, 1) as [OnnxValue, OnnxValue];
@@ -98,11 +121,20 @@ export class Attention extends Layer {
   }
   forward(x: Tensor): Tensor {
     const [b, , h, w] = x.shape as [number, number, number, number];
-    const qkv = this.toQkv.forward(this.norm.forward(x)).chunk(3, 1); // 3 x (B, heads dimHead, H, W)
+    const normed = this.norm.forward(x);
+    const qkv = this.toQkv.forward(normed); // (B, 3 heads dimHead, H, W)
+    normed.dispose();
     // 'b (h c) x y -> b h (x y) c'
-    const [q, k, v] = qkv.map((z) => z.reshape([b, this.heads, this.dimHead, h * w]).transpose(-2, -1)) as [Tensor, Tensor, Tensor];
+    const parts = qkv.chunk(3, 1);
+    const split = parts.map((z) => z.reshape([b, this.heads, this.dimHead, h * w]));
+    const [q, k, v] = split.map((z) => z.transpose(-2, -1)) as [Tensor, Tensor, Tensor];
     const out = F.scaledDotProductAttention(q, k, v); // (B, heads, HW, dimHead)
-    return this.toOut.forward(out.transpose(-2, -1).reshape([b, this.heads * this.dimHead, h, w])); // (B, dim, H, W)
+    for (const z of [qkv, ...parts, ...split, q, k, v]) z.dispose();
+    const merged = out.transpose(-2, -1).reshape([b, this.heads * this.dimHead, h, w]);
+    out.dispose();
+    const y = this.toOut.forward(merged); // (B, dim, H, W)
+    merged.dispose();
+    return y;
   }
   override onnx(g: OnnxGraph, x: OnnxValue): OnnxValue {
     const [, , h, w] = x.shape as [null, number, number, number];
@@ -154,6 +186,8 @@ export class DdpmUNet extends Module {
   readonly midBlock2: ResnetBlock;
   readonly finalResBlock: ResnetBlock;
   readonly finalConv: Conv2d;
+  /** The ResnetBlocks at full size read dim + dim channels (the last level's concatenations, and h with r). */
+  readonly widestActivation: number;
 
   constructor(readonly config: DdpmUNetConfig = DDPM_DEFAULTS) {
     super();
@@ -167,6 +201,7 @@ export class DdpmUNet extends Module {
     if (!Number.isInteger(dim) || dim < 4 || dim % 2) throw new ArgumentError(`ddpm: dim must be an even integer >= 4 (the sinusoidal embedding's size), got ${dim}`);
     if (!Number.isInteger(n) || n < 1) throw new ArgumentError(`ddpm: resnetBlocks must be an integer >= 1, got ${n}`);
     this.numClasses = numClasses;
+    this.widestActivation = Math.max(2 * dim, dim + dim * dimMults[0]!) * imageSize * imageSize;
     const timeDim = dim * 4;
     const dims = [dim, ...dimMults.map((m) => dim * m)];
     const inOut = dims.slice(0, -1).map((d, i) => [d, dims[i + 1]!] as const);
@@ -211,25 +246,45 @@ export class DdpmUNet extends Module {
     const r = h;
     let emb = this.timeMlp.forward(t.float()); // (B, 4 dim)
     if (cls) emb = emb.add(this.classesMlp!.forward(cls));
+    // Each activation is disposed once nothing below needs it, as Python frees it with its last
+    // reference (autograd keeps what backward needs): sampling then reuses memory still in cache.
     const skips: Tensor[] = [];
     for (const level of this.downs.items) {
       for (const [i, block] of level.blocks.entries()) {
-        h = block.forward(h, emb);
-        if (level.attn && i === level.blocks.length - 1) h = level.attn.forward(h).add(h);
+        const next = block.forward(h, emb);
+        if (i === 0 && h !== r) h.dispose(); // the previous level's downsampled output
+        h = next;
+        if (level.attn && i === level.blocks.length - 1) h = residual(level.attn.forward(h), h);
         skips.push(h);
       }
       h = level.sample.forward(h); // (B, next channels, S/2, S/2) or the same size at the last level
     }
-    h = this.midBlock1.forward(h, emb);
-    h = this.midAttn.forward(h).add(h);
-    h = this.midBlock2.forward(h, emb);
+    const mid = this.midBlock1.forward(h, emb);
+    h.dispose();
+    const attended = residual(this.midAttn.forward(mid), mid);
+    h = this.midBlock2.forward(attended, emb);
+    attended.dispose();
     for (const level of this.ups.items) {
-      for (const block of level.blocks) h = block.forward(cat([h, skips.pop()!], 1), emb);
-      if (level.attn) h = level.attn.forward(h).add(h);
-      h = level.sample.forward(h); // (B, previous channels, 2S, 2S) or the same size at the last level
+      for (const block of level.blocks) h = this.#withSkip(block, h, skips.pop()!, emb);
+      if (level.attn) h = residual(level.attn.forward(h), h);
+      const up = level.sample.forward(h); // (B, previous channels, 2S, 2S) or the same size at the last level
+      h.dispose();
+      h = up;
     }
-    h = this.finalResBlock.forward(cat([h, r], 1), emb); // (B, dim, S, S)
-    return this.finalConv.forward(h); // (B, C, S, S)
+    h = this.#withSkip(this.finalResBlock, h, r, emb); // (B, dim, S, S)
+    const out = this.finalConv.forward(h); // (B, C, S, S)
+    h.dispose();
+    return out;
+  }
+
+  /** block(cat([h, skip]), emb), freeing h, the skip and their concatenation. */
+  #withSkip(block: ResnetBlock, h: Tensor, skip: Tensor, emb: Tensor): Tensor {
+    const joined = cat([h, skip], 1);
+    h.dispose();
+    skip.dispose();
+    const out = block.forward(joined, emb);
+    joined.dispose();
+    return out;
   }
 
   /** forward as ONNX nodes: t (B,) int64, c (B, numClasses) one-hot rows or null. */

@@ -4,7 +4,7 @@
 // the state dict has their names (`down1.model.2.conv.model.0.weight`, ...) and, after
 // manualSeed(s), the same initial weights as the PyTorch twin (tools/reference/dli03.py).
 import type { Tensor } from '../tensor/index.js';
-import { cat, ArgumentError } from '../tensor/index.js';
+import { cat, isGradEnabled, ArgumentError } from '../tensor/index.js';
 import {
   Module, Layer, Sequential, Conv2d, ConvTranspose2d, GroupNorm, GELU, ReLU, Linear, Flatten, Unflatten, type OnnxGraph, type OnnxValue,
 } from '../nn/index.js';
@@ -41,7 +41,15 @@ class GELUConvBlock extends Layer {
       new Conv2d(inCh, outCh, 3, { stride: 1, padding: 1 }), new GroupNorm(groupSize, outCh), new GELU(),
     ));
   }
-  forward(x: Tensor): Tensor { return this.model.forward(x); }
+  forward(x: Tensor): Tensor {
+    if (isGradEnabled()) return this.model.forward(x);
+    // Sampling: GELU in place on the GroupNorm output this block made (one activation fewer).
+    const [conv, norm] = this.model.layers as [Conv2d, GroupNorm];
+    const c = conv.forward(x); // (B, outCh, H, W)
+    const h = norm.forward(c);
+    c.dispose();
+    return h.gelu_();
+  }
   override onnx(g: OnnxGraph, x: OnnxValue): OnnxValue { return g.lower(this.model, x); }
 }
 
@@ -82,7 +90,10 @@ class UpBlock extends Module {
     ));
   }
   forward(x: Tensor, skip: Tensor): Tensor {
-    return this.model.forward(cat([x, skip], 1)); // (B, 2 inChs, H, W) -> (B, outChs, 2H, 2W)
+    const joined = cat([x, skip], 1); // (B, 2 inChs, H, W)
+    const out = this.model.forward(joined); // (B, outChs, 2H, 2W)
+    joined.dispose();
+    return out;
   }
   override onnx(g: OnnxGraph, x: OnnxValue, skip: OnnxValue): OnnxValue { return g.lower(this.model, g.concat([x, skip], 1)); }
 }
@@ -111,13 +122,21 @@ class ResidualConvBlock extends Layer {
   }
   forward(x: Tensor): Tensor {
     const x1 = this.conv1.forward(x);
-    return x1.add(this.conv2.forward(x1));
+    const x2 = this.conv2.forward(x1);
+    // Sampling: the sum in place on conv2's output (x1 + x2 = x2 + x1 exactly).
+    const out = isGradEnabled() ? x1.add(x2) : x2.add_(x1);
+    if (out !== x2) x2.dispose();
+    x1.dispose();
+    return out;
   }
   override onnx(g: OnnxGraph, x: OnnxValue): OnnxValue {
     const x1 = g.lower(this.conv1, x);
     return g.add(x1, g.lower(this.conv2, x1));
   }
 }
+
+/** notebook 04's c_emb * up + temb, in one pass (torch.addcmul). */
+function film(cEmb: Tensor, up: Tensor, temb: Tensor): Tensor { return temb.addcmul(cEmb, up); }
 
 export class Dli03UNet extends Module {
   readonly numClasses: number;
@@ -135,6 +154,8 @@ export class Dli03UNet extends Module {
   readonly up1: UpBlock;
   readonly up2: UpBlock;
   readonly out: Sequential;
+  /** The output block reads up2 and down0 concatenated at full size. */
+  readonly widestActivation: number;
 
   constructor(readonly config: Dli03Config = DLI03_DEFAULTS) {
     super();
@@ -146,6 +167,7 @@ export class Dli03UNet extends Module {
       throw new ArgumentError(`dli03: tEmbedDim must be an even integer >= 4 (sin and cos halves of at least 2 frequencies), got ${tEmbedDim}`);
     }
     this.numClasses = numClasses;
+    this.widestActivation = 2 * down[0] * imageSize * imageSize;
     const up = [down[2], down[1], down[0]] as const;
     const latent = imageSize / 4;
     // Construction order is the notebooks' __init__ order, so initial weights match PyTorch's draw order.
@@ -187,11 +209,19 @@ export class Dli03UNet extends Module {
     const temb1 = this.temb1.forward(temb); // (B, 128, 1, 1)
     const temb2 = this.temb2.forward(temb); // (B, 64, 1, 1)
     const up0 = this.up0.forward(latentVec); // (B, 128, S/4, S/4)
-    const in1 = cls ? this.cEmbed1!.forward(cls).mul(up0) : up0;
-    const up1 = this.up1.forward(in1.add(temb1), down2); // (B, 64, S/2, S/2)
-    const in2 = cls ? this.cEmbed2!.forward(cls).mul(up1) : up1;
-    const up2 = this.up2.forward(in2.add(temb2), down1); // (B, 64, S, S)
-    return this.out.forward(cat([up2, down0], 1)); // (B, C, S, S)
+    // Each activation is disposed once nothing below needs it (autograd keeps what backward needs),
+    // so sampling reuses memory still in cache.
+    const in1 = cls ? film(this.cEmbed1!.forward(cls), up0, temb1) : up0.add(temb1);
+    const up1 = this.up1.forward(in1, down2); // (B, 64, S/2, S/2)
+    const in2 = cls ? film(this.cEmbed2!.forward(cls), up1, temb2) : up1.add(temb2);
+    const up2 = this.up2.forward(in2, down1); // (B, 64, S, S)
+    for (const z of [latentVec, up0, in1, up1, in2, down1, down2]) z.dispose();
+    const joined = cat([up2, down0], 1); // (B, 2 up[2], S, S)
+    up2.dispose();
+    down0.dispose();
+    const out = this.out.forward(joined); // (B, C, S, S)
+    joined.dispose();
+    return out;
   }
 
   /** forward as ONNX nodes: t (B,) int64, c (B, numClasses) one-hot rows or null. */

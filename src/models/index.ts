@@ -2,7 +2,7 @@
 // conditioned on a class input c as the course's notebook 04 does it.
 import type { Tensor } from '../tensor/index.js';
 import type { Module } from '../nn/index.js';
-import { ArgumentError } from '../tensor/index.js';
+import { ArgumentError, cat, tidy } from '../tensor/index.js';
 import { Dli02UNet, DLI02_DEFAULTS, type Dli02Config } from './dli02.js';
 import { Dli03UNet, DLI03_DEFAULTS, type Dli03Config } from './dli03.js';
 import { DdpmUNet, DDPM_DEFAULTS, type DdpmUNetConfig } from './ddpm-unet.js';
@@ -25,6 +25,21 @@ export interface DiffusionUNet extends Module {
   forward(x: Tensor, t: Tensor, c?: Tensor | null): Tensor;
   /** An eval-only predictor with BatchNorm folded into the convolutions, where the preset has one. */
   foldedForInference?(): InferencePredictor;
+  /** Floats per image of the model's widest activation, where it can outgrow malloc's mmap threshold. */
+  readonly widestActivation?: number;
+}
+
+/**
+ * glibc's mmap threshold as the `ddpm` command raises it (configureRuntime): a block above it is
+ * mapped on allocation and unmapped on free, so every model call page-faults it in afresh. The ddpm
+ * preset's DDIM step at batch 256 with guidance (512 rows) took 439,000 minor faults against 2,700
+ * at batch 64 (README, Speed).
+ */
+const MMAP_THRESHOLD_BYTES = 32 * 1024 * 1024;
+
+/** Rows per model call in sampling: as many as keep the model's widest activation under the mmap threshold. */
+export function inferenceRows(model: DiffusionUNet): number {
+  return model.widestActivation ? Math.max(1, Math.floor(MMAP_THRESHOLD_BYTES / (4 * model.widestActivation))) : Infinity;
 }
 
 export interface InferencePredictor { forward(x: Tensor, t: Tensor, c?: Tensor | null): Tensor; dispose(): void }
@@ -32,7 +47,24 @@ export interface InferencePredictor { forward(x: Tensor, t: Tensor, c?: Tensor |
 /** The fastest eval-mode noise predictor for a model: BatchNorm-folded when possible (same outputs). */
 export function inferencePredictor(model: DiffusionUNet): InferencePredictor {
   if (model.training) throw new ArgumentError('inferencePredictor: put the model in eval mode first (model.eval())');
-  return model.foldedForInference?.() ?? { forward: (x, t, c) => model.forward(x, t, c), dispose: () => {} };
+  const inner = model.foldedForInference?.() ?? { forward: (x, t, c) => model.forward(x, t, c), dispose: () => {} };
+  const rows = inferenceRows(model);
+  // Every row is computed on its own (GroupNorm and attention are per image), so a large batch is
+  // run in chunks of `rows`: the same outputs, without the mmap page faults.
+  const forward = (x: Tensor, t: Tensor, c?: Tensor | null): Tensor => {
+    const b = x.shape[0]!;
+    if (b <= rows) return inner.forward(x, t, c);
+    const size = Math.ceil(b / Math.ceil(b / rows)); // equal chunks: 512 rows at 167 a call run as 4 x 128
+    const parts: Tensor[] = [];
+    for (let i = 0; i < b; i += size) {
+      const m = Math.min(size, b - i);
+      parts.push(tidy(() => inner.forward(x.narrow(0, i, m), t.narrow(0, i, m), c ? c.narrow(0, i, m) : c)));
+    }
+    const out = cat(parts, 0); // (B, C, S, S)
+    for (const p of parts) p.dispose();
+    return out;
+  };
+  return { forward, dispose: () => inner.dispose() };
 }
 
 export interface ModelConfig {

@@ -169,6 +169,8 @@ export class Tensor implements Disposable {
   isfinite(): Tensor { return this.#unary('isfinite'); }
   isnan(): Tensor { return this.#unary('isnan'); }
   logicalNot(): Tensor { return this.#unary('logicalNot'); }
+  /** this + value * a * b, broadcast, in one pass (torch.addcmul). */
+  addcmul(a: Tensor, b: Tensor, value = 1): Tensor { return new Tensor(native.addcmul(this.handle, a.handle, b.handle, value)); }
   clamp(min?: number | null, max?: number | null): Tensor {
     if ((min ?? null) === null && (max ?? null) === null) fail('clamp', 'at least one of min and max', [min, max]);
     return new Tensor(native.clamp(this.handle, min ?? null, max ?? null));
@@ -353,6 +355,10 @@ export class Tensor implements Disposable {
   addcdiv_(a: Tensor, b: Tensor, value = 1): this { native.addcdiv_(this.handle, a.handle, b.handle, value); return this; }
   /** this += weight * (end - this) */
   lerp_(end: Tensor, weight: number): this { native.lerp_(this.handle, end.handle, weight); return this; }
+  /** silu in place: for inference, where no autograd graph needs the input. */
+  silu_(): this { native.silu_(this.handle); return this; }
+  /** gelu in place: for inference, where no autograd graph needs the input. */
+  gelu_(approximate: 'none' | 'tanh' = 'none'): this { native.gelu_(this.handle, approximate); return this; }
   uniform_(from: number, to: number, generator?: Generator): this {
     native.uniform_(this.handle, from, to, generator?.handle ?? null);
     return this;

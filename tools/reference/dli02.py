@@ -5,7 +5,7 @@ The model (U-Net with channels (16, 32, 64), flatten-MLP bottleneck, t/T embeddi
 inputs of the two up blocks), the notebook's schedule (T=150, linear betas 1e-4..0.02, float32 as
 the notebook computes them), q(x0, t), get_loss and reverse_q, copied from seed 001's cells so the
 TypeScript port, its golden tests (tools/reference/dli02_golden.py) and its benchmarks
-(bench/pytorch_dli02.py) all compare against one definition. Changing anything here changes the
+(bench/pytorch_bench.py) all compare against one definition. Changing anything here changes the
 golden file: keep it the notebook's code.
 
 Import from another script:
