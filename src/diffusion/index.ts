@@ -2,3 +2,4 @@ export * from './schedule.js';
 export * from './process.js';
 export * from './loss.js';
 export * from './objectives.js';
+export * from './distillation.js';

@@ -1,6 +1,6 @@
 // A run's configuration: what config.json holds. Each default carries its reason.
 import type { ModelConfig, PresetName } from '../models/index.js';
-import { scheduleLength, makeSchedule, type ScheduleConfig, type Objective, type LossWeighting } from '../diffusion/index.js';
+import { scheduleLength, makeSchedule, type ScheduleConfig, type Objective, type LossWeighting, type DistillWeighting } from '../diffusion/index.js';
 import { ArgumentError } from '../tensor/index.js';
 import type { RunFolder } from '../io/run.js';
 import { checkConfigJson } from './options.js';
@@ -51,6 +51,20 @@ export interface RunConfig {
   samples: SampleGridSettings;
   /** Data-parallel runs: how many processes trained it, each with train.batchSize images of a global batch. */
   distributed?: { worldSize: number; globalBatchSize: number; syncBn?: boolean };
+  /** A run written by `ddpm distill`: its teacher and rounds (its student's objective is `objective`, its step count samples.steps). */
+  distill?: DistillSettings;
+}
+
+/** What `ddpm distill` records of a progressive distillation (Salimans & Ho 2022, Algorithm 2). */
+export interface DistillSettings {
+  /** The run distilled: its folder, the weights file its first round started from, its objective and the DDIM step count it was read at. */
+  teacher: { run: string; checkpoint: string; objective: Objective; steps: number };
+  /** The student's DDIM step count in each round, halving: [64, 32, 16, 8] from a 128-step teacher. */
+  rounds: number[];
+  /** Optimizer steps per round; round r covers steps (r * iterations, (r + 1) * iterations]. */
+  iterations: number;
+  /** The weight of the x_0 error: max(SNR, 1) or SNR + 1 (the v loss). */
+  weighting: DistillWeighting;
 }
 
 export interface SampleGridSettings {
