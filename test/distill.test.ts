@@ -200,6 +200,10 @@ test('ddpm distill writes a run that ddpm sample draws with DDIM at its step cou
   const s = ddpm('sample', '--run', out, '-n', '4', '--grid', path.join(work, 'student.png'), '--threads', '1');
   assert.equal(s.code, 0, s.err);
   assert.match(s.err, /ddim, 2 steps, x0 clip/);
+  // Round 1's checkpoint is a 4-step student, and samples as one.
+  const r1 = ddpm('sample', '--run', out, '--checkpoint', path.join(out, 'checkpoints', 'step-2'), '-n', '4', '--grid', path.join(work, 'round1.png'), '--threads', '1');
+  assert.equal(r1.code, 0, r1.err);
+  assert.match(r1.err, /ddim, 4 steps, x0 clip/);
   const t = ddpm('train', '--resume', out);
   assert.notEqual(t.code, 0);
   assert.match(t.err, /was written by `ddpm distill`; continue it with `ddpm distill --resume/);

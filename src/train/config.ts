@@ -83,9 +83,14 @@ export function readRunConfig(run: RunFolder): RunConfig {
 
 /** The objective of a run (eps for runs written before objectives existed). */
 export function runObjective(c: RunConfig): Objective { return c.objective ?? 'eps'; }
-/** What the samplers need to know of a run to fill in its defaults (samplers/options.ts). */
-export function runSampling(c: RunConfig): RunSampling {
-  const { sampler, steps, variance } = c.samples;
+/**
+ * What the samplers need to know of a run to fill in its defaults (samplers/options.ts). A distilled
+ * run's checkpoint at `step` samples at its own round's step count (round r ends at step (r + 1) x iterations).
+ */
+export function runSampling(c: RunConfig, step?: number | null): RunSampling {
+  const { sampler, variance } = c.samples;
+  const d = c.distill;
+  const steps = d && step ? d.rounds[Math.min(Math.floor((step - 1) / d.iterations), d.rounds.length - 1)] : c.samples.steps;
   return { T: c.model.T, objective: runObjective(c), grid: { ...(sampler ? { sampler } : {}), ...(steps !== undefined ? { steps } : {}), variance } };
 }
 /** The number of classes a run's model is conditioned on (0: unconditional). */
