@@ -8,6 +8,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { ROOT } from './helpers.js';
 import { readSafetensorsFile } from '../src/io/safetensors.js';
+import { trainTinyRun } from './tiny-run.js';
 
 const BIN = path.join(ROOT, 'bin', 'ddpm.js');
 const hasData = existsSync('/usr/share/datasets/fashion-mnist') || process.env.FASHION_MNIST_DIR !== undefined;
@@ -139,4 +140,38 @@ test('ddpm train-classifier: K steps straight equal K/2 steps + resume in a new 
   const other = ddpm('train-classifier', '--resume', r);
   assert.notEqual(other.code, 0);
   assert.match(other.err, /is a diffusion model's run; continue it with `ddpm train --resume`/);
+});
+
+test('ddpm distill: stopped mid-round, at a round\'s end and mid-round again, each resumed in a new process, equals the straight distillation bit for bit', { skip: !hasData && 'Fashion-MNIST not installed' }, async () => {
+  const teacher = path.join(work, 'distill-teacher');
+  await trainTinyRun(teacher);
+  // T = 10: from 8 teacher steps to 2, rounds of 4 and 2 steps, 6 iterations each; an EMA, so the next teacher is the EMA's.
+  const args = ['--steps', '2', '--iterations', '6', '--limit', '64', '--batch-size', '16', '--ema-decay', '0.9', '--checkpoint-every', '2', '--threads', '2', '--no-sample-grids'];
+  const a = path.join(work, 'distill-straight');
+  const b = path.join(work, 'distill-stopped');
+  const straight = ddpm('distill', '--run', teacher, '--out', a, ...args);
+  assert.equal(straight.code, 0, straight.err);
+  const first = ddpm('distill', '--run', teacher, '--out', b, ...args, '--max-steps', '3');
+  assert.equal(first.code, 0, first.err);
+  for (const stop of [6, 9]) {
+    const r = ddpm('distill', '--resume', b, '--threads', '2', '--checkpoint-every', '2', '--no-sample-grids', '--max-steps', String(stop));
+    assert.equal(r.code, 0, r.err);
+    assert.match(r.err, /resuming at step \d+/);
+  }
+  const last = ddpm('distill', '--resume', b, '--threads', '2', '--checkpoint-every', '2', '--no-sample-grids');
+  assert.equal(last.code, 0, last.err);
+  for (const step of [4, 6, 8, 10, 12]) {
+    for (const f of ['model.safetensors', 'ema.safetensors', 'optimizer.safetensors', 'teacher.safetensors', 'state.json']) {
+      const x = readFileSync(path.join(a, 'checkpoints', `step-${step}`, f));
+      const y = readFileSync(path.join(b, 'checkpoints', `step-${step}`, f));
+      assert.ok(x.equals(y), `step-${step}/${f} differs between the straight and the resumed distillation`);
+    }
+  }
+  // Round 2's teacher is round 1's final EMA (step 6), weight for weight, not the run's teacher.
+  const ema6 = readSafetensorsFile(path.join(a, 'checkpoints', 'step-6', 'ema.safetensors')).tensors;
+  const teacher8 = readSafetensorsFile(path.join(a, 'checkpoints', 'step-8', 'teacher.safetensors')).tensors;
+  const teacher4 = readSafetensorsFile(path.join(a, 'checkpoints', 'step-4', 'teacher.safetensors')).tensors;
+  assert.deepEqual([...teacher8.keys()].sort(), [...ema6.keys()].sort());
+  for (const [k, t] of ema6) assert.ok(Buffer.from(t.data).equals(Buffer.from(teacher8.get(k)!.data)), `round 2's teacher ${k} is round 1's EMA`);
+  assert.ok([...teacher4].some(([k, t]) => !Buffer.from(t.data).equals(Buffer.from(teacher8.get(k)!.data))), 'the teacher changed between the rounds');
 });

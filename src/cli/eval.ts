@@ -137,7 +137,7 @@ function sampleRun(f: EvalFlags, config: RunConfig, model: DiffusionUNet, diffus
   const numClasses = runNumClasses(config);
   const T = diffusion.T;
   // The defaults follow the run: the sampler of its own epoch grids unless --sampler names another.
-  const def = samplerDefaults(runSampling(config), f.sampler);
+  const def = samplerDefaults(runSampling(config, step), f.sampler);
   const sampler = def.sampler;
   if (f.eta !== undefined && sampler !== 'ddim') fail(`--eta applies to --sampler ddim only; ${sampler} has no eta (it is the run's own sampler; add --sampler ddim)`);
   if (f.steps !== undefined && f.steps > T) fail(`--steps ${f.steps} exceeds the run's T = ${T} timesteps; a sampler visits at most T of them`);

@@ -9,6 +9,7 @@ import { dataCommand } from './data.js';
 import { evalCommand } from './eval.js';
 import { studioCommand } from './studio.js';
 import { exportCommand } from './export.js';
+import { distillCommand } from './distill.js';
 import { configureRuntime, LibtorchUnavailableError } from '../tensor/index.js';
 
 function version(): string {
@@ -30,6 +31,7 @@ export function program(): Command {
   p.addCommand(evalCommand());
   p.addCommand(studioCommand());
   p.addCommand(exportCommand());
+  p.addCommand(distillCommand());
   for (const c of [p, ...p.commands, ...p.commands.flatMap((c) => c.commands)]) c.exitOverride();
   // The tuned process settings (tensor/runtime.ts), before a command loads libtorch or starts a worker.
   // Without libtorch, `ddpm data download` still runs; a command that needs it throws the same hint later.

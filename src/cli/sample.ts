@@ -147,12 +147,12 @@ export function writeImages(f: SampleFlags, data: Float32Array, [n, c, h, w]: [n
 
 function runSample(f: SampleFlags, nGiven: boolean): void {
   checkOutputs(f);
-  const { config, model, diffusion, checkpoint } = loadRun(f.run!, f.checkpoint, { ema: f.ema });
+  const { config, model, diffusion, checkpoint, step } = loadRun(f.run!, f.checkpoint, { ema: f.ema });
   const objective = runObjective(config);
   const numClasses = runNumClasses(config);
   const T = diffusion.T;
   // The defaults follow the run: the sampler of its own epoch grids unless --sampler names another.
-  const def = samplerDefaults(runSampling(config), f.sampler);
+  const def = samplerDefaults(runSampling(config, step), f.sampler);
   const sampler = def.sampler;
   checkSamplerFlags(f, sampler);
   if (f.steps !== undefined && f.steps > T) throw new Error(`sample: --steps ${f.steps} exceeds the run's T = ${T} timesteps; a sampler visits at most T of them`);

@@ -154,6 +154,7 @@ function configure(f: TrainFlags, cmd: Command, lead = true): { config: RunConfi
   if (f.resume !== undefined) {
     const { run, checkpoint } = resolveResume(f.resume, f.out);
     const saved = readRunConfig(run);
+    if (saved.distill) throw new Error(`--resume ${f.resume}: ${run.root} was written by \`ddpm distill\`; continue it with \`ddpm distill --resume ${f.resume}\``);
     if (given('preset') && f.preset !== saved.model.preset) throw new Error(`--preset ${f.preset} differs from the resumed run's ${saved.model.preset}; a resumed run keeps its config.json (only --epochs may grow)`);
     // Every run-defining flag given must agree with the saved config.
     for (const opt of cmd.options) {

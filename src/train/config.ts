@@ -1,6 +1,6 @@
 // A run's configuration: what config.json holds. Each default carries its reason.
 import type { ModelConfig, PresetName } from '../models/index.js';
-import { scheduleLength, makeSchedule, type ScheduleConfig, type Objective, type LossWeighting } from '../diffusion/index.js';
+import { scheduleLength, makeSchedule, type ScheduleConfig, type Objective, type LossWeighting, type DistillWeighting } from '../diffusion/index.js';
 import { ArgumentError } from '../tensor/index.js';
 import type { RunFolder } from '../io/run.js';
 import { checkConfigJson } from './options.js';
@@ -56,6 +56,8 @@ export interface RunConfig {
    * is then the classes it tells apart, and schedule, image size and channels are those of `run`.
    */
   classifier?: ClassifierSettings;
+  /** A run written by `ddpm distill`: its teacher and rounds (its student's objective is `objective`, its step count samples.steps). */
+  distill?: DistillSettings;
 }
 
 /** What makes a run folder a classifier's (train/classifier.ts). */
@@ -65,6 +67,18 @@ export interface ClassifierSettings {
   /** guided-diffusion's EncoderUNetModel from the `ddpm` preset's blocks, with its pool="adaptive" head. */
   architecture: 'ddpm-encoder';
   pool: 'adaptive';
+}
+
+/** What `ddpm distill` records of a progressive distillation (Salimans & Ho 2022, Algorithm 2). */
+export interface DistillSettings {
+  /** The run distilled: its folder, the weights file its first round started from, its objective and the DDIM step count it was read at. */
+  teacher: { run: string; checkpoint: string; objective: Objective; steps: number };
+  /** The student's DDIM step count in each round, halving: [64, 32, 16, 8] from a 128-step teacher. */
+  rounds: number[];
+  /** Optimizer steps per round; round r covers steps (r * iterations, (r + 1) * iterations]. */
+  iterations: number;
+  /** The weight of the x_0 error: max(SNR, 1) or SNR + 1 (the v loss). */
+  weighting: DistillWeighting;
 }
 
 export interface SampleGridSettings {
@@ -83,9 +97,14 @@ export function readRunConfig(run: RunFolder): RunConfig {
 
 /** The objective of a run (eps for runs written before objectives existed). */
 export function runObjective(c: RunConfig): Objective { return c.objective ?? 'eps'; }
-/** What the samplers need to know of a run to fill in its defaults (samplers/options.ts). */
-export function runSampling(c: RunConfig): RunSampling {
-  const { sampler, steps, variance } = c.samples;
+/**
+ * What the samplers need to know of a run to fill in its defaults (samplers/options.ts). A distilled
+ * run's checkpoint at `step` samples at its own round's step count (round r ends at step (r + 1) x iterations).
+ */
+export function runSampling(c: RunConfig, step?: number | null): RunSampling {
+  const { sampler, variance } = c.samples;
+  const d = c.distill;
+  const steps = d && step ? d.rounds[Math.min(Math.floor((step - 1) / d.iterations), d.rounds.length - 1)] : c.samples.steps;
   return { T: c.model.T, objective: runObjective(c), grid: { ...(sampler ? { sampler } : {}), ...(steps !== undefined ? { steps } : {}), variance } };
 }
 /** The number of classes a run's model is conditioned on (0: unconditional). */

@@ -12,8 +12,8 @@
 import * as z from 'zod';
 import { expected, show, type OptionDecl } from '../options/declare.js';
 import { PRESETS } from '../models/index.js';
-import { SCHEDULES, OBJECTIVES, LOSS_WEIGHTINGS } from '../diffusion/index.js';
-import { SAMPLERS, VARIANCES } from '../samplers/index.js';
+import { SCHEDULES, OBJECTIVES, LOSS_WEIGHTINGS, DISTILL_WEIGHTINGS } from '../diffusion/index.js';
+import { SAMPLERS, VARIANCES, STEPS } from '../samplers/index.js';
 import { DEVICE_SCHEMA, DEVICE_HELP } from '../samplers/options.js';
 import { BACKENDS, DEFAULT_TIMEOUT_MS } from '../distributed/index.js';
 import type { RunConfig } from './config.js';
@@ -108,6 +108,13 @@ export function presetDefaultWords(get: (c: RunConfig) => unknown, defaults: (p:
  * pass through to the code that knows them. The schedule's own parameters are checked by makeSchedule.
  */
 const T = TRAIN_OPTIONS;
+/** The `distill` block `ddpm distill` writes (train/config.ts DistillSettings); its flags (train/distill-options.ts) share these leaves. */
+export const DISTILL_CONFIG_SCHEMA = z.looseObject({
+  teacher: z.looseObject({ run: z.string(), checkpoint: z.string(), objective: z.enum(OBJECTIVES), steps: STEPS }),
+  rounds: z.array(STEPS).min(1),
+  iterations: positiveInt,
+  weighting: z.enum(DISTILL_WEIGHTINGS),
+});
 export const RUN_CONFIG_SCHEMA = z.looseObject({
   version: z.literal(1),
   model: z.looseObject({ preset: z.enum(PRESETS), imageChannels: T.channels.schema, imageSize: T.imageSize.schema, T: T.timesteps.schema, numClasses: nonNegativeInt.optional() }),
@@ -121,6 +128,7 @@ export const RUN_CONFIG_SCHEMA = z.looseObject({
     lrSchedule: z.looseObject({ kind: T.lrSchedule.schema, warmupSteps: T.warmupSteps.schema, minLr: T.minLr.schema }).optional(),
   }),
   samples: z.looseObject({ count: positiveInt, seed: nonNegativeInt, variance: z.enum(VARIANCES), sampler: z.enum(SAMPLERS).optional(), steps: positiveInt.optional() }),
+  distill: DISTILL_CONFIG_SCHEMA.optional(),
 });
 
 /** The schema at a path of RUN_CONFIG_SCHEMA (optional and nullable unwrapped), for the words of a refusal. */

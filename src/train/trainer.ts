@@ -187,9 +187,7 @@ export const DENOISING: TrainingTask<DiffusionUNet> = {
     // labels, each dropped to the zero "null" label with probability condDropProb.
     // Data parallel: t, noise and label drops are drawn for the global batch and this rank takes its rows.
     const share = s.loader.share;
-    const cCpu = batch.y && o.numClasses > 0 ? dropLabels(oneHot(batch.y.toArray(), o.numClasses), o.condDropProb, s.noiseGen, share) : null;
-    const device = s.device ?? 'cpu';
-    const c = cCpu && device !== 'cpu' ? cCpu.to(device) : cCpu;
+    const c = classInput(s, batch, o);
     return diffusionLoss(diffusion, (xt, t) => s.model.forward(xt, t, c), batch.x0, {
       objective: o.objective, weighting: o.loss.weighting, minSnrGamma: o.loss.minSnrGamma, offsetNoise: o.loss.offsetNoise, generator: s.noiseGen,
       ...(share ? { share } : {}),
@@ -389,6 +387,27 @@ async function trainRun<M extends Module>(task: TrainingTask<M>, config: RunConf
  * write NaN into every BatchNorm's running statistics).
  */
 export function trainStep<M extends Module>(s: TrainingSession<M>, diffusion: Diffusion, o: StepSettings): { loss: number } | 'end-of-epoch' | string {
+  const task = (o.task ?? DENOISING) as unknown as TrainingTask<M>;
+  return optimizerStep(s, o, (batch) => {
+    const device = s.device ?? 'cpu';
+    const x0 = device === 'cpu' ? batch.x : batch.x.to(device);
+    return task.loss(s, { x0, y: batch.y ?? null }, diffusion, o);
+  });
+}
+
+/** The class input of a batch on the session's device (labels dropped with probability condDropProb), or null for an unconditional model. */
+export function classInput<M extends Module>(s: TrainingSession<M>, batch: { y: Tensor | null }, o: Pick<StepSettings, 'numClasses' | 'condDropProb'>): Tensor | null {
+  const cCpu = batch.y && o.numClasses > 0 ? dropLabels(oneHot(batch.y.toArray(), o.numClasses), o.condDropProb, s.noiseGen, s.loader.share) : null;
+  const device = s.device ?? 'cpu';
+  return cCpu && device !== 'cpu' ? cCpu.to(device) : cCpu;
+}
+
+/**
+ * One optimisation step on the loss `lossOf` computes for the next batch: `ddpm train`'s and
+ * `ddpm distill`'s alike. The skips, the gradient averaging, clipping, learning-rate schedule and
+ * EMA update are this function's, so every trainer of the package handles them the same way.
+ */
+export function optimizerStep<M extends Module>(s: TrainingSession<M>, o: StepSettings, lossOf: (batch: { x: Tensor; y: Tensor | null }) => Tensor): { loss: number } | 'end-of-epoch' | string {
   return tidy(() => {
     const batch = s.loader.next();
     if (batch === null) return 'end-of-epoch';
@@ -402,9 +421,7 @@ export function trainStep<M extends Module>(s: TrainingSession<M>, diffusion: Di
       return reason;
     };
     const device = s.device ?? 'cpu';
-    const x0 = device === 'cpu' ? batch.x : batch.x.to(device);
-    const task = (o.task ?? DENOISING) as unknown as TrainingTask<M>;
-    const l = task.loss(s, { x0, y: batch.y ?? null }, diffusion, o);
+    const l = lossOf(batch);
     let loss = l.item();
     s.optimizer.zeroGrad();
     let reason: string | null = null;
@@ -468,9 +485,9 @@ function modulesOf(m: Module): Module[] {
   return [m, ...m.children().flatMap(([, c]) => modulesOf(c))];
 }
 
-function mean(xs: number[]): number { return xs.reduce((a, b) => a + b, 0) / Math.max(xs.length, 1); }
+export function mean(xs: number[]): number { return xs.reduce((a, b) => a + b, 0) / Math.max(xs.length, 1); }
 
-function writeSampleGrid(s: TrainingSession, diffusion: Diffusion, config: RunConfig, file: string): void {
+export function writeSampleGrid(s: TrainingSession, diffusion: Diffusion, config: RunConfig, file: string): void {
   s.model.eval();
   try {
     const draw = (): void => noGrad(() => tidy(() => {
@@ -487,8 +504,9 @@ function writeSampleGrid(s: TrainingSession, diffusion: Diffusion, config: RunCo
   }
 }
 
-function saveCheckpoint<M extends Module>(run: RunFolder, s: TrainingSession<M>, loss: number, keep: number): string {
-  const dir = run.writeCheckpoint(s.step, checkpointFiles(s, loss));
+/** Writes the session's checkpoint (with `extra` files beside it), then prunes to the newest `keep`. */
+export function saveCheckpoint<M extends Module>(run: RunFolder, s: TrainingSession<M>, loss: number, keep: number, extra: Record<string, Uint8Array> = {}): string {
+  const dir = run.writeCheckpoint(s.step, { ...checkpointFiles(s, loss), ...extra });
   if (keep > 0) {
     // Only after the new checkpoint is complete are old ones removed.
     const all = run.listCheckpoints();
