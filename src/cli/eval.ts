@@ -7,7 +7,7 @@ import { existsSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { Generator, setNumThreads, checkDevice, type Tensor, type Device } from '../tensor/index.js';
 import { loadRun } from '../train/checkpoint.js';
-import { runObjective, runNumClasses, runSampling, type RunConfig } from '../train/config.js';
+import { runObjective, runNumClasses, runSampling, runLearnVariance, type RunConfig } from '../train/config.js';
 import type { DiffusionUNet } from '../models/index.js';
 import type { Diffusion } from '../diffusion/index.js';
 import { sample, modelOn, DEVICE_OPTION, assertFinite, samplerDefaults, SAMPLER_OPTIONS as O, VARIANCES, type SamplerName, type Variance } from '../samplers/index.js';
@@ -155,6 +155,7 @@ function sampleRun(f: EvalFlags, config: RunConfig, model: DiffusionUNet, diffus
       ...(f.eta !== undefined ? { eta: f.eta } : {}),
       ...(def.spacing !== null ? { spacing: def.spacing } : {}),
       ...(def.variance !== null ? { variance: def.variance } : {}),
+      ...(runLearnVariance(config) ? { learnVariance: true } : {}),
       ...(labels ? { numClasses, labels, guidance: f.guidance ?? 0 } : {}),
     });
   } finally {

@@ -4,7 +4,7 @@ import { mkdirSync } from 'node:fs';
 import path from 'node:path';
 import { Generator, tidy, keep, cat, stack, checkDevice, type Tensor, type Device } from '../tensor/index.js';
 import { loadRun } from '../train/checkpoint.js';
-import { runObjective, runNumClasses, runSampling } from '../train/config.js';
+import { runObjective, runNumClasses, runSampling, runLearnVariance } from '../train/config.js';
 import {
   sample, modelOn, assertFinite, samplerDefaults, SAMPLER_OPTIONS as O, DEVICE_OPTION,
   type SamplerName, type Spacing, type Variance, type X0Processing, type StepResult,
@@ -170,6 +170,7 @@ function runSample(f: SampleFlags, nGiven: boolean): void {
       ...(f.eta !== undefined ? { eta: f.eta } : {}),
       ...(def.spacing !== null ? { spacing: f.spacing ?? def.spacing } : {}),
       ...(def.variance !== null ? { variance: f.variance ?? def.variance } : {}),
+      ...(runLearnVariance(config) ? { learnVariance: true } : {}),
       ...(sampler === 'pc' ? { correctorSteps: f.correctorSteps ?? def.correctorSteps!, snr: f.snr ?? def.snr! } : {}),
       ...(numClasses > 0 ? { numClasses, labels: layout.labels, guidance: f.guidance ?? 0 } : {}),
       ...(f.trajectory ? { onStep } : {}),

@@ -2,3 +2,5 @@ export * from './schedule.js';
 export * from './process.js';
 export * from './loss.js';
 export * from './objectives.js';
+export * from './likelihood.js';
+export * from './variance.js';

@@ -30,6 +30,8 @@ export interface DdpmUNetConfig {
   groups: number;
   attnHeads: number;
   attnDimHead: number;
+  /** Output channels: imageChannels, or twice that when the second half predicts the variance (Nichol & Dhariwal 2021). */
+  outChannels?: number;
 }
 
 /** About 1.4M parameters: a few epochs of 28x28 Fashion-MNIST on a 2-core CPU. */
@@ -198,7 +200,7 @@ export class DdpmUNet extends Module {
       i === last ? new Conv2d(dOut, dIn, 3, { padding: 1 }) : new Sequential(new UpsampleNearest2x(), new Conv2d(dOut, dIn, 3, { padding: 1 })),
     ))));
     this.finalResBlock = this.registerModule('final_res_block', resnet(dim * 2, dim));
-    this.finalConv = this.registerModule('final_conv', new Conv2d(dim, imageChannels, 1));
+    this.finalConv = this.registerModule('final_conv', new Conv2d(dim, config.outChannels ?? imageChannels, 1));
   }
 
   /**
@@ -229,7 +231,7 @@ export class DdpmUNet extends Module {
       h = level.sample.forward(h); // (B, previous channels, 2S, 2S) or the same size at the last level
     }
     h = this.finalResBlock.forward(cat([h, r], 1), emb); // (B, dim, S, S)
-    return this.finalConv.forward(h); // (B, C, S, S)
+    return this.finalConv.forward(h); // (B, outChannels, S, S)
   }
 
   /** forward as ONNX nodes: t (B,) int64, c (B, numClasses) one-hot rows or null. */

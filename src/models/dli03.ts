@@ -26,6 +26,8 @@ export interface Dli03Config {
   /** GroupNorm group counts (the notebook calls them group sizes): 8 for the first and last blocks, 32 elsewhere. */
   smallGroupSize: number;
   bigGroupSize: number;
+  /** Output channels: imageChannels, or twice that when the second half predicts the variance (Nichol & Dhariwal 2021). */
+  outChannels?: number;
 }
 
 export const DLI03_DEFAULTS: Dli03Config = {
@@ -168,7 +170,7 @@ export class Dli03UNet extends Module {
     this.up2 = this.registerModule('up2', new UpBlock(up[1], up[2], big));
     this.out = this.registerModule('out', new Sequential(
       new Conv2d(2 * up[2], up[2], 3, { stride: 1, padding: 1 }), new GroupNorm(small, up[2]), new ReLU(),
-      new Conv2d(up[2], c, 3, { stride: 1, padding: 1 }),
+      new Conv2d(up[2], config.outChannels ?? c, 3, { stride: 1, padding: 1 }),
     ));
   }
 
@@ -191,7 +193,7 @@ export class Dli03UNet extends Module {
     const up1 = this.up1.forward(in1.add(temb1), down2); // (B, 64, S/2, S/2)
     const in2 = cls ? this.cEmbed2!.forward(cls).mul(up1) : up1;
     const up2 = this.up2.forward(in2.add(temb2), down1); // (B, 64, S, S)
-    return this.out.forward(cat([up2, down0], 1)); // (B, C, S, S)
+    return this.out.forward(cat([up2, down0], 1)); // (B, outChannels, S, S)
   }
 
   /** forward as ONNX nodes: t (B,) int64, c (B, numClasses) one-hot rows or null. */

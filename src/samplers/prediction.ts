@@ -71,14 +71,23 @@ export function guidedCall<A extends NdArray<A>>(ops: ArrayOps<A>, x: A, t: numb
 }
 
 /** The guided output from the call's output: (1 + w) out(x, c) - w out(x, no class) when guiding. */
-export function guidedCombine<A extends NdArray<A>>(out: A, batch: number, guided: boolean, w: number): A {
+export function guidedCombine<A extends NdArray<A>>(out: A, batch: number, guided: boolean, w: number, learned?: LearnedChannels<A>): A {
   if (!guided) return out;
   return tidy(() => {
     const cond = out.narrow(0, 0, batch);
     const uncond = out.narrow(0, batch, batch);
     // Guidance on the raw output is exact for every objective: eps and x0 are affine in it for fixed x_t.
-    return cond.mul(1 + w).sub(uncond.mul(w));
+    if (!learned) return cond.mul(1 + w).sub(uncond.mul(w));
+    // A learned variance is not guided: the conditional model's own, as GLIDE's guided sampler (Nichol et al. 2022) keeps it.
+    const c = learned.channels;
+    return learned.cat([cond.narrow(1, 0, c).mul(1 + w).sub(uncond.narrow(1, 0, c).mul(w)), cond.narrow(1, c, c)], 1);
   });
+}
+
+/** For a model with a learned variance: its image channels C (the output has 2C) and the engine's cat. */
+export interface LearnedChannels<A> {
+  channels: number;
+  cat(parts: A[], dim: number): A;
 }
 
 /** What the model predicts at (x_t, t): the raw (guided) output and both predictions it implies. */
@@ -89,17 +98,29 @@ export interface Prediction<A> {
   eps: A;
   /** x0_hat after processing. */
   x0: A;
+  /** A learned-variance model's v (B, C, H, W), its second C output channels (diffusion/variance.ts). */
+  v?: A;
 }
 
-/** The guided output `out` at (x, t) read as both predictions, with x0_hat processed. */
-export function denoisedFrom<A extends NdArray<A>>(terms: ScheduleTerms, objective: Objective, processing: X0Processing, out: A, x: A, t: number): Prediction<A> {
-  if (out.shape.join() !== x.shape.join()) throw new ArgumentError(`denoiser: the model's output at t=${t} has shape [${out.shape.join(', ')}], expected x's [${x.shape.join(', ')}]`);
+/**
+ * The guided output `out` at (x, t) read as both predictions, with x0_hat processed. With
+ * `learnVariance` the output has 2C channels: the first C are read for the objective, the second C are v.
+ */
+export function denoisedFrom<A extends NdArray<A>>(terms: ScheduleTerms, objective: Objective, processing: X0Processing, out: A, x: A, t: number, learnVariance = false): Prediction<A> {
+  const c = x.shape[1]!;
+  const want = [x.shape[0]!, learnVariance ? 2 * c : c, ...x.shape.slice(2)];
+  if (out.shape.join() !== want.join()) {
+    const why = learnVariance ? `${c} channels of the mean and ${c} of the learned variance` : out.shape[1] === 2 * c ? 'x\'s; a 2C output is a learned-variance model: sample it with learnVariance (its run\'s model.learnVariance)' : 'x\'s';
+    throw new ArgumentError(`denoiser: the model's output at t=${t} has shape [${out.shape.join(', ')}], expected [${want.join(', ')}] (${why})`);
+  }
   return tidy(() => {
     const { a, s } = coefsAt(terms, t);
-    const { eps, x0 } = predictionsFromOutput(objective, out, x, a, s);
-    if (processing === 'none') return { out, eps, x0 };
+    const mean = learnVariance ? out.narrow(1, 0, c) : out;
+    const v = learnVariance ? { v: out.narrow(1, c, c) } : {};
+    const { eps, x0 } = predictionsFromOutput(objective, mean, x, a, s);
+    if (processing === 'none') return { out, eps, x0, ...v };
     // lucidrains' rederive_pred_noise: the noise consistent with the processed x0 at this x_t.
     const x0p = processX0(x0, processing);
-    return { out, eps: epsFromX0(x, x0p, a, s), x0: x0p };
+    return { out, eps: epsFromX0(x, x0p, a, s), x0: x0p, ...v };
   });
 }
