@@ -14,10 +14,17 @@ import { createModel, outputChannels, PRESETS } from '../src/models/index.js';
 import {
   sample, ancestralStep, planSteps, resolveSampling, denoisedFrom, samplerDefaults, reverseSigma, SAMPLERS, type SamplerName,
 } from '../src/samplers/index.js';
-import { HostArray } from '../src/samplers/host-array.js';
+import { HostArray, hostOps } from '../src/samplers/host-array.js';
 import { variationalBound } from '../src/eval/nll.js';
 import { checkRunConfig, presetDefaults, runSampling } from '../src/train/config.js';
-import { fixture, assertClose } from './helpers.js';
+import { reverseProcess, runSync } from '../src/samplers/index.js';
+import { readOnnxMetadata, onnxModelInfo, sampleOnnx } from '../src/samplers/onnx-model.js';
+import { modelToOnnx } from '../src/models/onnx-export.js';
+import { encodeOnnx, decodeOnnx } from '../src/io/onnx.js';
+import { onnxMetadata } from '../src/train/export.js';
+import { inferencePredictor } from '../src/models/index.js';
+import ort from 'onnxruntime-node';
+import { fixture, assertClose, maxAbsDiff } from './helpers.js';
 
 const f32 = (v: number[], shape: number[]): Tensor => tensor(Float32Array.from(v), shape);
 
@@ -233,5 +240,50 @@ test('the bound of a learned-variance model reads log Sigma from v: v = -1 every
     x0.dispose();
   } finally {
     d.dispose();
+  }
+});
+
+test('ONNX: a learned-variance model exports 2C output channels equal to libtorch\'s, and sampleOnnx uses its variance as the libtorch model does on the same noise', async () => {
+  const config = { ...presetDefaults('dli02'), model: { ...presetDefaults('dli02').model, learnVariance: true }, samples: { count: 4, seed: 0, variance: 'learned' as const } };
+  manualSeed(21);
+  const model = createModel(config.model);
+  model.eval();
+  const metadata = onnxMetadata(config, JSON.stringify(config), { ema: false, step: null });
+  assert.equal(metadata['learn_variance'], 'true');
+  const bytes = encodeOnnx(modelToOnnx(model, config.model, { metadata }));
+  const file = decodeOnnx(bytes);
+  assert.deepEqual(file.graph.outputs.map((v) => [v.name, v.shape]), [['prediction', ['batch', 2, 16, 16]]]);
+  const session = await ort.InferenceSession.create(bytes);
+  const predictor = inferencePredictor(model);
+  try {
+    // One call: ORT's 2C channels against libtorch's forward of the same weights.
+    manualSeed(4);
+    const x = randn([3, 1, 16, 16]);
+    const expected = noGrad(() => tidy(() => predictor.forward(x, tensor(BigInt64Array.from([0n, 70n, 149n]), [3])).dataSync() as Float32Array));
+    const got = (await session.run({ x_t: new ort.Tensor('float32', x.dataSync() as Float32Array, [3, 1, 16, 16]), t: new ort.Tensor('int64', BigInt64Array.from([0n, 70n, 149n]), [3]) }))['prediction']!;
+    assert.deepEqual(got.dims, [3, 2, 16, 16]);
+    assert.ok(maxAbsDiff(got.data as Float32Array, expected) <= 1e-4, `max |ORT - libtorch| = ${maxAbsDiff(got.data as Float32Array, expected)}`);
+    x.dispose();
+    // A whole ddpm sampling on ONNX Runtime against the same sampler, the same Philox noise, with libtorch computing each call.
+    const info = onnxModelInfo(readOnnxMetadata(bytes, 'learned.onnx'), 'learned.onnx');
+    assert.equal(info.learnVariance, true);
+    for (const sampler of ['ddpm', 'pc'] as const) {
+      const o = { n: 3, seed: 9, sampler, steps: 12 };
+      const onOrt = await sampleOnnx(session, ort.Tensor, info, o);
+      const sampling = resolveSampling({ diffusion: { T: info.terms.T, terms: info.terms }, objective: 'eps', shape: [3, 1, 16, 16], sampler, steps: 12, learnVariance: true });
+      assert.equal(sampling.variance, 'learned');
+      const onTorch = runSync(reverseProcess({ ops: hostOps(9), terms: info.terms, sampling, shape: [3, 1, 16, 16] }), (call) => noGrad(() => tidy(() => {
+        const b = call.x.shape[0]!;
+        const out = predictor.forward(tensor(call.x.data, call.x.shape), full([b], call.t, { dtype: 'int64' }));
+        return new HostArray(Float32Array.from(out.dataSync() as Float32Array), out.shape);
+      })));
+      assert.ok(maxAbsDiff(onOrt.data, onTorch.data) <= 1e-3, `${sampler}: max |ORT - libtorch| over the sampling = ${maxAbsDiff(onOrt.data, onTorch.data)}`);
+      // And the variance mattered: the fixed small variance gives other images.
+      assert.ok(maxAbsDiff((await sampleOnnx(session, ort.Tensor, info, { ...o, variance: 'posterior' })).data, onOrt.data) > 1e-3);
+    }
+  } finally {
+    predictor.dispose();
+    model.dispose();
+    await session.release();
   }
 });

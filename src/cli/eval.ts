@@ -10,7 +10,7 @@ import { loadRun } from '../train/checkpoint.js';
 import { runObjective, runNumClasses, runSampling, runLearnVariance, type RunConfig } from '../train/config.js';
 import type { DiffusionUNet } from '../models/index.js';
 import type { Diffusion } from '../diffusion/index.js';
-import { sample, modelOn, DEVICE_OPTION, assertFinite, samplerDefaults, SAMPLER_OPTIONS as O, VARIANCES, type SamplerName, type Variance } from '../samplers/index.js';
+import { sample, modelOn, DEVICE_OPTION, assertFinite, samplerDefaults, learnedVarianceNote, SAMPLER_OPTIONS as O, VARIANCES, type SamplerName, type Variance } from '../samplers/index.js';
 import { RUN_OPTIONS as R } from '../samplers/run-options.js';
 import { locateFashionMnist } from '../data/fashion-mnist.js';
 import { loadImageFolder, imageFolderTensors } from '../data/image-folder.js';
@@ -139,6 +139,8 @@ function sampleRun(f: EvalFlags, config: RunConfig, model: DiffusionUNet, diffus
   if (f.steps !== undefined && f.steps > T) fail(`--steps ${f.steps} exceeds the run's T = ${T} timesteps; a sampler visits at most T of them`);
   if (f.guidance !== undefined && numClasses === 0) fail(`--guidance needs a class-conditional run (it mixes conditional and unconditional outputs), and ${f.run} was trained without classes`);
   const n = f.n ?? DEFAULT_N;
+  const note = runLearnVariance(config) ? learnedVarianceNote(sampler, f.eta) : null;
+  if (note) process.stderr.write(`eval: note: ${note}\n`);
   const steps = f.steps ?? def.steps;
   const clip = def.x0Processing;
   // Balanced classes, interleaved: every split of the Inception Score sees each class equally.

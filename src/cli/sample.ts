@@ -6,7 +6,7 @@ import { Generator, tidy, keep, cat, stack, checkDevice, type Tensor, type Devic
 import { loadRun } from '../train/checkpoint.js';
 import { runObjective, runNumClasses, runSampling, runLearnVariance } from '../train/config.js';
 import {
-  sample, modelOn, assertFinite, samplerDefaults, SAMPLER_OPTIONS as O, DEVICE_OPTION,
+  sample, modelOn, assertFinite, samplerDefaults, learnedVarianceNote, SAMPLER_OPTIONS as O, DEVICE_OPTION,
   type SamplerName, type Spacing, type Variance, type X0Processing, type StepResult,
 } from '../samplers/index.js';
 import { writePng } from '../io/png.js';
@@ -138,6 +138,8 @@ function runSample(f: SampleFlags, nGiven: boolean): void {
   const layout = classLayout(f, numClasses, nGiven);
   if (layout.n !== f.n) process.stderr.write(`drawing ${layout.n} images (${layout.perRow} per class row) instead of ${f.n}\n`);
   const { imageChannels: c, imageSize: s } = config.model;
+  const note = runLearnVariance(config) ? learnedVarianceNote(sampler, f.eta) : null;
+  if (note) process.stderr.write(`sample: note: ${note}\n`);
   const steps = f.steps ?? def.steps;
   const clip = f.clip ?? def.x0Processing;
 

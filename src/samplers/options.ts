@@ -80,6 +80,22 @@ export function defaultVariance(sampler: SamplerName, learnVariance = false): Va
 }
 
 /**
+ * What a sampler does with a learned variance, in words for a note, or null where it uses it. ddpm
+ * and pc have a reverse variance, the ancestral step's sigma_t, which the model learned (pc's Langevin
+ * corrector steps by its snr, not by a variance). DDIM's sigma is eta's (Song et al. 2021, eq. 16),
+ * a free choice of its non-Markovian process rather than the variance of the Markovian reverse step
+ * Sigma_theta was trained for, and improved-diffusion's ddim_sample ignores the model's variance too;
+ * DPM-Solver++ solves the probability-flow ODE, which has none.
+ */
+export function learnedVarianceNote(sampler: SamplerName, eta = 0): string | null {
+  switch (sampler) {
+    case 'ddim': return `ddim reads only the mean channels of this learned-variance model: its noise is eta's (${eta}; Song et al. 2021, eq. 16), not the learned Sigma; --sampler ddpm or pc uses it`;
+    case 'dpmpp2m': return 'dpmpp2m reads only the mean channels of this learned-variance model (it solves the ODE, which has no variance); --sampler ddpm or pc uses it';
+    default: return null;
+  }
+}
+
+/**
  * x0 processing for a run's sampler when none is asked for: none for eps models, which keeps the
  * course notebook's sampler (and its bit-for-bit results); clip for x0 and v models, whose x0_hat is
  * the network's own output and can leave the data range [-1, 1] early in sampling (lucidrains'
