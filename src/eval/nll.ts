@@ -6,6 +6,8 @@
 //     - log p(x_0 | x_1)                                              the discretised Gaussian decoder
 // each averaged over dimensions and divided by ln 2. Index t runs 0..T-1 (schedule.ts), so the
 // paper's t = 1 term, the decoder, is index 0 here. Data are 8-bit images scaled to [-1, 1].
+// The reverse variance is a fixed one (reverseLogVariance) or, for a model trained with
+// --learn-variance, its own per element (p_mean_variance's LEARNED_RANGE, diffusion/variance.ts).
 import { type Tensor, type Generator, full, tidy, keep, noGrad, randnLike, ArgumentError } from '../tensor/index.js';
 import {
   type Diffusion, type Objective, type ScheduleTerms, predictionsFromOutput, checkObjective, normalKl, discretizedGaussianLogLikelihood, learnedLogVariance,
