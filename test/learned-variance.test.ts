@@ -199,7 +199,7 @@ test('learned-variance refusals: a model without one, an output of the wrong wid
     tidy(() => {
       const x = zeros([2, 1, 4, 4]);
       assert.throws(() => denoisedFrom(d.terms, 'eps', 'none', zeros([2, 1, 4, 4]), x, 5, true), /the model's output at t=5 has shape \[2, 1, 4, 4\], expected \[2, 2, 4, 4\] \(1 channels of the mean and 1 of the learned variance\)/);
-      assert.throws(() => denoisedFrom(d.terms, 'eps', 'none', zeros([2, 2, 4, 4]), x, 5), /expected \[2, 1, 4, 4\] \(x's; a 2C output is a learned-variance model/);
+      assert.throws(() => denoisedFrom(d.terms, 'eps', 'none', zeros([2, 2, 4, 4]), x, 5), /expected x's \[2, 1, 4, 4\]; a 2C output is a learned-variance model/);
       assert.throws(() => sample({ model: (xt: Tensor) => xt, diffusion: d, objective: 'eps', shape: [1, 1, 4, 4], sampler: 'ddpm', learnVariance: true, steps: 2 }), /expected \[1, 2, 4, 4\]/);
       assert.throws(() => variationalBound(full([1, 1, 4, 4], 0), { model: (xt: Tensor) => xt, diffusion: d, objective: 'eps', variance: 'learned' }),
         /nll: variance learned needs a model trained with --learn-variance, and this one predicts no variance/);

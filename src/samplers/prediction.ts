@@ -110,8 +110,10 @@ export function denoisedFrom<A extends NdArray<A>>(terms: ScheduleTerms, objecti
   const c = x.shape[1]!;
   const want = [x.shape[0]!, learnVariance ? 2 * c : c, ...x.shape.slice(2)];
   if (out.shape.join() !== want.join()) {
-    const why = learnVariance ? `${c} channels of the mean and ${c} of the learned variance` : out.shape[1] === 2 * c ? 'x\'s; a 2C output is a learned-variance model: sample it with learnVariance (its run\'s model.learnVariance)' : 'x\'s';
-    throw new ArgumentError(`denoiser: the model's output at t=${t} has shape [${out.shape.join(', ')}], expected [${want.join(', ')}] (${why})`);
+    const shape = `denoiser: the model's output at t=${t} has shape [${out.shape.join(', ')}]`;
+    if (learnVariance) throw new ArgumentError(`${shape}, expected [${want.join(', ')}] (${c} channels of the mean and ${c} of the learned variance)`);
+    const hint = out.shape[1] === 2 * c ? '; a 2C output is a learned-variance model: sample it with learnVariance (its run\'s model.learnVariance)' : '';
+    throw new ArgumentError(`${shape}, expected x's [${want.join(', ')}]${hint}`);
   }
   return tidy(() => {
     const { a, s } = coefsAt(terms, t);
