@@ -12,7 +12,7 @@ import {
 } from '../src/diffusion/index.js';
 import { createModel, outputChannels, PRESETS } from '../src/models/index.js';
 import {
-  sample, ancestralStep, planSteps, resolveSampling, denoisedFrom, samplerDefaults, reverseSigma, SAMPLERS, type SamplerName,
+  sample, ancestralStep, planSteps, resolveSampling, denoisedFrom, samplerDefaults, reverseSigma, learnedVarianceNote, SAMPLERS, type SamplerName,
 } from '../src/samplers/index.js';
 import { HostArray, hostOps } from '../src/samplers/host-array.js';
 import { variationalBound } from '../src/eval/nll.js';
@@ -216,7 +216,10 @@ test('learned-variance refusals: a model without one, an output of the wrong wid
     assert.equal(samplerDefaults(runSampling(ddpm), 'pc').variance, 'learned');
     assert.equal(samplerDefaults(runSampling(ddpm)).variance, null, 'its own DDIM grid has no variance');
     assert.equal(samplerDefaults(runSampling(presetDefaults('ddpm')), 'ddpm').variance, 'notebook');
-    assert.ok(SAMPLERS.length === 4);
+    // ddim and dpmpp2m say that they ignore it; ddpm and pc use it.
+    assert.match(learnedVarianceNote('ddim', 0.5)!, /ddim reads only the mean channels of this learned-variance model: its noise is eta's \(0.5; Song et al. 2021, eq. 16\)/);
+    assert.match(learnedVarianceNote('dpmpp2m')!, /dpmpp2m reads only the mean channels .* no variance/);
+    assert.deepEqual(SAMPLERS.filter((s) => learnedVarianceNote(s) === null), ['ddpm', 'pc']);
   } finally {
     d.dispose();
   }
