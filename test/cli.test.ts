@@ -110,7 +110,7 @@ test('bad options are refused with a message naming the option and the value', (
     [['sample', '--run', path.join(work, 'nope'), '--grid', 'g.png'], /nope is not a run folder: .*config.json is missing/],
     [['sample', '--run', run], /nothing to write; give --grid FILE, --out-dir DIR and\/or --trajectory FILE/],
     [['sample', '--run', run, '-n', '2.5', '--grid', 'x.png'], /-n must be a positive integer, got "2.5"/],
-    [['sample', '--run', run, '--variance', 'huge', '--grid', 'x.png'], /--variance must be one of notebook, beta, posterior, got "huge"/],
+    [['sample', '--run', run, '--variance', 'huge', '--grid', 'x.png'], /--variance must be one of notebook, beta, posterior, learned, got "huge"/],
     [['train', '--out', path.join(work, 'y'), '--data', path.join(work, 'empty')], /missing|not found|does not exist/i],
   ];
   for (const [args, re] of cases) {

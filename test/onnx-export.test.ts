@@ -140,7 +140,7 @@ test('ddpm export: the EMA weights of the latest checkpoint, the run described i
   assert.match(r.out, /wrote .*cond\.onnx \([\d,]+ bytes\): ddpm, EMA weights of .*step-40.*ema\.safetensors/);
   const file = decodeOnnx(readFileSync(out), out);
   assert.deepEqual(file.metadata, {
-    'ddpm_ts.format': '1', 'ddpm_ts.run_config': configText, preset: 'ddpm', image_size: '28', channels: '1', num_classes: '10',
+    'ddpm_ts.format': '1', 'ddpm_ts.run_config': configText, preset: 'ddpm', image_size: '28', channels: '1', num_classes: '10', learn_variance: 'false',
     objective: 'v', timesteps: '1000', schedule: JSON.stringify({ kind: 'cosine', T: 1000, s: 0.008 }), ema: 'true', checkpoint_step: '40',
   });
   assert.deepEqual(onnxModelInfo(file.metadata, out).config, config);

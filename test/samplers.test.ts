@@ -319,7 +319,7 @@ test('sample refuses bad options with a message saying what and why', () => tidy
     [{ objective: 'score' as Objective }, /objective must be one of eps, x0, v, got "score"/],
     [{ sampler: 'dpmpp2m', spacing: 'leading' }, /dpmpp2m has its own timesteps/],
     [{ variance: 'beta' }, /variance applies to ddpm and pc only \(ddim's noise is set by eta\)/],
-    [{ sampler: 'ddpm', variance: 'huge' as Variance }, /variance must be one of notebook, beta, posterior, got "huge"/],
+    [{ sampler: 'ddpm', variance: 'huge' as Variance }, /variance must be one of notebook, beta, posterior, learned, got "huge"/],
     [{ correctorSteps: 2 }, /correctorSteps and snr apply to pc only, not ddim/],
     [{ sampler: 'pc', snr: 0 }, /pc: snr must be a positive number, got 0 \(Song et al. use 0.16\)/],
     [{ sampler: 'pc', correctorSteps: 1.5 }, /pc: correctorSteps must be a non-negative integer, got 1.5/],

@@ -7,10 +7,10 @@ import { existsSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { Generator, setNumThreads, checkDevice, type Tensor, type Device } from '../tensor/index.js';
 import { loadRun } from '../train/checkpoint.js';
-import { runObjective, runNumClasses, runSampling, type RunConfig } from '../train/config.js';
+import { runObjective, runNumClasses, runSampling, runLearnVariance, type RunConfig } from '../train/config.js';
 import { type DiffusionUNet, inferencePredictor } from '../models/index.js';
 import type { Diffusion } from '../diffusion/index.js';
-import { sample, modelOn, DEVICE_OPTION, assertFinite, samplerDefaults, SAMPLER_OPTIONS as O, VARIANCES, type SamplerName, type Variance } from '../samplers/index.js';
+import { sample, modelOn, DEVICE_OPTION, assertFinite, samplerDefaults, learnedVarianceNote, SAMPLER_OPTIONS as O, VARIANCES, type SamplerName, type Variance } from '../samplers/index.js';
 import { RUN_OPTIONS as R } from '../samplers/run-options.js';
 import { locateFashionMnist } from '../data/fashion-mnist.js';
 import { loadImageFolder, imageFolderTensors } from '../data/image-folder.js';
@@ -143,6 +143,8 @@ function sampleRun(f: EvalFlags, config: RunConfig, model: DiffusionUNet, diffus
   if (f.steps !== undefined && f.steps > T) fail(`--steps ${f.steps} exceeds the run's T = ${T} timesteps; a sampler visits at most T of them`);
   if (f.guidance !== undefined && numClasses === 0) fail(`--guidance needs a class-conditional run (it mixes conditional and unconditional outputs), and ${f.run} was trained without classes`);
   const n = f.n ?? DEFAULT_N;
+  const note = runLearnVariance(config) ? learnedVarianceNote(sampler, f.eta) : null;
+  if (note) process.stderr.write(`eval: note: ${note}\n`);
   const steps = f.steps ?? def.steps;
   const clip = def.x0Processing;
   const clf = openClassifier(f, config, f.run!, f.device as Device);
@@ -169,6 +171,7 @@ function sampleRun(f: EvalFlags, config: RunConfig, model: DiffusionUNet, diffus
       ...(f.eta !== undefined ? { eta: f.eta } : {}),
       ...(def.spacing !== null ? { spacing: def.spacing } : {}),
       ...(def.variance !== null ? { variance: def.variance } : {}),
+      ...(runLearnVariance(config) ? { learnVariance: true } : {}),
       ...(labels && numClasses > 0 ? { numClasses, labels, guidance: f.guidance ?? 0 } : {}),
       ...(clf && labels ? { classifier: clf.guidance(labels) } : {}),
     });

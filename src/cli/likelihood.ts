@@ -26,7 +26,7 @@ export function runNll(f: NllFlags): void {
     let res;
     try {
       res = variationalBound(data.x, {
-        model: r.fn, diffusion: r.diffusion, objective: r.objective, variance, clipDenoised: f.clip,
+        model: r.fn, diffusion: r.diffusion, objective: r.objective, variance, clipDenoised: f.clip, learnVariance: r.learnVariance,
         batchSize: f.batchSize, generator: new Generator(f.seed),
         ...(r.numClasses > 0 ? { numClasses: r.numClasses, labels: data.labels } : {}),
         onProgress: progress('nll'),
@@ -75,7 +75,7 @@ export async function runLossByT(f: LossByTFlags): Promise<void> {
     let res;
     try {
       res = lossByT(data.x, {
-        model: r.fn, diffusion: r.diffusion, objective: r.objective, weighting: loss.weighting, minSnrGamma: loss.minSnrGamma,
+        model: r.fn, diffusion: r.diffusion, objective: r.objective, weighting: loss.weighting, minSnrGamma: loss.minSnrGamma, learnVariance: r.learnVariance,
         timesteps: ts, batchSize: f.batchSize, seed: f.seed,
         ...(r.numClasses > 0 ? { numClasses: r.numClasses, labels: data.labels } : {}),
         onProgress: progress('loss-by-t'),

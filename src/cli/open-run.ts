@@ -2,7 +2,7 @@
 // images it is measured on, and a progress line for long evaluations.
 import type { Command } from 'commander';
 import { openDataset, datasetSpec } from '../data/dataset.js';
-import { runObjective, runNumClasses, type RunConfig } from '../train/config.js';
+import { runObjective, runNumClasses, runLearnVariance, type RunConfig } from '../train/config.js';
 import { loadRun, type LoadedRun } from '../train/checkpoint.js';
 import { inferencePredictor, type InferencePredictor } from '../models/index.js';
 import { type Tensor, setNumThreads, tidy, keep } from '../tensor/index.js';
@@ -22,13 +22,17 @@ export function addRunOptions(c: Command): Command {
     .addOption(declared(R.seed, { help: 'seed of the noise', default: 0 }));
 }
 
-export interface OpenRun extends LoadedRun { predictor: InferencePredictor; fn: ConditionalModelFn; numClasses: number; objective: ReturnType<typeof runObjective> }
+export interface OpenRun extends LoadedRun {
+  predictor: InferencePredictor; fn: ConditionalModelFn; numClasses: number; objective: ReturnType<typeof runObjective>;
+  /** The model's output has 2C channels, the second C its learned variance (--learn-variance). */
+  learnVariance: boolean;
+}
 
 export function openRun(f: RunFlags): OpenRun {
   setNumThreads(f.threads);
   const loaded = loadRun(f.run, f.checkpoint, { ema: f.ema });
   const predictor = inferencePredictor(loaded.model);
-  return { ...loaded, predictor, fn: (x, t, c) => predictor.forward(x, t, c), numClasses: runNumClasses(loaded.config), objective: runObjective(loaded.config) };
+  return { ...loaded, predictor, fn: (x, t, c) => predictor.forward(x, t, c), numClasses: runNumClasses(loaded.config), objective: runObjective(loaded.config), learnVariance: runLearnVariance(loaded.config) };
 }
 
 /** The first n evaluation images of a run (8-bit levels in [-1, 1]) and their labels: Fashion-MNIST's test split, or the run's image folder. */

@@ -5,7 +5,7 @@
 import { readFileSync } from 'node:fs';
 import { readOnnxMetadata, onnxModelInfo, sampleOnnx } from '../samplers/onnx-model.js';
 import { loadOnnxRuntime } from '../models/onnx-runtime.js';
-import { samplerDefaults, type StepResult, type HostArray } from '../samplers/index.js';
+import { samplerDefaults, learnedVarianceNote, type StepResult, type HostArray } from '../samplers/index.js';
 import { runSampling, type RunConfig } from '../train/config.js';
 import { writePng } from '../io/png.js';
 import { makeTrajectoryGrid, trajectorySteps } from '../viz/grid.js';
@@ -37,6 +37,8 @@ export async function sampleOnnxModel(f: SampleFlags, nGiven: boolean, given: { 
   const layout = classLayout(f, info.numClasses, nGiven);
   if (layout.n !== f.n) process.stderr.write(`drawing ${layout.n} images (${layout.perRow} per class row) instead of ${f.n}\n`);
   const { channels: c, imageSize: s } = info;
+  const note = info.learnVariance ? learnedVarianceNote(sampler, f.eta) : null;
+  if (note) process.stderr.write(`sample: note: ${note}\n`);
   const steps = f.steps ?? def.steps;
   const clip = f.clip ?? def.x0Processing;
 

@@ -5,9 +5,9 @@ import path from 'node:path';
 import { Generator, setNumThreads, tidy, keep, cat, stack, checkDevice, type Tensor, type Device } from '../tensor/index.js';
 import { loadRun } from '../train/checkpoint.js';
 import { inferencePredictor } from '../models/index.js';
-import { runObjective, runNumClasses, runSampling } from '../train/config.js';
+import { runObjective, runNumClasses, runSampling, runLearnVariance } from '../train/config.js';
 import {
-  sample, modelOn, assertFinite, samplerDefaults, SAMPLER_OPTIONS as O, DEVICE_OPTION,
+  sample, modelOn, assertFinite, samplerDefaults, learnedVarianceNote, SAMPLER_OPTIONS as O, DEVICE_OPTION,
   type SamplerName, type Spacing, type Variance, type X0Processing, type StepResult,
 } from '../samplers/index.js';
 import { writePng } from '../io/png.js';
@@ -161,6 +161,8 @@ function runSample(f: SampleFlags, nGiven: boolean): void {
   const layout = classLayout(f, numClasses, nGiven, clf?.numClasses ?? 0);
   if (layout.n !== f.n) process.stderr.write(`drawing ${layout.n} images (${layout.perRow} per class row) instead of ${f.n}\n`);
   const { imageChannels: c, imageSize: s } = config.model;
+  const note = runLearnVariance(config) ? learnedVarianceNote(sampler, f.eta) : null;
+  if (note) process.stderr.write(`sample: note: ${note}\n`);
   const steps = f.steps ?? def.steps;
   const clip = f.clip ?? def.x0Processing;
 
@@ -194,6 +196,7 @@ function runSample(f: SampleFlags, nGiven: boolean): void {
       ...(f.eta !== undefined ? { eta: f.eta } : {}),
       ...(def.spacing !== null ? { spacing: f.spacing ?? def.spacing } : {}),
       ...(def.variance !== null ? { variance: f.variance ?? def.variance } : {}),
+      ...(runLearnVariance(config) ? { learnVariance: true } : {}),
       ...(sampler === 'pc' ? { correctorSteps: f.correctorSteps ?? def.correctorSteps!, snr: f.snr ?? def.snr! } : {}),
       ...(numClasses > 0 ? { numClasses, labels: layout.labels, guidance: f.guidance ?? 0 } : {}),
       ...(clf ? { classifier: clf.guidance(layout.labels!) } : {}),

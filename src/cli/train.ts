@@ -23,7 +23,7 @@ interface TrainFlags {
   imageSize?: number; channels?: number; schedule?: ScheduleKind; timesteps?: number; betaStart?: number; betaEnd?: number;
   betas?: string; zeroTerminalSnr?: boolean; objective?: Objective; lossWeight?: LossWeighting; minSnrGamma?: number;
   offsetNoise?: number; emaDecay?: number; lrSchedule?: 'constant' | 'cosine'; warmupSteps?: number; minLr?: number;
-  gradClip?: number; classCond?: boolean; condDropProb?: number;
+  gradClip?: number; classCond?: boolean; condDropProb?: number; learnVariance?: boolean;
   nprocPerNode?: number; nnodes: number; nodeRank: number; masterAddr?: string; masterPort?: number;
   backend?: Backend; device: string; distTimeout: number; reshard?: boolean; syncBn?: boolean;
 }
@@ -115,6 +115,11 @@ function applyFlags(config: RunConfig, f: TrainFlags, given: (name: string) => b
   }
   if (f.offsetNoise !== undefined) loss.offsetNoise = f.offsetNoise;
   c.loss = loss;
+  if (f.learnVariance) {
+    c.model.learnVariance = true;
+    // The grids of ddpm and pc then use the learned variance (it is the default of a learned-variance run).
+    c.samples.variance = 'learned';
+  }
   if (f.emaDecay !== undefined) c.train.emaDecay = f.emaDecay;
   const ls = c.train.lrSchedule ?? { kind: 'constant', warmupSteps: 0, minLr: 0 };
   if (f.lrSchedule !== undefined) ls.kind = f.lrSchedule;

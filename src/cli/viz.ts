@@ -5,7 +5,7 @@ import path from 'node:path';
 import { loadFashionMnist } from '../data/fashion-mnist.js';
 import { prepareImages } from '../data/transforms.js';
 import { Diffusion, makeSchedule } from '../diffusion/index.js';
-import { presetDefaults, readRunConfig, runNumClasses, runSampling, type RunConfig } from '../train/config.js';
+import { presetDefaults, readRunConfig, runNumClasses, runSampling, runLearnVariance, type RunConfig } from '../train/config.js';
 import {
   SAMPLER_OPTIONS as O, samplerDefaults, checkSteps, VARIANCES, type SamplerName, type X0Processing, type SamplerOptions, type Variance,
 } from '../samplers/index.js';
@@ -62,6 +62,7 @@ function runDefaults(config: RunConfig, sampler: SamplerName, x0?: X0Processing)
     x0Processing: x0 ?? d.x0Processing,
     ...(d.spacing !== null ? { spacing: d.spacing } : {}),
     ...(d.variance !== null ? { variance: d.variance } : {}),
+    ...(runLearnVariance(config) ? { learnVariance: true } : {}),
   };
 }
 
@@ -274,7 +275,7 @@ export function vizCommand(): Command {
         const { imageChannels: c, imageSize: s } = r.config.model;
         if (c !== 1) throw new Error(`denoise: ${f.run} makes ${c}-channel images, and the Fashion-MNIST test images are grey (1 channel)`);
         const x0 = prepareImages(ds.images.subarray(f.index * px, (f.index + f.n) * px), { n: f.n, c: 1, h: ds.height, w: ds.width }, s); // (n, 1, s, s)
-        const rows = denoiseFrom({ model: r.fn, diffusion: r.diffusion, objective: r.objective, x0, ts, variance: f.variance, x0Processing: samplerDefaults(runSampling(r.config)).x0Processing, seed: f.seed });
+        const rows = denoiseFrom({ model: r.fn, diffusion: r.diffusion, objective: r.objective, x0, ts, variance: f.variance, x0Processing: samplerDefaults(runSampling(r.config)).x0Processing, seed: f.seed, learnVariance: r.learnVariance });
         const size = c * s * s;
         writePng(f.out, makeGrid(denoiseTiles(x0.float().dataSync() as Float32Array, rows, f.n, size), rows.length * f.n * 4, c, s, s, { nrow: 4 * f.n, scale: f.scale }));
         const names = Array.from({ length: f.n }, (_, i) => ds.classNames[ds.labels[f.index + i]!]).join(', ');

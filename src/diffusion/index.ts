@@ -4,3 +4,5 @@ export * from './loss.js';
 export * from './objectives.js';
 export * from './classifier-loss.js';
 export * from './distillation.js';
+export * from './likelihood.js';
+export * from './variance.js';

@@ -33,6 +33,8 @@ export interface LossByTOptions {
   /** Seed of the noise draws (default 0): the same eps for every t, so curves differ only by t. */
   seed?: number;
   numClasses?: number;
+  /** The model's output has 2C channels (--learn-variance): the loss is read from the mean's C (L_simple; its L_vlb term is `ddpm eval --nll`'s). */
+  learnVariance?: boolean;
   /** One class per image for class-conditional models (absent: unconditional calls). */
   labels?: readonly number[];
   onProgress?: (done: number, total: number) => void;
@@ -90,7 +92,9 @@ export function lossByT(x0: Tensor, o: LossByTOptions): LossByTResult {
           const r = tidy(() => {
             const { a, s } = d.coefs(t);
             const xt = x.mul(a).add(noise.mul(s));
-            const out = o.model(xt, full([b], t, { dtype: 'int64' }), cond);
+            const raw = o.model(xt, full([b], t, { dtype: 'int64' }), cond);
+            // A learned-variance model: the mean's C channels, L_simple's part of its hybrid loss.
+            const out = o.learnVariance ? raw.narrow(1, 0, raw.shape[1]! / 2) : raw;
             const target = objectiveTarget(objective, x, noise, a, s);
             const mse = out.sub(target).square().mean().item();
             const w = weighting === 'min-snr' ? minSnrWeight(d.terms.snr[t]!, objective, gamma) : 1;

@@ -6,47 +6,15 @@
 //     - log p(x_0 | x_1)                                              the discretised Gaussian decoder
 // each averaged over dimensions and divided by ln 2. Index t runs 0..T-1 (schedule.ts), so the
 // paper's t = 1 term, the decoder, is index 0 here. Data are 8-bit images scaled to [-1, 1].
+// The reverse variance is a fixed one (reverseLogVariance) or, for a model trained with
+// --learn-variance, its own per element (p_mean_variance's LEARNED_RANGE, diffusion/variance.ts).
+import { type Tensor, type Generator, full, tidy, keep, noGrad, randnLike, ArgumentError } from '../tensor/index.js';
 import {
-  type Tensor, type Generator, full, tidy, keep, noGrad, randnLike, where, ArgumentError,
-} from '../tensor/index.js';
-import { type Diffusion, type Objective, type ScheduleTerms, predictionsFromOutput, checkObjective } from '../diffusion/index.js';
+  type Diffusion, type Objective, type ScheduleTerms, predictionsFromOutput, checkObjective, normalKl, discretizedGaussianLogLikelihood, learnedLogVariance,
+} from '../diffusion/index.js';
+
+export { normalKl, approxStandardNormalCdf, discretizedGaussianLogLikelihood } from '../diffusion/likelihood.js';
 import { type ConditionalModelFn, type Variance, VARIANCES, oneHot } from '../samplers/index.js';
-
-/** Elementwise KL(N(mean1, e^logvar1) || N(mean2, e^logvar2)) in nats (improved-diffusion's normal_kl). */
-export function normalKl(mean1: Tensor | number, logvar1: Tensor | number, mean2: Tensor | number, logvar2: Tensor | number): Tensor {
-  return tidy(() => {
-    const t = [mean1, logvar1, mean2, logvar2].find((v): v is Tensor => typeof v !== 'number');
-    if (!t) throw new ArgumentError('normalKl: at least one argument must be a tensor');
-    const T = (v: Tensor | number): Tensor => (typeof v === 'number' ? full(t.shape, v, { dtype: t.dtype }) : v);
-    const [m1, lv1, m2, lv2] = [T(mean1), T(logvar1), T(mean2), T(logvar2)];
-    // 0.5 (-1 + logvar2 - logvar1 + exp(logvar1 - logvar2) + (mean1 - mean2)^2 exp(-logvar2))
-    return lv2.sub(lv1).sub(1).add(lv1.sub(lv2).exp()).add(m1.sub(m2).square().mul(lv2.neg().exp())).mul(0.5);
-  });
-}
-
-/** improved-diffusion's approx_standard_normal_cdf: 0.5 (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))), erf-free. */
-export function approxStandardNormalCdf(x: Tensor): Tensor {
-  return tidy(() => x.add(x.pow(3).mul(0.044715)).mul(Math.sqrt(2 / Math.PI)).tanh().add(1).mul(0.5));
-}
-
-/**
- * log p(x) of 8-bit data x in [-1, 1] under N(means, exp(logScales)^2) discretised to bins of width
- * 2/255, with the outer bins reaching to -inf and +inf (Ho et al. 2020, eq. 13; improved-diffusion's
- * discretized_gaussian_log_likelihood, clamps at 1e-12 included). Elementwise, in nats.
- */
-export function discretizedGaussianLogLikelihood(x: Tensor, means: Tensor, logScales: Tensor | number): Tensor {
-  return tidy(() => {
-    if (x.shape.join() !== means.shape.join()) throw new ArgumentError(`discretizedGaussianLogLikelihood: x has shape [${x.shape.join(', ')}] but means has [${means.shape.join(', ')}]`);
-    const centered = x.sub(means);
-    const invStdv = typeof logScales === 'number' ? Math.exp(-logScales) : logScales.neg().exp();
-    const cdfPlus = approxStandardNormalCdf(centered.add(1 / 255).mul(invStdv));
-    const cdfMin = approxStandardNormalCdf(centered.sub(1 / 255).mul(invStdv));
-    const logCdfPlus = cdfPlus.clamp(1e-12, null).log();
-    const logOneMinusCdfMin = cdfMin.neg().add(1).clamp(1e-12, null).log();
-    const logCdfDelta = cdfPlus.sub(cdfMin).clamp(1e-12, null).log();
-    return where(x.lt(-0.999), logCdfPlus, where(x.gt(0.999), logOneMinusCdfMin, logCdfDelta));
-  });
-}
 
 /**
  * log sigma_t^2 of the reverse process p(x_{t-1} | x_t) per t, as improved-diffusion's fixed
@@ -62,6 +30,7 @@ export function reverseLogVariance(terms: ScheduleTerms, variance: Variance): Fl
     case 'posterior': return Float64Array.from(clipped);
     case 'beta': return Float64Array.from({ length: T }, (_, t) => (t === 0 ? clipped[0]! : Math.log(beta[t]!)));
     case 'notebook': return Float64Array.from({ length: T }, (_, t) => (t === 0 ? clipped[0]! : Math.log(beta[t - 1]!)));
+    case 'learned': return refuse('the learned variance is the model\'s output, one per element, not a fixed log variance per t (variationalBound reads it with learnVariance)');
     default: throw new ArgumentError(`nll: reverse variance must be one of ${VARIANCES.join(', ')}, got ${JSON.stringify(variance)}`);
   }
 }
@@ -71,8 +40,10 @@ export interface BoundOptions {
   model: ConditionalModelFn;
   diffusion: Diffusion;
   objective: Objective;
-  /** The reverse variance (default posterior, improved-diffusion's FIXED_SMALL). */
+  /** The reverse variance (default posterior, improved-diffusion's FIXED_SMALL; learned for a learned-variance model). */
   variance?: Variance;
+  /** The model's output has 2C channels, the second C its variance (--learn-variance): the mean is read from the first C. */
+  learnVariance?: boolean;
   /** Clamp x0_hat to [-1, 1] before the posterior mean (improved-diffusion's clip_denoised; default true). */
   clipDenoised?: boolean;
   /** Images per forward pass (default 256). */
@@ -116,8 +87,10 @@ function refuse(msg: string): never { throw new ArgumentError(`nll: ${msg}`); }
  */
 export function variationalBound(x0: Tensor, o: BoundOptions): BoundResult {
   const objective = checkObjective(o.objective);
-  const variance = o.variance ?? 'posterior';
+  const learnVariance = o.learnVariance ?? false;
+  const variance = o.variance ?? (learnVariance ? 'learned' : 'posterior');
   if (!(VARIANCES as readonly string[]).includes(variance)) refuse(`reverse variance must be one of ${VARIANCES.join(', ')}, got ${JSON.stringify(variance)}`);
+  if (variance === 'learned' && !learnVariance) refuse('variance learned needs a model trained with --learn-variance, and this one predicts no variance; use posterior, beta or notebook');
   const clip = o.clipDenoised ?? true;
   const d = o.diffusion;
   const terms = d.terms;
@@ -137,7 +110,7 @@ export function variationalBound(x0: Tensor, o: BoundOptions): BoundResult {
   const range = tidy(() => [x0.min().item(), x0.max().item()] as const);
   if (!(range[0] >= -1 && range[1] <= 1)) refuse(`images must lie in [-1, 1] (8-bit data scaled as x / 127.5 - 1), found values in [${range[0]}, ${range[1]}]`);
 
-  const logVar = reverseLogVariance(terms, variance);
+  const logVar = variance === 'learned' ? null : reverseLogVariance(terms, variance);
   const dims = c * h * w;
   const perImage = new Float64Array(n);
   const vb = new Float64Array(T);
@@ -166,17 +139,21 @@ export function variationalBound(x0: Tensor, o: BoundOptions): BoundResult {
             const noise = randnLike(x, o.generator); // (B, C, H, W) float64
             const { a, s } = d.coefs(t);
             const xt = x.mul(a).add(noise.mul(s));
-            const out = o.model(xt.float(), full([b], t, { dtype: 'int64' }), cond).double();
+            const raw = o.model(xt.float(), full([b], t, { dtype: 'int64' }), cond).double(); // (B, C or 2C, H, W)
+            if (raw.shape[1] !== (learnVariance ? 2 * c : c)) refuse(`the model's output at t=${t} has ${raw.shape[1]} channels, expected ${learnVariance ? `${2 * c} (the mean's ${c} and the learned variance's ${c})` : c}`);
+            const out = learnVariance ? raw.narrow(1, 0, c) : raw;
+            // p_mean_variance's LEARNED_RANGE: between log beta_t and the clipped log beta~_t, per element.
+            const lv: Tensor | number = logVar ? logVar[t]! : learnedLogVariance(raw.narrow(1, c, c), Math.log(terms.beta[t]!), terms.posteriorLogVarianceClipped[t]!);
             const pred = predictionsFromOutput(objective, out, xt, a, s);
             const x0Hat = clip ? pred.x0.clamp(-1, 1) : pred.x0;
             // The model's mean: the posterior mean at x0_hat (p_mean_variance for every fixed-variance model).
             const modelMean = x0Hat.mul(terms.posteriorMeanCoef1[t]!).add(xt.mul(terms.posteriorMeanCoef2[t]!));
             let bits: Tensor;
             if (t === 0) {
-              bits = discretizedGaussianLogLikelihood(x, modelMean, 0.5 * logVar[0]!).neg();
+              bits = discretizedGaussianLogLikelihood(x, modelMean, typeof lv === 'number' ? 0.5 * lv : lv.mul(0.5)).neg();
             } else {
               const trueMean = x.mul(terms.posteriorMeanCoef1[t]!).add(xt.mul(terms.posteriorMeanCoef2[t]!));
-              bits = normalKl(trueMean, terms.posteriorLogVarianceClipped[t]!, modelMean, logVar[t]!);
+              bits = normalKl(trueMean, terms.posteriorLogVarianceClipped[t]!, modelMean, lv);
             }
             // The noise consistent with x0_hat at x_t (calc_bpd_loop's _predict_eps_from_xstart); undefined where alphabar = 1.
             const epsHat = s > 0 ? xt.sub(x0Hat.mul(a)).div(s) : pred.eps;

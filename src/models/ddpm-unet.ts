@@ -30,6 +30,8 @@ export interface DdpmUNetConfig {
   groups: number;
   attnHeads: number;
   attnDimHead: number;
+  /** Output channels: imageChannels, or twice that when the second half predicts the variance (Nichol & Dhariwal 2021). */
+  outChannels?: number;
 }
 
 /** About 1.4M parameters: a few epochs of 28x28 Fashion-MNIST on a 2-core CPU. */
@@ -233,7 +235,7 @@ export class DdpmUNet extends Module {
       i === last ? new Conv2d(dOut, dIn, 3, { padding: 1 }) : new Sequential(new UpsampleNearest2x(), new Conv2d(dOut, dIn, 3, { padding: 1 })),
     ))));
     this.finalResBlock = this.registerModule('final_res_block', resnet(dim * 2, dim));
-    this.finalConv = this.registerModule('final_conv', new Conv2d(dim, imageChannels, 1));
+    this.finalConv = this.registerModule('final_conv', new Conv2d(dim, config.outChannels ?? imageChannels, 1));
   }
 
   /**
@@ -272,7 +274,7 @@ export class DdpmUNet extends Module {
       h = up;
     }
     h = this.#withSkip(this.finalResBlock, h, r, emb); // (B, dim, S, S)
-    const out = this.finalConv.forward(h); // (B, C, S, S)
+    const out = this.finalConv.forward(h); // (B, outChannels, S, S)
     h.dispose();
     return out;
   }

@@ -32,6 +32,8 @@ export interface Dli02Config {
   T: number;
   /** Classes of notebook 04's conditioning; 0 or absent = unconditional (the notebook 02 model, no c_embed modules). */
   numClasses?: number;
+  /** Output channels: imageChannels, or twice that when the second half predicts the variance (Nichol & Dhariwal 2021). */
+  outChannels?: number;
 }
 
 export const DLI02_DEFAULTS: Dli02Config = { imageChannels: 1, imageSize: 16, downChannels: [16, 32, 64], T: 150 };
@@ -129,7 +131,7 @@ export class Dli02UNet extends Module {
     this.up2 = this.registerModule('up2', new UpBlock(up[1], up[2]));
     this.out = this.registerModule('out', new Sequential(
       new Conv2d(up[2], up[2], 3, { stride: 1, padding: 1 }), new BatchNorm2d(up[2]), new ReLU(),
-      new Conv2d(up[2], c, 3, { stride: 1, padding: 1 }),
+      new Conv2d(up[2], config.outChannels ?? c, 3, { stride: 1, padding: 1 }),
     ));
     // After initialisation, so the values stay PyTorch's: channels-last weights make every
     // convolution run oneDNN's NHWC kernels. The notebook's model trained 1.2 times as fast so in
@@ -200,7 +202,7 @@ function unet(b: Blocks, T: number, x: Tensor, t: Tensor, c: Tensor | null): Ten
   const up1 = b.up1.forward(cat([in1.add(temb1), down2], 1)); // (B, 32, S/2, S/2)
   const in2 = c ? b.cEmbed2!.forward(c).mul(up1) : up1;
   const up2 = b.up2.forward(cat([in2.add(temb2), down1], 1)); // (B, 16, S, S)
-  return b.out.forward(up2); // (B, C, S, S)
+  return b.out.forward(up2); // (B, outChannels, S, S)
 }
 
 /** unet's wiring as ONNX nodes: t (B,) int64, c (B, numClasses) one-hot rows or null. */

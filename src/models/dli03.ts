@@ -26,6 +26,8 @@ export interface Dli03Config {
   /** GroupNorm group counts (the notebook calls them group sizes): 8 for the first and last blocks, 32 elsewhere. */
   smallGroupSize: number;
   bigGroupSize: number;
+  /** Output channels: imageChannels, or twice that when the second half predicts the variance (Nichol & Dhariwal 2021). */
+  outChannels?: number;
 }
 
 export const DLI03_DEFAULTS: Dli03Config = {
@@ -190,7 +192,7 @@ export class Dli03UNet extends Module {
     this.up2 = this.registerModule('up2', new UpBlock(up[1], up[2], big));
     this.out = this.registerModule('out', new Sequential(
       new Conv2d(2 * up[2], up[2], 3, { stride: 1, padding: 1 }), new GroupNorm(small, up[2]), new ReLU(),
-      new Conv2d(up[2], c, 3, { stride: 1, padding: 1 }),
+      new Conv2d(up[2], config.outChannels ?? c, 3, { stride: 1, padding: 1 }),
     ));
   }
 
@@ -219,7 +221,7 @@ export class Dli03UNet extends Module {
     const joined = cat([up2, down0], 1); // (B, 2 up[2], S, S)
     up2.dispose();
     down0.dispose();
-    const out = this.out.forward(joined); // (B, C, S, S)
+    const out = this.out.forward(joined); // (B, outChannels, S, S)
     joined.dispose();
     return out;
   }

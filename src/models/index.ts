@@ -74,21 +74,30 @@ export interface ModelConfig {
   T: number;
   /** Classes for class conditioning (Fashion-MNIST: 10); 0 or absent = unconditional. */
   numClasses?: number;
+  /**
+   * Learned reverse variances (Nichol & Dhariwal 2021, section 3.1): the output has 2C channels, the
+   * mean's C (eps, x0 or v) then C of v, which interpolates log beta_t and log beta~_t. Absent: false.
+   */
+  learnVariance?: boolean;
 }
+
+/** The channels of a model's output: C, or 2C with a learned variance. */
+export function outputChannels(c: Pick<ModelConfig, 'imageChannels' | 'learnVariance'>): number { return c.imageChannels * (c.learnVariance ? 2 : 1); }
 
 export function createModel(c: ModelConfig): DiffusionUNet {
   const numClasses = c.numClasses ?? 0;
+  const outChannels = outputChannels(c);
   switch (c.preset) {
     case 'dli02': {
-      const cfg: Dli02Config = { ...DLI02_DEFAULTS, imageChannels: c.imageChannels, imageSize: c.imageSize, T: c.T, numClasses };
+      const cfg: Dli02Config = { ...DLI02_DEFAULTS, imageChannels: c.imageChannels, imageSize: c.imageSize, T: c.T, numClasses, outChannels };
       return new Dli02UNet(cfg);
     }
     case 'dli03': {
-      const cfg: Dli03Config = { ...DLI03_DEFAULTS, imageChannels: c.imageChannels, imageSize: c.imageSize, T: c.T, numClasses };
+      const cfg: Dli03Config = { ...DLI03_DEFAULTS, imageChannels: c.imageChannels, imageSize: c.imageSize, T: c.T, numClasses, outChannels };
       return new Dli03UNet(cfg);
     }
     case 'ddpm': {
-      const cfg: DdpmUNetConfig = { ...DDPM_DEFAULTS, imageChannels: c.imageChannels, imageSize: c.imageSize, T: c.T, numClasses };
+      const cfg: DdpmUNetConfig = { ...DDPM_DEFAULTS, imageChannels: c.imageChannels, imageSize: c.imageSize, T: c.T, numClasses, outChannels };
       return new DdpmUNet(cfg);
     }
     default:

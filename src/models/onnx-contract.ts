@@ -9,6 +9,9 @@ export const ONNX_NAMES = {
   t: 't',
   /** int64 (B,), class-conditional models only: 0..numClasses-1, or -1 for no class. */
   classLabels: 'class_labels',
-  /** float32 (B, C, H, W), the network's output for its objective (eps, x0 or v). */
+  /**
+   * float32 (B, C, H, W), the network's output for its objective (eps, x0 or v); (B, 2C, H, W) for a
+   * learned-variance model (metadata learn_variance "true"): the C of the objective, then the C of v.
+   */
   output: 'prediction',
 } as const;

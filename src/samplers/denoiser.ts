@@ -4,7 +4,7 @@
 import { type Tensor, ArgumentError, cat, full, tensor, zeros, tidy } from '../tensor/index.js';
 import type { Diffusion } from '../diffusion/index.js';
 import type { Objective } from '../diffusion/objectives.js';
-import { type Prediction, type X0Processing, checkX0Processing, denoisedFrom, guidedCombine } from './prediction.js';
+import { type Prediction, type X0Processing, type LearnedChannels, checkX0Processing, denoisedFrom, guidedCombine } from './prediction.js';
 
 /**
  * A network's output for (x_t, t, c): t (B,) int64; c (B, numClasses) float one-hot rows, a zero row
@@ -34,6 +34,8 @@ export interface DenoiserOptions {
    * (notebook 04 shows w = -2 .. 2).
    */
   guidance?: number;
+  /** The model's output has 2C channels, the second C a learned variance (Prediction.v). */
+  learnVariance?: boolean;
 }
 
 export type Denoised = Prediction<Tensor>;
@@ -42,13 +44,13 @@ export type Denoised = Prediction<Tensor>;
 export type Denoise = (x: Tensor, t: number, c?: Tensor | null) => Denoised;
 
 /** The model's raw output at (x, t, c), guided when c is given and w != 0 (one batched forward). */
-export function guidedOutput(model: ConditionalModelFn, x: Tensor, t: number, c: Tensor | null, w: number): Tensor {
+export function guidedOutput(model: ConditionalModelFn, x: Tensor, t: number, c: Tensor | null, w: number, learned?: LearnedChannels<Tensor>): Tensor {
   return tidy(() => {
     const b = x.shape[0]!;
     if (c === null || w === 0) return model(x, full([b], t, { dtype: 'int64' }), c);
     // Notebook 04: double the batch, the second half with its class rows zeroed ("dropped"), one forward.
     const both = model(cat([x, x], 0), full([2 * b], t, { dtype: 'int64' }), cat([c, zeros(c.shape)], 0)); // (2B, C, H, W)
-    return guidedCombine(both, b, true, w);
+    return guidedCombine(both, b, true, w, learned);
   });
 }
 
@@ -59,6 +61,7 @@ export function makeDenoiser(o: DenoiserOptions): Denoise {
   if (!Number.isFinite(w)) throw new ArgumentError(`guidance weight must be a finite number, got ${w}`);
   return (x, t, c = null) => tidy(() => {
     o.diffusion.coefs(t); // refuses a t outside the schedule before the model runs
-    return denoisedFrom(o.diffusion.terms, o.objective, processing, guidedOutput(o.model, x, t, c, w), x, t);
+    const learned = o.learnVariance ? { channels: x.shape[1]!, cat } : undefined;
+    return denoisedFrom(o.diffusion.terms, o.objective, processing, guidedOutput(o.model, x, t, c, w, learned), x, t, o.learnVariance ?? false);
   });
 }

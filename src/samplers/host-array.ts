@@ -23,6 +23,11 @@ export class HostArray implements NdArray<HostArray> {
 
   get rank(): number { return this.shape.length; }
 
+  item(): number {
+    if (this.data.length !== 1) throw new ArgumentError(`HostArray.item: expected one element, got shape [${this.shape.join(', ')}]`);
+    return this.data[0]!;
+  }
+
   #map(f: (v: number) => number): HostArray {
     const out = new Float32Array(this.data.length);
     for (let i = 0; i < out.length; i++) out[i] = f(this.data[i]!);
@@ -76,6 +81,7 @@ export class HostArray implements NdArray<HostArray> {
   abs(): HostArray { return this.#map(Math.abs); }
   square(): HostArray { return this.#map((v) => v * v); }
   sqrt(): HostArray { return this.#map(Math.sqrt); }
+  exp(): HostArray { return this.#map(Math.exp); }
 
   clamp(min?: number | null, max?: number | null): HostArray {
     const lo = min ?? -Infinity;

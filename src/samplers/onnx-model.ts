@@ -3,7 +3,7 @@
 // objective, image shape, classes), the reverse process is reverse.ts's generator on host arrays with
 // Philox noise, and each model call is one session.run. The ONNX file contract: inputs x_t float32
 // (B, C, H, W), t int64 (B), and for class-conditional models class_labels int64 (B) with -1 for
-// "no class"; output `prediction` (B, C, H, W). Nothing here imports an engine: the caller passes
+// "no class"; output `prediction` (B, C, H, W), or (B, 2C, H, W) with a learned variance. Nothing here imports an engine: the caller passes
 // its session and its Tensor class, so Node and the browser bundle only their own runtime.
 import protobuf from 'protobufjs/minimal.js';
 import { ArgumentError } from '../tensor/check.js';
@@ -50,7 +50,7 @@ export function readOnnxMetadata(bytes: Uint8Array, source: string): Record<stri
 
 /** The part of a run's config.json (ddpm_ts.run_config) that sampling reads. */
 export interface ExportedRunConfig {
-  model: { preset?: string; imageChannels: number; imageSize: number; numClasses?: number };
+  model: { preset?: string; imageChannels: number; imageSize: number; numClasses?: number; learnVariance?: boolean };
   schedule: ScheduleConfig;
   objective?: Objective;
 }
@@ -61,6 +61,8 @@ export interface OnnxModelInfo {
   terms: ScheduleTerms;
   objective: Objective;
   numClasses: number;
+  /** The output has 2C channels, the second C a learned variance (a run trained with --learn-variance). */
+  learnVariance: boolean;
   channels: number;
   imageSize: number;
   /** The metadata as written, for display. */
@@ -86,7 +88,9 @@ export function onnxModelInfo(metadata: Record<string, string>, source: string):
   if (!schedule) throw new ArgumentError(`${source}: ddpm_ts.run_config has no schedule; re-export the model`);
   const terms = makeSchedule(schedule);
   const numClasses = m.numClasses ?? 0;
-  return { config, terms, objective: checkObjective(config.objective ?? 'eps'), numClasses, channels: m.imageChannels, imageSize: m.imageSize, metadata };
+  const learnVariance = m.learnVariance ?? false;
+  if (typeof learnVariance !== 'boolean') throw new ArgumentError(`${source}: ddpm_ts.run_config's model.learnVariance must be true or false, got ${JSON.stringify(learnVariance)}; re-export the model`);
+  return { config, terms, objective: checkObjective(config.objective ?? 'eps'), numClasses, learnVariance, channels: m.imageChannels, imageSize: m.imageSize, metadata };
 }
 
 /** The part of onnxruntime-common's Tensor and InferenceSession this file uses (node and web both provide it). */
@@ -121,6 +125,7 @@ export async function sampleOnnx(session: OrtSessionLike, Tensor: OrtTensorCtor,
     ...rest, diffusion: { T: info.terms.T, terms: info.terms }, objective: info.objective, shape,
     x0Processing: rest.x0Processing ?? (info.objective === 'eps' ? 'none' : 'clip'),
     ...(info.numClasses > 0 ? { numClasses: info.numClasses } : {}),
+    ...(info.learnVariance ? { learnVariance: true } : {}),
   });
   const conditional = info.numClasses > 0;
   if (conditional && !session.inputNames.includes('class_labels')) throw new ArgumentError(`the model's config has ${info.numClasses} classes, but the graph has no class_labels input (inputs: ${session.inputNames.join(', ')}); re-export it`);

@@ -34,7 +34,7 @@ export const SAMPLER_OPTIONS = {
   steps: option({ name: 'steps', flag: '--steps <k>', help: 'model timesteps K <= T', defaultHelp: "the run's own for its sampler; else T for ddpm and pc, 50 for ddim, 20 for dpmpp2m, at most T", schema: STEPS }),
   eta: option({ name: 'eta', flag: '--eta <x>', help: 'ddim only: noise of each step, 0 (deterministic) .. 1 (DDPM-like)', defaultHelp: '0', schema: ETA }),
   spacing: option({ name: 'spacing', flag: '--spacing <kind>', help: `ddpm, ddim, pc: which K timesteps, ${SPACINGS.join(', ')}`, defaultHelp: 'linspace; trailing for ddim', schema: z.enum(SPACINGS) }),
-  variance: option({ name: 'variance', flag: '--variance <kind>', help: `ddpm and pc: reverse variance, ${VARIANCES.join(', ')} (notebook: beta_{t-1}, as the course notebook)`, defaultHelp: "the run's own for its sampler; else notebook for ddpm, beta for pc", schema: z.enum(VARIANCES) }),
+  variance: option({ name: 'variance', flag: '--variance <kind>', help: `ddpm and pc: reverse variance, ${VARIANCES.join(', ')} (notebook: beta_{t-1}, as the course notebook; learned: the model's own, runs trained with --learn-variance)`, defaultHelp: "the run's own for its sampler; else learned for a --learn-variance run, notebook for ddpm, beta for pc", schema: z.enum(VARIANCES) }),
   x0Processing: option({ name: 'x0Processing', flag: '--clip <kind>', help: `x0 processing: ${X0_PROCESSINGS.join(', ')} (dynamic: Imagen's thresholding)`, defaultHelp: 'none for eps models, clip for x0 and v', schema: z.enum(X0_PROCESSINGS) }),
   guidance: option({ name: 'guidance', flag: '--guidance <w>', help: 'classifier-free guidance weight w, (1 + w) cond - w uncond (class-conditional runs)', defaultHelp: '0', schema: z.number() }),
   classifierScale: option({ name: 'classifierScale', flag: '--classifier-scale <s>', help: 'classifier guidance scale s (Dhariwal & Nichol 2021): eps - s sqrt(1 - alphabar_t) grad log p(y | x_t), with --classifier', defaultHelp: '1', schema: z.number() }),
@@ -71,8 +71,30 @@ export function defaultSteps(sampler: SamplerName, T: number): number {
  */
 export function defaultSpacing(sampler: SamplerName): Spacing { return sampler === 'ddim' ? 'trailing' : 'linspace'; }
 
-/** The reverse variance when none is asked for: the notebook's for ddpm; Song et al.'s ancestral predictor (beta_t) for pc. */
-export function defaultVariance(sampler: SamplerName): Variance { return sampler === 'pc' ? 'beta' : 'notebook'; }
+/**
+ * The reverse variance when none is asked for: the model's own when it learned one (Nichol & Dhariwal
+ * 2021); else the notebook's for ddpm, and Song et al.'s ancestral predictor (beta_t) for pc.
+ */
+export function defaultVariance(sampler: SamplerName, learnVariance = false): Variance {
+  if (learnVariance) return 'learned';
+  return sampler === 'pc' ? 'beta' : 'notebook';
+}
+
+/**
+ * What a sampler does with a learned variance, in words for a note, or null where it uses it. ddpm
+ * and pc have a reverse variance, the ancestral step's sigma_t, which the model learned (pc's Langevin
+ * corrector steps by its snr, not by a variance). DDIM's sigma is eta's (Song et al. 2021, eq. 16),
+ * a free choice of its non-Markovian process rather than the variance of the Markovian reverse step
+ * Sigma_theta was trained for, and improved-diffusion's ddim_sample ignores the model's variance too;
+ * DPM-Solver++ solves the probability-flow ODE, which has none.
+ */
+export function learnedVarianceNote(sampler: SamplerName, eta = 0): string | null {
+  switch (sampler) {
+    case 'ddim': return `ddim reads only the mean channels of this learned-variance model: its noise is eta's (${eta}; Song et al. 2021, eq. 16), not the learned Sigma; --sampler ddpm or pc uses it`;
+    case 'dpmpp2m': return 'dpmpp2m reads only the mean channels of this learned-variance model (it solves the ODE, which has no variance); --sampler ddpm or pc uses it';
+    default: return null;
+  }
+}
 
 /**
  * x0 processing for a run's sampler when none is asked for: none for eps models, which keeps the
@@ -87,6 +109,8 @@ export interface RunSampling {
   T: number;
   objective: Objective;
   grid: { sampler?: SamplerName; steps?: number; variance?: Variance };
+  /** The model learned its variance (--learn-variance): ddpm and pc default to it. */
+  learnVariance?: boolean;
 }
 
 /** Every sampler option's default for a run, with `sampler` chosen (absent: the run's own). */
@@ -118,7 +142,7 @@ export function samplerDefaults(run: RunSampling, sampler?: SamplerName): Sample
     steps: Math.min(same && run.grid.steps !== undefined ? run.grid.steps : defaultSteps(s, run.T), run.T),
     eta: s === 'ddim' ? 0 : null,
     spacing: s === 'dpmpp2m' ? null : defaultSpacing(s),
-    variance: ancestral ? (same && run.grid.variance !== undefined ? run.grid.variance : defaultVariance(s)) : null,
+    variance: ancestral ? (same && run.grid.variance !== undefined ? run.grid.variance : defaultVariance(s, run.learnVariance)) : null,
     x0Processing: defaultX0Processing(run.objective),
     guidance: 0,
     correctorSteps: s === 'pc' ? 1 : null,

@@ -71,13 +71,16 @@ export function guidedCall<A extends NdArray<A>>(ops: ArrayOps<A>, x: A, t: numb
 }
 
 /** The guided output from the call's output: (1 + w) out(x, c) - w out(x, no class) when guiding. */
-export function guidedCombine<A extends NdArray<A>>(out: A, batch: number, guided: boolean, w: number): A {
+export function guidedCombine<A extends NdArray<A>>(out: A, batch: number, guided: boolean, w: number, learned?: LearnedChannels<A>): A {
   if (!guided) return out;
   return tidy(() => {
     const cond = out.narrow(0, 0, batch);
     const uncond = out.narrow(0, batch, batch);
     // Guidance on the raw output is exact for every objective: eps and x0 are affine in it for fixed x_t.
-    return cond.mul(1 + w).sub(uncond.mul(w));
+    if (!learned) return cond.mul(1 + w).sub(uncond.mul(w));
+    // A learned variance is not guided: the conditional model's own, as GLIDE's guided sampler (Nichol et al. 2022) keeps it.
+    const c = learned.channels;
+    return learned.cat([cond.narrow(1, 0, c).mul(1 + w).sub(uncond.narrow(1, 0, c).mul(w)), cond.narrow(1, c, c)], 1);
   });
 }
 
@@ -108,6 +111,12 @@ export function classifierGuidedEps<A extends NdArray<A>>(eps: A, gradLogProb: A
   return tidy(() => eps.sub(gradLogProb.mul(scale * sigma)));
 }
 
+/** For a model with a learned variance: its image channels C (the output has 2C) and the engine's cat. */
+export interface LearnedChannels<A> {
+  channels: number;
+  cat(parts: A[], dim: number): A;
+}
+
 /** What the model predicts at (x_t, t): the raw (guided) output and both predictions it implies. */
 export interface Prediction<A> {
   /** The model output after guidance, before any x_0 processing. */
@@ -116,28 +125,41 @@ export interface Prediction<A> {
   eps: A;
   /** x0_hat after processing. */
   x0: A;
+  /** A learned-variance model's v (B, C, H, W), its second C output channels (diffusion/variance.ts). */
+  v?: A;
 }
 
 /**
- * The guided output `out` at (x, t) read as both predictions, with x0_hat processed. With `classifier`
- * (grad log p_phi(y | x_t) and its scale), eps_hat is classifier-guided (classifierGuidedEps) after any
- * classifier-free guidance of `out`, and x0_hat is the one that guided eps implies at x_t.
+ * The guided output `out` at (x, t) read as both predictions, with x0_hat processed. With
+ * `learnVariance` the output has 2C channels: the first C are read for the objective, the second C are v.
+ * With `classifier` (grad log p_phi(y | x_t) and its scale), eps_hat is classifier-guided
+ * (classifierGuidedEps) after any classifier-free guidance of `out`, and x0_hat is the one that guided
+ * eps implies at x_t.
  */
 export function denoisedFrom<A extends NdArray<A>>(
-  terms: ScheduleTerms, objective: Objective, processing: X0Processing, out: A, x: A, t: number, classifier?: { grad: A; scale: number } | null,
+  terms: ScheduleTerms, objective: Objective, processing: X0Processing, out: A, x: A, t: number, learnVariance = false, classifier?: { grad: A; scale: number } | null,
 ): Prediction<A> {
-  if (out.shape.join() !== x.shape.join()) throw new ArgumentError(`denoiser: the model's output at t=${t} has shape [${out.shape.join(', ')}], expected x's [${x.shape.join(', ')}]`);
+  const c = x.shape[1]!;
+  const want = [x.shape[0]!, learnVariance ? 2 * c : c, ...x.shape.slice(2)];
+  if (out.shape.join() !== want.join()) {
+    const shape = `denoiser: the model's output at t=${t} has shape [${out.shape.join(', ')}]`;
+    if (learnVariance) throw new ArgumentError(`${shape}, expected [${want.join(', ')}] (${c} channels of the mean and ${c} of the learned variance)`);
+    const hint = out.shape[1] === 2 * c ? '; a 2C output is a learned-variance model: sample it with learnVariance (its run\'s model.learnVariance)' : '';
+    throw new ArgumentError(`${shape}, expected x's [${want.join(', ')}]${hint}`);
+  }
   return tidy(() => {
     const { a, s } = coefsAt(terms, t);
-    let { eps, x0 } = predictionsFromOutput(objective, out, x, a, s);
+    const mean = learnVariance ? out.narrow(1, 0, c) : out;
+    const v = learnVariance ? { v: out.narrow(1, c, c) } : {};
+    let { eps, x0 } = predictionsFromOutput(objective, mean, x, a, s);
     if (classifier) {
       eps = classifierGuidedEps(eps, classifier.grad, classifier.scale, s);
       // Where alphabar = 0 (zero terminal SNR) x_t holds nothing of x_0 and the model's x0_hat stands.
       if (a > 0) x0 = x0FromEps(x, eps, a, s);
     }
-    if (processing === 'none') return { out, eps, x0 };
+    if (processing === 'none') return { out, eps, x0, ...v };
     // lucidrains' rederive_pred_noise: the noise consistent with the processed x0 at this x_t.
     const x0p = processX0(x0, processing);
-    return { out, eps: epsFromX0(x, x0p, a, s), x0: x0p };
+    return { out, eps: epsFromX0(x, x0p, a, s), x0: x0p, ...v };
   });
 }

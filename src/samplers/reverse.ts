@@ -40,9 +40,11 @@ export function* reverseProcess<A extends NdArray<A>>(o: ReverseOptions<A>): Rev
   const plan = planSteps({ terms }, r.timesteps);
   const noise = (like: A): A => ops.randnLike(like);
   // Today's arithmetic, bit for bit, for the notebook's case (eps model, every step, no clipping).
-  const notebookForm = r.objective === 'eps' && r.x0Processing === 'none' && r.steps === terms.T;
-  const predictorStep = (p: PlannedStep, x: A, eps: A, x0: A): { x: A; mean: A; sigma: number } => (
-    notebookForm ? ddpmStep({ terms }, eps, x, p.t, r.variance!, noise) : ancestralStep(p, x, x0, r.variance!, noise));
+  const notebookForm = r.objective === 'eps' && r.x0Processing === 'none' && r.steps === terms.T && r.variance !== 'learned';
+  const predictorStep = (p: PlannedStep, x: A, den: Prediction<A>): { x: A; mean: A; sigma: number } => (
+    notebookForm ? ddpmStep({ terms }, den.eps, x, p.t, r.variance!, noise) : ancestralStep(p, x, den.x0, r.variance!, noise, den.v));
+  // A learned variance's channels (the model's second C); DDIM and DPM-Solver++ read only the mean's.
+  const learned = r.learnVariance ? { channels: c, cat: (parts: A[], dim: number): A => ops.cat(parts, dim) } : undefined;
 
   const clf = o.classifier && o.classifier.scale !== 0 ? o.classifier : null;
 
@@ -58,8 +60,8 @@ export function* reverseProcess<A extends NdArray<A>>(o: ReverseOptions<A>): Rev
       held.add(grad);
       guide = { grad, scale: clf.scale };
     }
-    const den = ops.scope(() => denoisedFrom(terms, r.objective, r.x0Processing, guidedCombine(raw, x.shape[0]!, call.labels !== labels, r.guidance), x, t, guide));
-    for (const a of [den.out, den.eps, den.x0]) held.add(ops.keep(a));
+    const den = ops.scope(() => denoisedFrom(terms, r.objective, r.x0Processing, guidedCombine(raw, x.shape[0]!, call.labels !== labels, r.guidance, learned), x, t, r.learnVariance, guide));
+    for (const a of [den.out, den.eps, den.x0, ...(den.v ? [den.v] : [])]) held.add(ops.keep(a));
     return den;
   }
 
@@ -81,7 +83,7 @@ export function* reverseProcess<A extends NdArray<A>>(o: ReverseOptions<A>): Rev
             const den = yield* denoise(x, p.t, labels, targets, held);
             let step: { x: A; mean: A; sigma: number };
             switch (r.sampler) {
-              case 'ddpm': step = ops.scope(() => predictorStep(p, x, den.eps, den.x0)); break;
+              case 'ddpm': step = ops.scope(() => predictorStep(p, x, den)); break;
               case 'ddim': step = ops.scope(() => ddimStep(p, den.eps, den.x0, r.eta, noise)); break;
               case 'dpmpp2m': {
                 const y = ops.scope(() => dpmSolver2mStep(p, x, den.x0, lastX0, index > 0 ? plan[index - 1]!.abT : null).x);
@@ -89,7 +91,7 @@ export function* reverseProcess<A extends NdArray<A>>(o: ReverseOptions<A>): Rev
                 break;
               }
               case 'pc': {
-                step = ops.scope(() => predictorStep(p, x, den.eps, den.x0));
+                step = ops.scope(() => predictorStep(p, x, den));
                 if (p.tPrev >= 0) {
                   hold(step.x);
                   // Langevin at the new level tPrev, whose alpha is 1 - beta' there: alphabar_tPrev / alphabar_next.

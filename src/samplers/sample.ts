@@ -32,8 +32,13 @@ export interface SamplerOptions {
   eta?: number;
   /** ddim, ddpm and pc: which K timesteps (default: defaultSpacing). */
   spacing?: Spacing;
-  /** ddpm and pc: the reverse variance (default: defaultVariance). */
+  /** ddpm and pc: the reverse variance (default: defaultVariance; learned for a learned-variance model). */
   variance?: Variance;
+  /**
+   * The model's output has 2C channels, the second C a learned variance (a run trained with
+   * --learn-variance). ddpm and pc use it as their variance by default; ddim and dpmpp2m read only the mean.
+   */
+  learnVariance?: boolean;
   /** Clip or threshold x0_hat (default none). */
   x0Processing?: X0Processing;
   /** Classes the model is conditioned on (0 or absent: unconditional). */
@@ -76,6 +81,7 @@ export interface ResolvedSampling {
   eta: number;
   spacing: Spacing | null;
   variance: Variance | null;
+  learnVariance: boolean;
   x0Processing: X0Processing;
   numClasses: number;
   guidance: number;
@@ -113,7 +119,12 @@ export function resolveSampling(o: SamplingChoice): ResolvedSampling {
   const spacing = sampler === 'dpmpp2m' ? null : o.spacing ?? defaultSpacing(sampler);
   if (o.variance !== undefined && (sampler === 'ddim' || sampler === 'dpmpp2m')) refuse(`variance applies to ddpm and pc only (${sampler}'s noise is ${sampler === 'ddim' ? 'set by eta' : 'zero: it solves the ODE'}), got ${JSON.stringify(o.variance)}`);
   if (o.variance !== undefined) checkDeclared(O.variance, o.variance, 'variance');
-  const variance = sampler === 'ddpm' || sampler === 'pc' ? o.variance ?? defaultVariance(sampler) : null;
+  const learnVariance = o.learnVariance ?? false;
+  if (typeof learnVariance !== 'boolean') refuse(`learnVariance must be true or false, got ${JSON.stringify(learnVariance)}`);
+  if (o.variance === 'learned' && !learnVariance) {
+    refuse('variance learned needs a model trained with --learn-variance (its output has 2C channels, the second C the variance), and this one predicts no variance; use notebook, beta or posterior');
+  }
+  const variance = sampler === 'ddpm' || sampler === 'pc' ? o.variance ?? defaultVariance(sampler, learnVariance) : null;
   if ((o.correctorSteps !== undefined || o.snr !== undefined) && sampler !== 'pc') refuse(`correctorSteps and snr apply to pc only, not ${sampler}`);
   const correctorSteps = o.correctorSteps ?? 1;
   const snr = o.snr ?? DEFAULT_SNR;
@@ -148,5 +159,5 @@ export function resolveSampling(o: SamplingChoice): ResolvedSampling {
   if (objective === 'eps' && o.diffusion.terms.alphaBar[timesteps[0]!] === 0) {
     refuse(`the eps objective cannot sample from t = ${timesteps[0]}, where alphabar = 0 (a zero-terminal-SNR schedule): x0 = (x_t - sqrt(1 - alphabar) eps) / sqrt(alphabar) divides by 0 there; use a v or x0 model`);
   }
-  return { sampler, objective, steps, timesteps, eta, spacing, variance, x0Processing, numClasses, guidance, correctorSteps, snr, batchSize };
+  return { sampler, objective, steps, timesteps, eta, spacing, variance, learnVariance, x0Processing, numClasses, guidance, correctorSteps, snr, batchSize };
 }

@@ -4,7 +4,7 @@
 // trajectory GIF. The sampling loop is synchronous, so a stop is a kill (nothing is saved).
 import { Generator, configureRuntime, keep, randn, setNumThreads, type Tensor } from '../tensor/index.js';
 import { loadRun } from '../train/checkpoint.js';
-import { runObjective } from '../train/config.js';
+import { runObjective, runLearnVariance } from '../train/config.js';
 import { openClassifier } from '../train/classifier.js';
 import { inferencePredictor } from '../models/index.js';
 import { assertFinite, defaultX0Processing, sample, interpolateLatents, spacedTimesteps, defaultSpacing } from '../samplers/index.js';
@@ -95,6 +95,7 @@ async function run(input: GenerateJobInput): Promise<void> {
       x0Processing: defaultX0Processing(objective), generator: gen, xT,
       ...(input.eta !== undefined ? { eta: input.eta } : {}),
       ...(input.variance !== undefined ? { variance: input.variance } : {}),
+      ...(runLearnVariance(config) ? { learnVariance: true } : {}),
       ...(input.labels && conditional ? { numClasses: config.model.numClasses ?? 0, labels: input.labels, guidance: input.guidance ?? 0 } : {}),
       ...(clf && input.labels ? { classifier: clf.guidance(input.labels) } : {}),
       onStep: (st) => {

@@ -3,7 +3,7 @@
 // here, on the server, so a bad combination is a 400 before any process starts.
 import path from 'node:path';
 import { existsSync } from 'node:fs';
-import { presetDefaults, checkRunConfig, runNumClasses, runObjective, runSampling, type RunConfig } from '../train/config.js';
+import { presetDefaults, checkRunConfig, runNumClasses, runObjective, runSampling, runLearnVariance, type RunConfig } from '../train/config.js';
 import { createModel } from '../models/index.js';
 import { Diffusion, makeSchedule, scheduleLength, scheduleOfKind } from '../diffusion/index.js';
 import * as z from 'zod';
@@ -132,7 +132,7 @@ export function parseGenerateRequest(body: Record<string, unknown>, runsDir: str
   try {
     asBadRequest(undefined, () => resolveSampling({
       model: () => { throw new Error('not called'); }, diffusion: d, objective: runObjective(config), shape: [count, c, s, s], sampler, steps,
-      ...(def.variance !== null ? { variance: def.variance } : {}),
+      ...(def.variance !== null ? { variance: def.variance } : {}), ...(runLearnVariance(config) ? { learnVariance: true } : {}),
       ...(eta !== undefined ? { eta } : {}), ...(labels && numClasses > 0 ? { numClasses, labels } : {}), ...(guidance !== undefined ? { guidance } : {}),
       ...(clf && labels ? { classifier: { scale: clf.scale, numClasses: clf.numClasses, labels } } : {}),
     }));

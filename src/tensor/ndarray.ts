@@ -14,6 +14,7 @@ export interface NdArray<A> {
   abs(): A;
   square(): A;
   sqrt(): A;
+  exp(): A;
   clamp(min?: number | null, max?: number | null): A;
   maximum(other: A): A;
   minimum(other: A): A;
@@ -24,4 +25,6 @@ export interface NdArray<A> {
   quantile(q: number, dim: number): A;
   narrow(dim: number, start: number, length: number): A;
   clone(): A;
+  /** The value of a one-element array. */
+  item(): number;
 }

@@ -105,8 +105,10 @@ export function runSampling(c: RunConfig, step?: number | null): RunSampling {
   const { sampler, variance } = c.samples;
   const d = c.distill;
   const steps = d && step ? d.rounds[Math.min(Math.floor((step - 1) / d.iterations), d.rounds.length - 1)] : c.samples.steps;
-  return { T: c.model.T, objective: runObjective(c), grid: { ...(sampler ? { sampler } : {}), ...(steps !== undefined ? { steps } : {}), variance } };
+  return { T: c.model.T, objective: runObjective(c), grid: { ...(sampler ? { sampler } : {}), ...(steps !== undefined ? { steps } : {}), variance }, learnVariance: runLearnVariance(c) };
 }
+/** Whether a run's model learned its reverse variance (--learn-variance; absent in older runs: no). */
+export function runLearnVariance(c: RunConfig): boolean { return c.model.learnVariance ?? false; }
 /** The number of classes a run's model is conditioned on (0: unconditional). */
 export function runNumClasses(c: RunConfig): number { return c.model.numClasses ?? 0; }
 
@@ -172,6 +174,9 @@ export function checkRunConfig(c: RunConfig): void {
   const objective = runObjective(c);
   if (c.schedule.zeroTerminalSnr && objective === 'eps') {
     fail('a zero-terminal-SNR schedule cannot be trained with the eps objective: at t = T-1 the image is pure noise, so x_0 cannot be recovered from a noise prediction (Lin et al. 2023); use --objective v (or x0)');
+  }
+  if (c.samples.variance === 'learned' && !runLearnVariance(c)) {
+    fail('samples.variance is learned, but model.learnVariance is not set: only a model trained with --learn-variance predicts a variance; use notebook, beta or posterior');
   }
   const t = c.train;
   const prob = t.condDropProb ?? 0.1;

@@ -7,7 +7,7 @@ import { encodeOnnx } from '../io/onnx.js';
 import { RunFolder } from '../io/run.js';
 import { modelToOnnx, type OnnxExportOptions } from '../models/onnx-export.js';
 import { loadRun } from './checkpoint.js';
-import { runNumClasses, runObjective, type RunConfig } from './config.js';
+import { runNumClasses, runObjective, runLearnVariance, type RunConfig } from './config.js';
 import { ONNX_FORMAT } from '../samplers/onnx-model.js';
 
 
@@ -34,6 +34,7 @@ export function onnxMetadata(config: RunConfig, configText: string, o: { ema: bo
     image_size: String(config.model.imageSize),
     channels: String(config.model.imageChannels),
     num_classes: String(runNumClasses(config)),
+    learn_variance: String(runLearnVariance(config)),
     objective: runObjective(config),
     timesteps: String(config.model.T),
     schedule: JSON.stringify(config.schedule),

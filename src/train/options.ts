@@ -63,6 +63,10 @@ export const TRAIN_OPTIONS = {
   lossWeight: trainOption({ scope: 'run', name: 'lossWeight', flag: '--loss-weight <kind>', help: `loss weighting: ${LOSS_WEIGHTINGS.join(', ')}`, schema: z.enum(LOSS_WEIGHTINGS), config: (c) => c.loss?.weighting ?? 'simple' }),
   minSnrGamma: trainOption({ scope: 'run', name: 'minSnrGamma', flag: '--min-snr-gamma <x>', help: 'gamma of min-SNR weighting (Hang et al. 2023)', schema: z.number().gt(0), config: (c) => c.loss?.minSnrGamma ?? 5 }),
   offsetNoise: trainOption({ scope: 'run', name: 'offsetNoise', flag: '--offset-noise <x>', help: 'offset-noise strength, 0 for off', schema: unit, config: (c) => c.loss?.offsetNoise ?? 0 }),
+  learnVariance: trainOption({
+    scope: 'run', name: 'learnVariance', flag: '--learn-variance', schema: z.boolean(), config: (c) => c.model.learnVariance ?? false,
+    help: "learn the reverse variance (Nichol & Dhariwal 2021): the U-Net's output channels double, the loss becomes L_simple + 0.001 L_vlb, and ddpm/pc sampling and eval --nll use the learned variance",
+  }),
   emaDecay: trainOption({ scope: 'run', name: 'emaDecay', flag: '--ema-decay <x>', help: 'EMA decay of the weights, 0 for none; sampling uses the EMA', schema: unit, config: (c) => c.train.emaDecay ?? 0 }),
   lrSchedule: trainOption({ scope: 'run', name: 'lrSchedule', flag: '--lr-schedule <kind>', help: 'learning rate after warm-up: constant or cosine', schema: z.enum(LR_SCHEDULES), config: (c) => c.train.lrSchedule?.kind ?? 'constant' }),
   warmupSteps: trainOption({ scope: 'run', name: 'warmupSteps', flag: '--warmup-steps <n>', help: 'linear learning-rate warm-up steps', schema: nonNegativeInt, config: (c) => c.train.lrSchedule?.warmupSteps ?? 0 }),
@@ -117,7 +121,7 @@ export const DISTILL_CONFIG_SCHEMA = z.looseObject({
 });
 export const RUN_CONFIG_SCHEMA = z.looseObject({
   version: z.literal(1),
-  model: z.looseObject({ preset: z.enum(PRESETS), imageChannels: T.channels.schema, imageSize: T.imageSize.schema, T: T.timesteps.schema, numClasses: nonNegativeInt.optional() }),
+  model: z.looseObject({ preset: z.enum(PRESETS), imageChannels: T.channels.schema, imageSize: T.imageSize.schema, T: T.timesteps.schema, numClasses: nonNegativeInt.optional(), learnVariance: T.learnVariance.schema.optional() }),
   schedule: z.looseObject({ kind: z.enum(SCHEDULES), zeroTerminalSnr: z.boolean().optional() }),
   objective: T.objective.schema.optional(),
   loss: z.looseObject({ weighting: T.lossWeight.schema, minSnrGamma: T.minSnrGamma.schema, offsetNoise: T.offsetNoise.schema }).optional(),

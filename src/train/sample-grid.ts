@@ -5,7 +5,7 @@ import { Generator, type Tensor, type Device } from '../tensor/index.js';
 import type { Diffusion } from '../diffusion/index.js';
 import { inferencePredictor, type DiffusionUNet } from '../models/index.js';
 import { sample, modelOn, defaultX0Processing, resolveSampling, type SamplerOptions } from '../samplers/index.js';
-import { runObjective, runNumClasses, type RunConfig } from './config.js';
+import { runObjective, runNumClasses, runLearnVariance, type RunConfig } from './config.js';
 
 /** The sampler options of a run's grids (without the model), checked by the samplers' own validation. */
 export function gridSampling(diffusion: Diffusion, config: RunConfig): Omit<SamplerOptions, 'model'> & { nrow: number } {
@@ -23,6 +23,7 @@ export function gridSampling(diffusion: Diffusion, config: RunConfig): Omit<Samp
     sampler,
     ...(steps !== undefined ? { steps } : {}),
     ...(sampler === 'ddpm' || sampler === 'pc' ? { variance } : {}),
+    ...(runLearnVariance(config) ? { learnVariance: true } : {}),
     // As `ddpm sample`: none for eps (the notebook), clip to [-1, 1] for x0 and v.
     x0Processing: defaultX0Processing(objective),
     ...(k > 0 ? { numClasses: k, labels: Array.from({ length: n }, (_, i) => Math.floor(i / perRow)) } : {}),

@@ -20,7 +20,7 @@ import { RunFolder } from '../io/run.js';
 import { writePng } from '../io/png.js';
 import { tensorGrid } from '../viz/tensor-grid.js';
 import { type ProcessGroup, GradientAverager, broadcastCoalesced } from '../distributed/index.js';
-import { checkRunConfig, runObjective, runNumClasses, type RunConfig } from './config.js';
+import { checkRunConfig, runObjective, runNumClasses, runLearnVariance, type RunConfig } from './config.js';
 import { checkpointFiles, restoreTraining } from './checkpoint.js';
 import { EMA } from './ema.js';
 import { lrAt, validateLrSchedule, type LrSchedule } from './lr-schedule.js';
@@ -151,6 +151,8 @@ export interface StepSettings {
   objective: ReturnType<typeof runObjective>;
   loss: NonNullable<RunConfig['loss']>;
   numClasses: number;
+  /** The hybrid loss of a learned-variance model (Nichol & Dhariwal 2021). */
+  learnVariance: boolean;
   condDropProb: number;
   gradClip: number;
   baseLr: number;
@@ -165,6 +167,7 @@ export function stepSettings(config: RunConfig, totalSteps: number): StepSetting
     objective: runObjective(config),
     loss: config.loss ?? { weighting: 'simple', minSnrGamma: 5, offsetNoise: 0 },
     numClasses: runNumClasses(config),
+    learnVariance: runLearnVariance(config),
     condDropProb: config.train.condDropProb ?? 0.1,
     gradClip: config.train.gradClip ?? 0,
     baseLr: config.train.lr,
@@ -190,7 +193,7 @@ export const DENOISING: TrainingTask<DiffusionUNet> = {
     const c = classInput(s, batch, o);
     return diffusionLoss(diffusion, (xt, t) => s.model.forward(xt, t, c), batch.x0, {
       objective: o.objective, weighting: o.loss.weighting, minSnrGamma: o.loss.minSnrGamma, offsetNoise: o.loss.offsetNoise, generator: s.noiseGen,
-      ...(share ? { share } : {}),
+      ...(share ? { share } : {}), ...(o.learnVariance ? { learnVariance: true } : {}),
     });
   },
   sampleGrid: { check: checkGridSampling, write: writeSampleGrid },

@@ -17,6 +17,8 @@ export interface DenoiseOptions {
   variance?: Variance;
   x0Processing?: X0Processing;
   seed?: number;
+  /** The model learned its variance (--learn-variance): its output has 2C channels. */
+  learnVariance?: boolean;
 }
 
 /** One start level t: the three pictures (N*C*H*W values each) and their mean squared error to x_0. */
@@ -46,14 +48,16 @@ export function denoiseFrom(o: DenoiseOptions): DenoiseRow[] {
     }
   }
   const gen = new Generator(o.seed ?? 0);
-  const denoise = makeDenoiser({ model: o.model, diffusion: d, objective: o.objective, x0Processing: o.x0Processing ?? 'none' });
+  const denoise = makeDenoiser({ model: o.model, diffusion: d, objective: o.objective, x0Processing: o.x0Processing ?? 'none', learnVariance: o.learnVariance ?? false });
   const n = o.x0.shape[0]!;
   return noGrad(() => o.ts.map((t) => tidy(() => {
     const xt = d.qSample(o.x0, full([n], t, { dtype: 'int64' }), undefined, gen).xt; // (N, C, H, W)
-    const x0Hat = denoise(xt, t).x0;
+    const first = denoise(xt, t);
+    const x0Hat = first.x0;
     let x = xt;
     for (const p of planSteps(d, Array.from({ length: t + 1 }, (_, i) => t - i))) {
-      x = ancestralStep(p, x, p.t === t ? x0Hat : denoise(x, p.t).x0, o.variance ?? 'notebook', (like) => randnLike(like, gen)).x;
+      const den = p.t === t ? first : denoise(x, p.t);
+      x = ancestralStep(p, x, den.x0, o.variance ?? 'notebook', (like) => randnLike(like, gen), den.v).x;
     }
     return { t, xt: data(xt), x0Hat: data(x0Hat), reversed: data(x), mse: { xt: mse(xt, o.x0), x0Hat: mse(x0Hat, o.x0), reversed: mse(x, o.x0) } };
   })));
