@@ -22,11 +22,11 @@ node dist/bench/samplers.js --run "$RUN" --out .bench/samplers
 node dist/bench/distributed.js --out .bench/distributed.json
 
 # Each preset exported to ONNX, sampled on onnxruntime-node (CPU) beside libtorch, and the two forms
-# of the transposed convolutions (bench/onnx.ts).
+# of the transposed convolutions (bench/onnx.ts); then at the browser bench's batch of 16, so that
+# libtorch, onnxruntime-node and onnxruntime-web (WASM) in headless Chromium stand side by side.
 node dist/bench/onnx.js
-
-# The same presets' exported pages on onnxruntime-web (WASM) in headless Chromium (bench/web.ts).
-node dist/bench/web.js
+node dist/bench/onnx.js --batch 16
+node dist/bench/web.js --batch 16
 
 # The caching CPU allocator and inference mode, on and off (bench/allocator.ts).
 node dist/bench/allocator.js
