@@ -1,7 +1,7 @@
 // `ddpm distill`: progressive distillation (Salimans & Ho 2022) of a trained run into a student that
 // samples with few DDIM steps, with a progress bar; writes a run folder like `ddpm train`'s.
 import { Command, Option } from 'commander';
-import { SingleBar } from 'cli-progress';
+import { progressBar, stopOnSigint } from './train-progress.js';
 import path from 'node:path';
 import { existsSync } from 'node:fs';
 import { readRunConfig, type RunConfig } from '../train/config.js';
@@ -96,21 +96,12 @@ async function runDistill(f: DistillFlags, cmd: Command): Promise<void> {
   const { config, run, resumeFrom, restart } = configure(f, cmd);
   const d = config.distill!;
   const tty = process.stderr.isTTY === true;
-  const bar = new SingleBar({
-    format: 'round {round}/{rounds} ({steps} steps) |{bar}| step {value}/{total} | loss {loss} | {ips} img/s | ETA {eta_formatted}',
-    barsize: 24, hideCursor: tty, noTTYOutput: !tty, notTTYSchedule: 10000, etaBuffer: 50,
-  });
-  const ac = new AbortController();
-  const onSigint = (): void => {
-    process.stderr.write('\nstopping after this step; a checkpoint will be written (Ctrl-C again to quit now)\n');
-    ac.abort();
-    process.once('SIGINT', () => process.exit(130));
-  };
-  process.once('SIGINT', onSigint);
+  const bar = progressBar('round {round}/{rounds} ({steps} steps) |{bar}| step {value}/{total} | loss {loss} | {ips} img/s | ETA {eta_formatted}', tty);
+  const stop = stopOnSigint();
   let summary;
   try {
     summary = await distill(config, run, {
-      threads: f.threads, signal: ac.signal, checkpointEvery: f.checkpointEvery, keep: f.keep, sampleGrids: f.sampleGrids,
+      threads: f.threads, signal: stop.signal, checkpointEvery: f.checkpointEvery, keep: f.keep, sampleGrids: f.sampleGrids,
       ...(f.maxSteps !== undefined ? { maxSteps: f.maxSteps } : {}),
       ...(resumeFrom !== undefined ? { resumeFrom } : {}),
       ...(restart ? { restart } : {}),
@@ -132,7 +123,7 @@ async function runDistill(f: DistillFlags, cmd: Command): Promise<void> {
     });
   } finally {
     bar.stop();
-    process.off('SIGINT', onSigint);
+    stop.dispose();
   }
   process.stderr.write(`done: ${summary.steps} steps in ${summary.seconds.toFixed(1)} s (${Math.round(summary.imagesPerSecond)} img/s), final loss ${summary.finalLoss.toFixed(4)}; ` +
     `\`ddpm sample --run ${path.relative(process.cwd(), run.root) || '.'}\` samples with DDIM at ${config.samples.steps} steps\n`);
