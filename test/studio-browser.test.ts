@@ -155,7 +155,8 @@ test('studio page in headless Chromium: train, generate, forward', { skip, timeo
       await page.dispatchEvent('[data-testid=gen-interpolate-to]', 'change');
       assert.equal(await page.inputValue('[data-testid=gen-sampler]'), 'ddim');
       await page.click('[data-testid=gen-start]');
-      await page.waitForFunction(() => document.querySelector('[data-testid=gen-state]')?.textContent === 'done', null, { timeout: 60_000 });
+      // The previous job left the state at 'done': wait for this job's frames too, not just the state.
+      await page.waitForFunction(() => document.querySelector('[data-testid=gen-state]')?.textContent === 'done' && document.querySelector('[data-testid=gen-frames]')?.textContent === '5 frames', null, { timeout: 60_000 }).catch(() => undefined);
       assert.equal(await page.innerText('[data-testid=gen-frames]'), '5 frames');
       assert.equal(await page.innerText('[data-testid=gen-step]'), 'frame 5 / 5, alpha 1');
       const end = await page.getAttribute('[data-testid=gen-x0]', 'src');
