@@ -69,11 +69,15 @@ def make_model(preset, classes, variant):
                 up.model[0] = SubPixelConvTranspose2d(up.model[0])
             model = model.to(memory_format=torch.channels_last)
         return model
-    if variant != "notebook":
+    if variant == "subpixel-cl":
         raise SystemExit(f"--variant {variant} is for dli02 only")
-    if preset == "dli03":
-        return dli03.UNet(c_embed_dim=classes)
-    return ddpm_unet.Unet(**{**ddpm_unet.DEFAULTS, "num_classes": classes})
+    model = dli03.UNet(c_embed_dim=classes) if preset == "dli03" else ddpm_unet.Unet(**{**ddpm_unet.DEFAULTS, "num_classes": classes})
+    return model.to(memory_format=torch.channels_last) if variant == "channels-last" else model
+
+
+def as_variant(x, variant):
+    """The model's input in the variant's memory format (channels-last twins take NHWC inputs)."""
+    return x.contiguous(memory_format=torch.channels_last) if variant == "channels-last" else x
 
 
 def betas(p):
@@ -133,7 +137,7 @@ def train_bench(args, p, gen):
         a, s = terms.sqrt_ab[t][:, None, None, None], terms.sqrt_1mab[t][:, None, None, None]
         xt = a * x0 + s * noise
         target = noise if p["objective"] == "eps" else a * noise - s * x0  # v = a eps - s x0
-        out = model_call(model, xt, t, c)
+        out = model_call(model, as_variant(xt, args.variant), t, c)
         if p["weighting"] == "simple":
             loss = F.mse_loss(out, target)
         else:
@@ -175,7 +179,7 @@ def round_half_even(v):
 
 
 @torch.no_grad()
-def reverse_process(model, p, terms, n, k, classes, w, gen):
+def reverse_process(model, p, terms, n, k, classes, w, gen, variant="notebook"):
     x = torch.randn((n, 1, p["size"], p["size"]), generator=gen)  # (N, 1, S, S)
     c = None
     if classes:
@@ -186,7 +190,7 @@ def reverse_process(model, p, terms, n, k, classes, w, gen):
     full = timesteps(p, p["steps"])
     for i, t in enumerate(steps):
         xin = torch.cat([x, x]) if classes and w else x
-        out = model_call(model, xin, torch.full((xin.shape[0],), t), c)
+        out = model_call(model, as_variant(xin, variant), torch.full((xin.shape[0],), t), c)
         if classes and w:
             out = out[:n] * (1 + w) - out[n:] * w
         if p["sampler"] == "ddpm":
@@ -211,8 +215,8 @@ def sample_bench(args, p, gen):
     model.eval()
     terms = Terms(p)
     k = args.steps
-    reverse_process(model, p, terms, args.batch, min(k, args.warmup), args.classes, args.guidance, gen)
-    seconds, faults = time_repeats(lambda: reverse_process(model, p, terms, args.batch, k, args.classes, args.guidance, gen), args.repeats)
+    reverse_process(model, p, terms, args.batch, min(k, args.warmup), args.classes, args.guidance, gen, args.variant)
+    seconds, faults = time_repeats(lambda: reverse_process(model, p, terms, args.batch, k, args.classes, args.guidance, gen, args.variant), args.repeats)
     # a shortened loop is scaled to the full loop's rate
     return [args.batch * k / p["steps"] / s for s in seconds], faults / (args.repeats * k)
 
@@ -324,7 +328,7 @@ def check_bench(args, p, gen):
     checks that ddpm-ts's matches (same model, same generator draws, same sampler arithmetic)."""
     model = make_model(args.preset, args.classes, args.variant)
     model.eval()
-    x = reverse_process(model, p, Terms(p), args.batch, p["steps"], args.classes, args.guidance, gen)
+    x = reverse_process(model, p, Terms(p), args.batch, p["steps"], args.classes, args.guidance, gen, args.variant)
     return x.flatten().tolist(), 0.0
 
 
@@ -351,8 +355,9 @@ def main():
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--profile", type=int, default=0, metavar="ROWS",
                     help="print the top ROWS ops of libtorch's profiler over the timed repeats to stderr (timings then include its overhead)")
-    ap.add_argument("--variant", choices=["notebook", "subpixel-cl"], default="notebook",
-                    help="dli02: the notebook's model (default), or with ddpm-ts's sub-pixel transposed convolutions and channels-last weights")
+    ap.add_argument("--variant", choices=["notebook", "subpixel-cl", "channels-last"], default="notebook",
+                    help="the notebook's model (default); dli02 with ddpm-ts's sub-pixel transposed convolutions and channels-last "
+                         "weights (subpixel-cl); dli03 and ddpm with channels-last weights and inputs (channels-last)")
     args = ap.parse_args()
     p = PRESETS[args.preset]
     if args.batch is None:

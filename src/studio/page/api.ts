@@ -5,6 +5,7 @@ import type {
   ApiError, CheckpointInfo, ForwardFrame, GenerateFrame, GenerateRequest, JobInfo, LogRow, Options,
   RunDetail, RunSummary, ScheduleCurves, Status, TrainProgress, TrainRequest,
 } from '../protocol.js';
+import { describeThrown } from '../../web/page/thrown.js';
 
 /** A request the server refused (status 4xx/5xx) or never answered (status 0). */
 export class StudioError extends Error {
@@ -23,7 +24,7 @@ export function setErrorSink(s: ErrorSink): void { sink = s; }
 /** Reports an error to the sink; StudioErrors were reported where they arose, so they are not repeated. */
 export function report(err: unknown): void {
   if (err instanceof StudioError) return;
-  sink(new StudioError(err instanceof Error ? err.message : String(err), 0));
+  sink(new StudioError(describeThrown(err), 0));
 }
 
 /** Runs an async UI action, reporting what it throws (event handlers have no one else to tell). */

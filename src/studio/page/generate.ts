@@ -7,6 +7,7 @@ import { api, guard, subscribe, urls, type JobEvents } from './api.js';
 import { FASHION_MNIST_CLASSES, lazyView, type Context, type View } from './context.js';
 import { facts, field, fill, fmt, h, numberInput, numberOf, select } from './dom.js';
 import { generateInBrowser } from './in-browser.js';
+import { describeThrown } from '../../web/page/thrown.js';
 
 export function createGenerateView(ctx: Context): View {
   const L = ctx.options.limits;
@@ -174,7 +175,7 @@ export function createGenerateView(ctx: Context): View {
         h('figure', {}, h('img', { class: 'px grid', testid: 'gen-grid', src: r.grid, alt: 'final samples' }), h('figcaption', {}, 'final samples')),
         h('div', { class: 'actions' }, h('a', { class: 'button', testid: 'gen-download-png', href: r.grid, download: `${req.run}-samples.png` }, 'Download grid (PNG)')));
     } catch (err) {
-      setState('failed', err instanceof Error ? err.message : String(err));
+      setState('failed', describeThrown(err));
       throw err;
     } finally {
       go.disabled = false;
