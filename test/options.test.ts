@@ -21,7 +21,7 @@ import { loadRun } from '../src/train/checkpoint.js';
 import { PRESETS } from '../src/models/index.js';
 import { startStudio, type Studio } from '../src/studio/server.js';
 import type { RunDetail } from '../src/studio/protocol.js';
-import { parseGenerateRequest } from '../src/studio/requests.js';
+import { parseGenerateRequest, parseTrainRequest } from '../src/studio/requests.js';
 
 const BIN = path.join(ROOT, 'bin', 'ddpm.js');
 const work = mkdtempSync(path.join(tmpdir(), 'ddpm-options-'));
@@ -194,4 +194,12 @@ test('the studio serves each run\'s sampler defaults, and a generation without a
   const bad = await fetch(`http://127.0.0.1:${studio.port}/api/generate`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ run: 'own', count: 1, steps: 11 }) });
   assert.equal(bad.status, 400);
   assert.match(((await bad.json()) as { error: string }).error, /steps must be an integer in \[1, 10\], got 11/);
+});
+
+test('the studio trains learned-variance runs: learnVariance gives the config --learn-variance gives, and only a boolean is taken', () => {
+  const { config } = parseTrainRequest({ name: 'lv-studio', preset: 'dli02', learnVariance: true }, runs);
+  assert.deepEqual([config.model.learnVariance, config.samples.variance], [true, 'learned']);
+  const plain = parseTrainRequest({ name: 'plain', preset: 'dli02', learnVariance: false }, runs).config;
+  assert.deepEqual([plain.model.learnVariance, plain.samples.variance], [undefined, presetDefaults('dli02').samples.variance]);
+  assert.throws(() => parseTrainRequest({ name: 'bad', preset: 'dli02', learnVariance: 'yes' }, runs), /learnVariance must be true or false, got "yes"/);
 });

@@ -2,7 +2,7 @@
 import { Command, Option } from 'commander';
 import path from 'node:path';
 import { existsSync, readFileSync, readdirSync } from 'node:fs';
-import { presetDefaults, checkRunConfig, readRunConfig, type RunConfig } from '../train/config.js';
+import { presetDefaults, checkRunConfig, readRunConfig, setLearnVariance, type RunConfig } from '../train/config.js';
 import { train } from '../train/trainer.js';
 import { resolveResume } from '../train/checkpoint.js';
 import { RunFolder } from '../io/run.js';
@@ -115,11 +115,7 @@ function applyFlags(config: RunConfig, f: TrainFlags, given: (name: string) => b
   }
   if (f.offsetNoise !== undefined) loss.offsetNoise = f.offsetNoise;
   c.loss = loss;
-  if (f.learnVariance) {
-    c.model.learnVariance = true;
-    // The grids of ddpm and pc then use the learned variance (it is the default of a learned-variance run).
-    c.samples.variance = 'learned';
-  }
+  if (f.learnVariance) setLearnVariance(c);
   if (f.emaDecay !== undefined) c.train.emaDecay = f.emaDecay;
   const ls = c.train.lrSchedule ?? { kind: 'constant', warmupSteps: 0, minLr: 0 };
   if (f.lrSchedule !== undefined) ls.kind = f.lrSchedule;

@@ -199,6 +199,8 @@ export interface TrainRequest {
   lossWeight?: string;
   emaDecay?: number;
   classCond?: boolean;
+  /** Learn the reverse variance (--learn-variance): doubled output channels and the hybrid loss. */
+  learnVariance?: boolean;
   /** Side of the square training images, in [8, LIMITS.maxImageSize] (the preset's U-Net may ask for a multiple of 4). */
   imageSize?: number;
 }

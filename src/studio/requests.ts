@@ -3,7 +3,7 @@
 // here, on the server, so a bad combination is a 400 before any process starts.
 import path from 'node:path';
 import { existsSync } from 'node:fs';
-import { presetDefaults, checkRunConfig, runNumClasses, runObjective, runSampling, runLearnVariance, type RunConfig } from '../train/config.js';
+import { presetDefaults, checkRunConfig, runNumClasses, runObjective, runSampling, runLearnVariance, setLearnVariance, type RunConfig } from '../train/config.js';
 import { createModel } from '../models/index.js';
 import { Diffusion, makeSchedule, scheduleLength, scheduleOfKind } from '../diffusion/index.js';
 import * as z from 'zod';
@@ -40,6 +40,7 @@ const STUDIO_TRAIN = {
   lossWeight: T.lossWeight.schema,
   emaDecay: T.emaDecay.schema,
   classCond: T.classCond.schema,
+  learnVariance: T.learnVariance.schema,
   imageSize: T.imageSize.schema.min(8).max(LIMITS.maxImageSize),
 } satisfies Partial<Record<TrainOptionName, z.ZodType>>;
 const TRAIN_FIELDS = ['name', ...Object.keys(STUDIO_TRAIN)];
@@ -83,6 +84,7 @@ export function parseTrainRequest(body: Record<string, unknown>, runsDir: string
   if (weighting !== undefined) c.loss = { ...(c.loss ?? { weighting, minSnrGamma: 5, offsetNoise: 0 }), weighting };
   c.train.emaDecay = f.declared('emaDecay', S.emaDecay) ?? c.train.emaDecay;
   if (f.declared('classCond', S.classCond) === true) c.model.numClasses = FASHION_MNIST_CLASSES.length;
+  if (f.declared('learnVariance', S.learnVariance) === true) setLearnVariance(c);
   asBadRequest(undefined, () => checkRunConfig(c));
   // The U-Net refuses image sizes its poolings cannot halve; building it (no data) asks it.
   asBadRequest('imageSize', () => createModel(c.model).dispose());

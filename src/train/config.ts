@@ -107,6 +107,14 @@ export function runSampling(c: RunConfig, step?: number | null): RunSampling {
   const steps = d && step ? d.rounds[Math.min(Math.floor((step - 1) / d.iterations), d.rounds.length - 1)] : c.samples.steps;
   return { T: c.model.T, objective: runObjective(c), grid: { ...(sampler ? { sampler } : {}), ...(steps !== undefined ? { steps } : {}), variance }, learnVariance: runLearnVariance(c) };
 }
+/**
+ * Makes `c` a learned-variance run (--learn-variance, Nichol & Dhariwal 2021): the U-Net's output
+ * channels double, and its sample grids (ddpm, pc) use the learned variance, the default of such a run.
+ */
+export function setLearnVariance(c: RunConfig): void {
+  c.model.learnVariance = true;
+  c.samples.variance = 'learned';
+}
 /** Whether a run's model learned its reverse variance (--learn-variance; absent in older runs: no). */
 export function runLearnVariance(c: RunConfig): boolean { return c.model.learnVariance ?? false; }
 /** The number of classes a run's model is conditioned on (0: unconditional). */

@@ -25,6 +25,7 @@ export function createTrainView(ctx: Context): View {
     lossWeight: select('lossWeight', 'train-loss-weight', [['', 'preset default'], ...o.lossWeightings.map((w): [string, string] => [w, w])]),
     emaDecay: numberInput('emaDecay', 'train-ema-decay', { min: 0, max: 0.9999, step: 'any', placeholder: 'preset default' }),
     classCond: h('input', { type: 'checkbox', name: 'classCond', testid: 'train-class-cond' }),
+    learnVariance: h('input', { type: 'checkbox', name: 'learnVariance', testid: 'train-learn-variance' }),
   };
 
   function fillDefaults(): void {
@@ -55,7 +56,8 @@ export function createTrainView(ctx: Context): View {
       field('Image limit', f.limit, 'first N training images'), field('Image size', f.imageSize, 'pixels per side'),
       field('Schedule', f.schedule), field('Timesteps T', f.timesteps), field('Objective', f.objective),
       field('Loss weighting', f.lossWeight), field('EMA decay', f.emaDecay, '0: no EMA'),
-      h('label', { class: 'field check' }, f.classCond, h('span', {}, 'Class-conditional (for classifier-free guidance)'))),
+      h('label', { class: 'field check' }, f.classCond, h('span', {}, 'Class-conditional (for classifier-free guidance)')),
+      h('label', { class: 'field check' }, f.learnVariance, h('span', {}, 'Learn the reverse variance (hybrid loss; DDPM sampling uses it)'))),
     h('div', { class: 'actions' }, start, stop));
   form.addEventListener('submit', (ev) => { ev.preventDefault(); guard(startJob); });
 
@@ -97,6 +99,7 @@ export function createTrainView(ctx: Context): View {
     req.objective = f.objective.value;
     if (f.lossWeight.value) req.lossWeight = f.lossWeight.value;
     if (f.classCond.checked) req.classCond = true;
+    if (f.learnVariance.checked) req.learnVariance = true;
     return req;
   }
 
