@@ -116,6 +116,15 @@ test('dli02 exported page on WASM: 4 non-blank images, equal to ddpm sample --mo
   await cli('sample', ['--model', path.join(dir, 'dli02.onnx'), '--sampler', 'ddim', '--steps', '10', '--seed', '3', '-n', '4', '--grid', png]);
   assertSameGrid('dli02 DDIM', png, grid, 1);
   await page.close();
+  // With no sampler in the address, the page samples as `ddpm sample --model` does with none: the
+  // run's own (dli02: DDPM over all T steps, with the notebook's variance).
+  const own = await generate(site, 'seed=3&n=4&backend=wasm', 'dli02-own-sampler');
+  assert.equal(await own.inputValue('#sampler'), 'ddpm');
+  assert.equal(await own.evaluate(() => document.body.dataset['step']), '10');
+  const ownPng = path.join(dir, 'dli02-cli-own.png');
+  await cli('sample', ['--model', path.join(dir, 'dli02.onnx'), '--seed', '3', '-n', '4', '--grid', ownPng]);
+  assertSameGrid('dli02, the run\'s own sampler', ownPng, await pageGrid(own), 1);
+  await own.close();
 });
 
 test('class-conditional exported page with guidance equals ddpm sample --model (DPM-Solver++, class 2, guidance 1.5) within 1', { skip, timeout: 180_000 }, async () => {

@@ -4,7 +4,9 @@ import { scheduleLength, makeSchedule, type ScheduleConfig, type Objective, type
 import { ArgumentError } from '../tensor/index.js';
 import type { RunFolder } from '../io/run.js';
 import { checkConfigJson } from './options.js';
-import type { Variance, RunSampling, SamplerName } from '../samplers/index.js';
+import type { Variance, SamplerName } from '../samplers/index.js';
+import { runObjective, runLearnVariance } from './run-reading.js';
+export { runObjective, runSampling, runLearnVariance, runNumClasses } from './run-reading.js';
 
 export interface TrainSettings {
   epochs: number;
@@ -95,18 +97,6 @@ export function readRunConfig(run: RunFolder): RunConfig {
   return checkConfigJson(run.readConfig<unknown>(), run.configPath);
 }
 
-/** The objective of a run (eps for runs written before objectives existed). */
-export function runObjective(c: RunConfig): Objective { return c.objective ?? 'eps'; }
-/**
- * What the samplers need to know of a run to fill in its defaults (samplers/options.ts). A distilled
- * run's checkpoint at `step` samples at its own round's step count (round r ends at step (r + 1) x iterations).
- */
-export function runSampling(c: RunConfig, step?: number | null): RunSampling {
-  const { sampler, variance } = c.samples;
-  const d = c.distill;
-  const steps = d && step ? d.rounds[Math.min(Math.floor((step - 1) / d.iterations), d.rounds.length - 1)] : c.samples.steps;
-  return { T: c.model.T, objective: runObjective(c), grid: { ...(sampler ? { sampler } : {}), ...(steps !== undefined ? { steps } : {}), variance }, learnVariance: runLearnVariance(c) };
-}
 /**
  * Makes `c` a learned-variance run (--learn-variance, Nichol & Dhariwal 2021): the U-Net's output
  * channels double, and its sample grids (ddpm, pc) use the learned variance, the default of such a run.
@@ -115,10 +105,6 @@ export function setLearnVariance(c: RunConfig): void {
   c.model.learnVariance = true;
   c.samples.variance = 'learned';
 }
-/** Whether a run's model learned its reverse variance (--learn-variance; absent in older runs: no). */
-export function runLearnVariance(c: RunConfig): boolean { return c.model.learnVariance ?? false; }
-/** The number of classes a run's model is conditioned on (0: unconditional). */
-export function runNumClasses(c: RunConfig): number { return c.model.numClasses ?? 0; }
 
 /** Each preset's settings: the course notebooks' for dli02 and dli03, Ho et al.-style for ddpm. */
 export function presetDefaults(preset: PresetName): RunConfig {

@@ -6,7 +6,10 @@
 // (?sampler=ddim&steps=10&seed=3&n=4&class=2&guidance=1.5, &backend=wasm, &autostart=1), so a link
 // reproduces a generation. Everything it loads sits in the folder: no CDN, nothing from elsewhere.
 import { readOnnxMetadata, onnxModelInfo, sampleOnnx, type OnnxModelInfo, type OrtSessionLike } from '../../samplers/onnx-model.js';
-import { SAMPLERS, defaultSteps, type SamplerName } from '../../samplers/sample.js';
+import { SAMPLERS, type SamplerName } from '../../samplers/sample.js';
+import { samplerDefaults, type SamplerDefaults } from '../../samplers/options.js';
+import { runSampling } from '../../train/run-reading.js';
+import type { RunConfig } from '../../train/config.js';
 import type { HostArray } from '../../samplers/host-array.js';
 import type { StepResult } from '../../samplers/step.js';
 import { makeGrid } from '../../viz/grid.js';
@@ -38,6 +41,14 @@ function fail(e: unknown): void {
   el.error.textContent = describeThrown(e);
   setState('error');
   el.go.disabled = false;
+}
+
+/**
+ * A sampler's defaults for the exported run, as `ddpm sample --model` fills them in: with no sampler
+ * named, the run's own (a distilled student: DDIM at its step count; dli02: DDPM over all 150 steps).
+ */
+function defaultsOf(info: OnnxModelInfo, sampler?: SamplerName): SamplerDefaults {
+  return samplerDefaults(runSampling(info.config as RunConfig), sampler);
 }
 
 interface Settings { sampler: SamplerName; steps: number; seed: number; n: number; cls: number | null; guidance: number }
@@ -96,9 +107,14 @@ async function generate(session: OrtSessionLike, info: OnnxModelInfo): Promise<v
     document.body.dataset['step'] = String(st.index + 1);
     modelMs = 0;
   };
+  // The sampler's other settings as `ddpm sample --model` takes them: the run's own where it is the run's sampler.
+  const def = defaultsOf(info, s.sampler);
   const t0 = performance.now();
   const x = await sampleOnnx(paintingBetweenCalls(session), OrtTensor, info, {
-    n: s.n, seed: s.seed, sampler: s.sampler, steps: s.steps,
+    n: s.n, seed: s.seed, sampler: s.sampler, steps: s.steps, x0Processing: def.x0Processing,
+    ...(def.spacing !== null ? { spacing: def.spacing } : {}),
+    ...(def.variance !== null ? { variance: def.variance } : {}),
+    ...(s.sampler === 'pc' ? { correctorSteps: def.correctorSteps!, snr: def.snr! } : {}),
     ...(labels ? { labels, guidance: s.guidance } : {}),
     onStep, onModelCall: (ms) => { modelMs += ms; },
   });
@@ -136,10 +152,11 @@ async function main(): Promise<void> {
     $('guidance-row').hidden = false;
     el.cls.append(new Option('each class in turn', 'all'), ...Array.from({ length: info.numClasses }, (_, k) => new Option(`class ${k}`, String(k))));
   }
-  // The query's settings, then the sampler's default steps for this T.
-  if (q.has('sampler')) el.sampler.value = q.get('sampler')!;
-  el.steps.value = q.get('steps') ?? String(defaultSteps(el.sampler.value as SamplerName, info.terms.T));
-  el.sampler.addEventListener('change', () => { el.steps.value = String(defaultSteps(el.sampler.value as SamplerName, info.terms.T)); });
+  // The query's settings, else the run's own sampler and steps (as `ddpm sample --model`), and a
+  // sampler chosen later brings its own default steps for this run.
+  el.sampler.value = q.get('sampler') ?? defaultsOf(info).sampler;
+  el.steps.value = q.get('steps') ?? String(defaultsOf(info, el.sampler.value as SamplerName).steps);
+  el.sampler.addEventListener('change', () => { el.steps.value = String(defaultsOf(info, el.sampler.value as SamplerName).steps); });
   for (const [key, input] of [['seed', el.seed], ['n', el.n], ['guidance', el.guidance]] as const) if (q.has(key)) input.value = q.get(key)!;
   if (q.has('class')) el.cls.value = q.get('class')!;
   const { session, backend } = await createSession(bytes, q.get('backend'), new URL('ort/', location.href).href);
