@@ -155,15 +155,7 @@ def train_bench(args, p, gen):
                     else [e.lerp_(q, 1 - d) for e, q in zip(ema, model.parameters())]
             state["updates"] += 1
 
-    for _ in range(args.warmup):
-        step()
-
-    def repeat():
-        for _ in range(args.steps):
-            step()
-
-    seconds, faults = time_repeats(repeat, args.repeats)
-    return [args.batch * args.steps / s for s in seconds], faults / (args.repeats * args.steps)
+    return time_steps(step, args)
 
 
 def timesteps(p, k):
@@ -219,6 +211,19 @@ def sample_bench(args, p, gen):
     seconds, faults = time_repeats(lambda: reverse_process(model, p, terms, args.batch, k, args.classes, args.guidance, gen, args.variant), args.repeats)
     # a shortened loop is scaled to the full loop's rate
     return [args.batch * k / p["steps"] / s for s in seconds], faults / (args.repeats * k)
+
+
+def time_steps(step, args):
+    """--warmup untimed calls of step(), then --repeats timed repeats of --steps calls: img/s per repeat, minor faults per step."""
+    for _ in range(args.warmup):
+        step()
+
+    def repeat():
+        for _ in range(args.steps):
+            step()
+
+    seconds, faults = time_repeats(repeat, args.repeats)
+    return [args.batch * args.steps / s for s in seconds], faults / (args.repeats * args.steps)
 
 
 def minor_faults():
@@ -298,15 +303,7 @@ def stack_bench(args, p, gen):
         model(x).pow(2).mean().backward()
         opt.step()
 
-    for _ in range(args.warmup):
-        step()
-
-    def repeat():
-        for _ in range(args.steps):
-            step()
-
-    seconds, faults = time_repeats(repeat, args.repeats)
-    return [args.batch * args.steps / s for s in seconds], faults / (args.repeats * args.steps)
+    return time_steps(step, args)
 
 
 def opcall_bench(args, p, gen):

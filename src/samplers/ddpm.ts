@@ -83,7 +83,7 @@ export function learnedSigma<A extends NdArray<A>>(p: PlannedStep, v: A): A {
 export function ancestralStep<A extends NdArray<A>>(p: PlannedStep, x: A, x0: A, variance: Variance, noise: NoiseLike<A>, v?: A): { x: A; mean: A; sigma: number } {
   if (variance === 'learned' && v === undefined) throw new ArgumentError('ancestralStep: the learned variance needs the model\'s v output (a model trained with --learn-variance)');
   const learned = variance === 'learned' && p.tPrev >= 0 ? learnedSigma(p, v!) : null;
-  const sigma = learned === null ? (variance === 'learned' ? 0 : respacedSigma(p, variance)) : 0;
+  const sigma = variance === 'learned' ? 0 : respacedSigma(p, variance);
   const betaP = 1 - p.abT / p.abPrev;
   const coef1 = (betaP * Math.sqrt(p.abPrev)) / (1 - p.abT); // beta' sqrt(alphabar_tPrev) / (1 - alphabar_t)
   const coef2 = ((1 - p.abPrev) * Math.sqrt(p.abT / p.abPrev)) / (1 - p.abT); // (1 - alphabar_tPrev) sqrt(alpha') / (1 - alphabar_t)

@@ -24,18 +24,21 @@ const DISPLAY_PX = 64;
 
 const values = (x: Tensor): Float32Array => Float32Array.from(x.float().dataSync() as Float32Array);
 
+/** The job's run, loaded on the job's threads, and what both kinds of job read of it. */
+function openJob(input: GenerateJobInput) {
+  setNumThreads(input.threads);
+  const { config, model, diffusion } = loadRun(input.runDir, input.checkpointDir);
+  const { imageChannels: c, imageSize: s } = config.model;
+  return { config, model, diffusion, c, s, objective: runObjective(config), n: input.count, scale: Math.max(1, Math.round(DISPLAY_PX / s)) };
+}
+
 /**
  * An interpolation (samplers/interpolate.ts): every frame computed at once, then posted in order as
  * x_T beside the image DDIM makes of it, so the page's slider moves between them; the grid is the
  * strip, the GIF walks from one seed to the other and back.
  */
 async function runInterpolation(input: GenerateJobInput & { interpolateTo: number }): Promise<void> {
-  setNumThreads(input.threads);
-  const { config, model, diffusion } = loadRun(input.runDir, input.checkpointDir);
-  const { imageChannels: c, imageSize: s } = config.model;
-  const objective = runObjective(config);
-  const n = input.count;
-  const scale = Math.max(1, Math.round(DISPLAY_PX / s));
+  const { config, model, diffusion, c, s, objective, n, scale } = openJob(input);
   const predictor = inferencePredictor(model);
   let out;
   try {
@@ -67,12 +70,7 @@ async function runInterpolation(input: GenerateJobInput & { interpolateTo: numbe
 
 async function run(input: GenerateJobInput): Promise<void> {
   if (input.interpolateTo !== undefined) return runInterpolation({ ...input, interpolateTo: input.interpolateTo });
-  setNumThreads(input.threads);
-  const { config, model, diffusion } = loadRun(input.runDir, input.checkpointDir);
-  const { imageChannels: c, imageSize: s } = config.model;
-  const objective = runObjective(config);
-  const n = input.count;
-  const scale = Math.max(1, Math.round(DISPLAY_PX / s));
+  const { config, model, diffusion, c, s, objective, n, scale } = openJob(input);
   const grid = (v: Float32Array): Image8 => makeGrid(v, n, c, s, s, { nrow: input.nrow, scale });
   const side = (xt: Image8, x0: Image8): Image8 => hconcat([xt, x0], 4 * scale);
   const frameAt = new Set(evenlySpaced(input.steps, Math.min(input.maxFrames, input.steps)));

@@ -19,7 +19,6 @@ import {
   Diffusion, makeSchedule, distillationTarget, distillationWeight, distillationLoss, predictionsFromOutput, type Objective, type DistillWeighting,
 } from '../diffusion/index.js';
 import { createModel, inferencePredictor, type DiffusionUNet, type InferencePredictor } from '../models/index.js';
-import type { LocateOptions } from '../data/fashion-mnist.js';
 import { openDataset, datasetSpec } from '../data/dataset.js';
 import { BatchLoader } from '../data/loader.js';
 import type { RunFolder } from '../io/run.js';
@@ -27,7 +26,7 @@ import { loadTensors, serializeTensors } from '../io/tensors.js';
 import { checkRunConfig, runObjective, type RunConfig, type DistillSettings } from './config.js';
 import { restoreTraining } from './checkpoint.js';
 import { EMA } from './ema.js';
-import { buildModel, optimizerStep, classInput, stepSettings, saveCheckpoint, writeSampleGrid, mean, type TrainingSession, type TrainingData } from './trainer.js';
+import { buildModel, optimizerStep, classInput, stepSettings, saveCheckpoint, writeSampleGrid, mean, type TrainingSession, type TrainOptions } from './trainer.js';
 import { twoStepTimesteps, largestPowerOfTwo, distillRounds, checkTeacherSteps, type TwoStepTimesteps } from './distill-plan.js';
 import type { StudentObjective } from './distill-options.js';
 
@@ -46,28 +45,16 @@ export interface DistillHooks {
   onCheckpoint?(dir: string): void;
 }
 
-export interface DistillOptions {
-  threads?: number;
-  data?: LocateOptions;
+/** What a distillation shares with a training run (trainer.ts's TrainOptions), and what it counts in rounds. */
+export type DistillOptions = Pick<TrainOptions, 'threads' | 'data' | 'signal' | 'resumeFrom' | 'restart' | 'keep' | 'maxBadSteps' | 'dataset'> & {
   hooks?: DistillHooks;
-  /** Stops after the current step when aborted (a checkpoint is still written). */
-  signal?: AbortSignal;
-  /** Continue from this checkpoint folder (checkpoints/step-N) of `run`. */
-  resumeFrom?: string;
-  /** `run` holds this distillation's config.json and no checkpoint (it was killed before its first): start it from step 0 there, its old log set aside. */
-  restart?: boolean;
   /** Also checkpoint every N steps (0: only at the end of each round). */
   checkpointEvery?: number;
-  /** Keep only the newest N checkpoints (0: keep all). */
-  keep?: number;
-  maxBadSteps?: number;
   /** Draw a grid with each round's student at its step count. */
   sampleGrids?: boolean;
   /** Stop (with a checkpoint) once this many steps are done, mid-round if need be. */
   maxSteps?: number;
-  /** Distil on these images instead of loading config.train's dataset. */
-  dataset?: TrainingData;
-}
+};
 
 export interface DistillSummary { steps: number; finalLoss: number; seconds: number; imagesPerSecond: number; checkpoint: string; skipped: number }
 
